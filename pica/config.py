@@ -1,0 +1,165 @@
+"""One settings object, one precedence: CLI > config file > defaults.
+
+Named defaults live here and nowhere else. Secrets never live here: the API key is read from the
+environment variable named by ``api_key_env`` when the backend is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pica.errors import InputError, did_you_mean
+
+DEFAULT_CAPTIONER = "Salesforce/blip-image-captioning-base"
+DEFAULT_CLIP = "ViT-B-32@laion2b_s34b_b79k"
+DEFAULT_TEXT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_LLM = "gemma3-270m"
+STARTER_INDEX = "starter"
+PROMPTCAP_PROMPT = "please describe this image according to the given question: {question}"
+CONFIG_FILE_NAME = "pica.toml"
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "choose": ("logprob", "vote"),
+    "selection": ("auto", "random", "question", "image+question", "caption+question"),
+}
+
+
+@dataclass
+class Settings:
+    """Everything that shapes an answer. Field names double as config-file keys.
+
+    Attributes:
+        captioner: HF image-to-text hub id or local folder.
+        question_aware: Condition the caption on the question (PromptCap-style).
+        caption_prompt: Text prompt of the question-aware captioner; ``{question}`` is filled in.
+        index: Example index folder or name under the index root; ``None`` answers zero-shot.
+        shots: In-context examples per prompt.
+        ensemble: Number of prompts (disjoint slices of the nearest examples).
+        choose: How to pick among ensemble answers: ``logprob`` (PICa) or ``vote`` (Prophet).
+        selection: Which similarity picks examples (``auto`` = every vector kind of the index).
+        weights: Per-kind similarity weights, e.g. ``{"question": 1.0, "caption": 1.0}``.
+        candidates: Answer candidates (from the neighbours) shown per example and query; 0 = none.
+        template: Prompt template name (package data in ``pica/templates``).
+        llm: ``gemma3-270m`` (packaged), a .gguf path, ``REPO:FILE`` on the HF hub, or ``openai:MODEL``.
+        api_base: Base URL of an OpenAI-compatible API (else ``$PICA_API_BASE``).
+        api_key_env: Name of the environment variable holding the API key.
+        n_ctx: Context window of a local model, in tokens.
+        threads: CPU threads for a local model (``None`` = all cores).
+        max_tokens: Tokens to generate per answer.
+        seed: Seed of random example selection.
+        concurrency: Parallel requests for API backends in batch evaluation.
+    """
+
+    captioner: str = DEFAULT_CAPTIONER
+    question_aware: bool = False
+    caption_prompt: str = PROMPTCAP_PROMPT
+    index: str | None = STARTER_INDEX
+    shots: int = 16
+    ensemble: int = 1
+    choose: str = "logprob"
+    selection: str = "auto"
+    weights: dict[str, float] = field(default_factory=dict)
+    candidates: int = 0
+    template: str = "pica"
+    llm: str = DEFAULT_LLM
+    api_base: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    n_ctx: int = 2048
+    threads: int | None = None
+    max_tokens: int = 5
+    seed: int = 0
+    concurrency: int = 1
+
+    def validate(self) -> Settings:
+        """Check ranges and choices; return ``self``. Raises ``InputError`` naming the field."""
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise InputError(
+                    f"--{name} '{value}' is not valid;{did_you_mean(value, allowed)}"
+                    f" choose one of: {', '.join(allowed)}"
+                )
+        for name, low in (("shots", 0), ("ensemble", 1), ("max_tokens", 1), ("n_ctx", 64),
+                          ("concurrency", 1), ("candidates", 0)):
+            if getattr(self, name) < low:
+                raise InputError(f"--{name.replace('_', '-')} must be at least {low}")
+        for kind, weight in self.weights.items():
+            if weight < 0:
+                raise InputError(f"similarity weight of '{kind}' must not be negative")
+        return self
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that change predictions (not speed or secrets), for run folders."""
+        keep = ("captioner", "question_aware", "caption_prompt", "index", "shots", "ensemble",
+                "choose", "selection", "weights", "candidates", "template", "llm", "api_base",
+                "n_ctx", "max_tokens", "seed")
+        data = {name: getattr(self, name) for name in keep}
+        if not self.question_aware:
+            data.pop("caption_prompt")
+        return data
+
+
+FIELDS = {f.name for f in dataclasses.fields(Settings)}
+
+
+def load_config_file(path: Path | None) -> dict[str, Any]:
+    """Read a TOML config file (``[pica]`` table or top level). Missing default file = ``{}``.
+
+    Args:
+        path: An explicit file (must exist), or ``None`` to use ``$PICA_CONFIG`` or ``./pica.toml``.
+
+    Raises:
+        InputError: The file is missing (when explicit), not TOML, or has unknown keys.
+    """
+    explicit = path is not None or "PICA_CONFIG" in os.environ
+    path = Path(path or os.environ.get("PICA_CONFIG") or CONFIG_FILE_NAME)
+    if not path.is_file():
+        if explicit:
+            raise InputError(f"config file not found: {path}")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"config file {path} is not valid TOML: {e}") from e
+    data = data.get("pica", data)
+    unknown = set(data) - FIELDS
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise InputError(f"config file {path}: unknown key '{bad}';{did_you_mean(bad, FIELDS)}")
+    return data
+
+
+def make_settings(cli: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Merge CLI values (``None`` = not given) over the config file over the defaults.
+
+    Raises:
+        InputError: Bad config file or out-of-range value.
+    """
+    merged: dict[str, Any] = load_config_file(config_file)
+    merged.update({k: v for k, v in cli.items() if v is not None})
+    return Settings(**merged).validate()
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """Parse ``"question=1,caption=0.5"`` into a dict. ``None`` stays ``None``.
+
+    Raises:
+        InputError: The text is not ``kind=number`` pairs.
+    """
+    if text is None:
+        return None
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, sep, value = part.partition("=")
+        try:
+            weights[kind.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(f"--weights expects kind=number pairs like 'question=1,image=1', got '{part}'")
+    return weights

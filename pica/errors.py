@@ -1,0 +1,56 @@
+"""One error family for pica.
+
+Every message says what went wrong and how to fix it. The CLI prints the message on one line and
+exits with ``exit_code``: 2 for bad input (the user can fix the command), 1 for runtime failures.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class PicaError(Exception):
+    """Base class of all errors pica raises on purpose."""
+
+    exit_code = 1
+
+    def __str__(self) -> str:
+        # One line, always: the CLI prints this verbatim.
+        return " ".join(str(self.args[0] if self.args else "").split())
+
+
+class InputError(PicaError):
+    """The user gave something unusable: a missing file, a bad name, an empty question."""
+
+    exit_code = 2
+
+
+class ModelLoadError(InputError):
+    """A model (captioner, embedder, LLM) named by the user cannot be loaded."""
+
+
+class IndexFormatError(InputError):
+    """An index folder is missing, corrupt, or made for another embedder."""
+
+
+class RunConfigError(InputError):
+    """An evaluation run folder was made with another configuration."""
+
+
+class BackendError(PicaError):
+    """An LLM backend failed at run time (server down, retries exhausted)."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``" did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> InputError:
+    """Build the error for an unknown registry name: names the closest match and all choices."""
+    choices = sorted(choices)
+    return InputError(
+        f"unknown {kind} '{name}';{did_you_mean(name, choices)} available: {', '.join(choices)}"
+    )

@@ -1,0 +1,379 @@
+"""ExampleIndex: solved examples plus FAISS vectors, saved as a self-describing folder.
+
+Folder layout (``FORMAT_VERSION`` 1)::
+
+    manifest.json      format version, embedder id, vector kinds and dims, count, search type,
+                       sources, build time, sha256 of every file
+    examples.parquet   id, question, answer, caption, image_id, answers (JSON {answer: weight})
+    <kind>.faiss       one exact IndexFlatIP per vector kind (question, image or caption)
+    search.faiss       optional approximate index (HNSW or IVF) over the concatenated kinds
+
+Scores are sums of cosines over kinds (PICa: question similarity + image similarity), each kind
+optionally weighted. Because every stored vector is unit length, the weighted sum is one inner
+product between ``concat(w_k * q_k)`` and ``concat(x_k)``, so a single FAISS search is exact.
+Folders are written under a temporary name and renamed into place; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pica.errors import IndexFormatError, InputError
+from pica.types import Example
+from pica.util import atomic_write_text, fsync_dir, sha256_file
+
+FORMAT = "pica-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+EXAMPLES = "examples.parquet"
+SEARCH_FILE = "search.faiss"
+APPROXIMATE = ("hnsw", "ivf")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved example: its row in the index and its similarity score."""
+
+    row: int
+    score: float
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+class ExampleIndex:
+    """Examples with their vectors; answers nearest-neighbour queries.
+
+    Build with :class:`IndexWriter`, open with :meth:`load`.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], examples, vectors: dict[str, Any],
+                 search=None) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.examples = examples  # pandas DataFrame, one row per example
+        self.vectors = vectors  # kind -> faiss.IndexFlatIP
+        self.search_index = search
+        self._combined: dict[tuple[str, ...], Any] = {}
+        self._cache: dict[int, Example] = {}
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, verify: bool = True) -> ExampleIndex:
+        """Open an index folder and check it against its manifest.
+
+        Args:
+            path: The index folder.
+            verify: Check the sha256 of every file (slower for big indexes).
+
+        Raises:
+            IndexFormatError: missing folder or files, unknown format version, corrupt files.
+        """
+        import pandas as pd
+
+        path = Path(path)
+        if not path.is_dir():
+            raise IndexFormatError(f"index folder not found: {path}")
+        manifest = read_manifest(path)
+        files = manifest.get("files", {})
+        for name, digest in files.items():
+            file = path / name
+            if not file.is_file():
+                raise IndexFormatError(f"index {path} is incomplete: {name} is missing")
+            if verify and sha256_file(file) != digest:
+                raise IndexFormatError(f"index {path} is corrupt: {name} does not match its sha256")
+        faiss = _faiss()
+        try:
+            examples = pd.read_parquet(path / EXAMPLES)
+            vectors = {kind: faiss.read_index(str(path / spec["file"]))
+                       for kind, spec in manifest["kinds"].items()}
+            search = None
+            if manifest.get("search", {}).get("type", "flat") != "flat":
+                search = faiss.read_index(str(path / SEARCH_FILE))
+                if "ef_search" in manifest["search"]:
+                    search.hnsw.efSearch = int(manifest["search"]["ef_search"])
+                if "nprobe" in manifest["search"]:
+                    search.nprobe = int(manifest["search"]["nprobe"])
+        except (OSError, RuntimeError, KeyError, ValueError) as e:
+            raise IndexFormatError(f"index {path} cannot be read: {type(e).__name__}: {e}") from e
+        count = manifest["count"]
+        if len(examples) != count or any(v.ntotal != count for v in vectors.values()):
+            raise IndexFormatError(f"index {path} is inconsistent: manifest says {count} examples")
+        return cls(path, manifest, examples, vectors, search)
+
+    # -- facts ---------------------------------------------------------------------------------
+    @property
+    def embedder_id(self) -> str:
+        """The embedder spec the vectors were made with."""
+        return self.manifest["embedder"]
+
+    @property
+    def kinds(self) -> list[str]:
+        """Vector kinds in this index, e.g. ``["question", "image"]``."""
+        return list(self.manifest["kinds"])
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    def check_embedder(self, embedder_id: str) -> None:
+        """Raise ``IndexFormatError`` naming both embedders when they differ."""
+        if embedder_id != self.embedder_id:
+            raise IndexFormatError(
+                f"index {self.path} was built with embedder '{self.embedder_id}' but"
+                f" '{embedder_id}' is in use; rebuild the index or use the matching embedder"
+            )
+
+    def example(self, row: int) -> Example:
+        """The example stored at ``row``."""
+        if row not in self._cache:
+            r = self.examples.iloc[row]
+            self._cache[row] = Example(
+                id=str(r["id"]), question=r["question"], answer=r["answer"], caption=r["caption"],
+                image_id=None if r["image_id"] is None else str(r["image_id"]),
+                answers=json.loads(r["answers"]) if r["answers"] else {},
+            )
+        return self._cache[row]
+
+    def row_vectors(self, kind: str, rows: Sequence[int]) -> np.ndarray:
+        """Stored vectors of ``kind`` for ``rows``."""
+        index = self.vectors[kind]
+        return np.stack([index.reconstruct(int(r)) for r in rows]) if len(rows) else \
+            np.zeros((0, index.d), dtype=np.float32)
+
+    # -- search --------------------------------------------------------------------------------
+    def nearest(
+        self,
+        queries: Mapping[str, np.ndarray],
+        k: int,
+        weights: Mapping[str, float] | None = None,
+        exclude: Sequence[Iterable[int]] | None = None,
+    ) -> list[list[Hit]]:
+        """The ``k`` most similar examples for each query.
+
+        Args:
+            queries: kind -> ``(n, dim)`` unit vectors; every kind must exist in the index.
+            k: Number of neighbours per query.
+            weights: kind -> weight of its cosine in the summed score (default 1 each).
+            exclude: Per query, rows never to return (e.g. the query's own image).
+
+        Returns:
+            Per query, up to ``k`` hits, most similar first.
+        """
+        kinds = tuple(kind for kind in self.kinds if kind in queries)
+        missing = set(queries) - set(self.kinds)
+        if missing or not kinds:
+            raise IndexFormatError(
+                f"index {self.path} has vector kinds {self.kinds}; cannot search by"
+                f" {sorted(missing) or 'nothing'}"
+            )
+        weights = weights or {}
+        n = len(next(iter(queries.values())))
+        query = np.concatenate(
+            [np.asarray(queries[kind], dtype=np.float32) * float(weights.get(kind, 1.0))
+             for kind in kinds], axis=1)
+        extra = max((len(list(e)) for e in exclude), default=0) if exclude else 0
+        want = min(k + extra, len(self))
+        if want <= 0:
+            return [[] for _ in range(n)]
+        index = self.search_index if (self.search_index is not None and kinds == tuple(self.kinds)) \
+            else self._combined_index(kinds)
+        scores, rows = index.search(np.ascontiguousarray(query), want)
+        results = []
+        for i in range(n):
+            banned = set(exclude[i]) if exclude else set()
+            hits = [Hit(int(r), float(s)) for r, s in zip(rows[i], scores[i])
+                    if r >= 0 and int(r) not in banned]
+            results.append(hits[:k])
+        return results
+
+    def _combined_index(self, kinds: tuple[str, ...]):
+        if len(kinds) == 1:
+            return self.vectors[kinds[0]]
+        if kinds not in self._combined:
+            faiss = _faiss()
+            parts = [self.vectors[k].reconstruct_n(0, len(self)) for k in kinds]
+            combined = faiss.IndexFlatIP(sum(p.shape[1] for p in parts))
+            combined.add(np.ascontiguousarray(np.concatenate(parts, axis=1)))
+            self._combined[kinds] = combined
+        return self._combined[kinds]
+
+    def random(self, k: int, seed: int) -> list[Hit]:
+        """``k`` examples drawn uniformly without replacement (reproducible per ``seed``)."""
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(len(self), size=min(k, len(self)), replace=False)
+        return [Hit(int(r), 0.0) for r in rows]
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """Read and validate ``manifest.json`` of an index folder.
+
+    Raises:
+        IndexFormatError: missing, not JSON, or not a pica index of a known version.
+    """
+    file = Path(path) / MANIFEST
+    if not file.is_file():
+        raise IndexFormatError(f"{path} is not a pica index: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IndexFormatError(f"index {path} has a corrupt {MANIFEST}: {e}") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexFormatError(f"{path} is not a pica index ({MANIFEST} lacks format '{FORMAT}')")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"index {path} has format version {manifest.get('format_version')}; this pica reads"
+            f" version {FORMAT_VERSION}; rebuild it with `pica index build`"
+        )
+    for key in ("embedder", "kinds", "count"):
+        if key not in manifest:
+            raise IndexFormatError(f"index {path} has an incomplete {MANIFEST}: no '{key}'")
+    return manifest
+
+
+class IndexWriter:
+    """Builds an index folder incrementally, so big datasets stream through in batches.
+
+    Usage::
+
+        with IndexWriter(out, embedder_id, {"question": 512, "image": 512}) as w:
+            w.add(examples, {"question": q_vecs, "image": i_vecs})
+        # the folder appears at `out` only when the block exits without error
+
+    Args:
+        out: Final folder path.
+        embedder_id: Spec of the embedder that made the vectors.
+        dims: kind -> vector dimension.
+        overwrite: Replace an existing folder (else refuse).
+        approximate: ``None`` (exact only), ``"hnsw"`` or ``"ivf"``.
+        sources: Free-form provenance recorded in the manifest.
+    """
+
+    def __init__(self, out: str | Path, embedder_id: str, dims: Mapping[str, int], *,
+                 overwrite: bool = False, approximate: str | None = None,
+                 sources: Mapping[str, Any] | None = None) -> None:
+        self.out = Path(out)
+        if self.out.exists() and not overwrite:
+            raise InputError(f"index folder {self.out} already exists; pass --overwrite to replace it")
+        if self.out.exists() and not self.out.is_dir():
+            raise InputError(f"{self.out} exists and is not a folder")
+        if approximate not in (None, *APPROXIMATE):
+            raise InputError(f"--approximate must be one of {', '.join(APPROXIMATE)}")
+        self.embedder_id = embedder_id
+        self.dims = dict(dims)
+        self.approximate = approximate
+        self.sources = dict(sources or {})
+        faiss = _faiss()
+        self.vectors = {kind: faiss.IndexFlatIP(dim) for kind, dim in self.dims.items()}
+        self.rows: list[dict[str, Any]] = []
+        self.ids: set[str] = set()
+        self.started = time.time()
+
+    def add(self, examples: Sequence[Example], vectors: Mapping[str, np.ndarray]) -> None:
+        """Append a batch of examples and their vectors (one array per kind, same order).
+
+        Raises:
+            InputError: duplicate example ids, or vectors not matching the batch.
+        """
+        for kind, index in self.vectors.items():
+            v = np.ascontiguousarray(vectors[kind], dtype=np.float32)
+            if v.shape != (len(examples), index.d):
+                raise InputError(f"{kind} vectors have shape {v.shape}, expected ({len(examples)}, {index.d})")
+            index.add(v)
+        for ex in examples:
+            if ex.id in self.ids:
+                raise InputError(f"duplicate example id {ex.id}; example ids must be unique")
+            self.ids.add(ex.id)
+            self.rows.append({"id": ex.id, "question": ex.question, "answer": ex.answer,
+                              "caption": ex.caption, "image_id": ex.image_id,
+                              "answers": json.dumps(ex.answers, ensure_ascii=False)})
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish()
+
+    def finish(self) -> Path:
+        """Write everything to a temp folder beside ``out`` and rename it into place."""
+        import pandas as pd
+
+        if not self.rows:
+            raise InputError("no examples to index: the dataset is empty")
+        faiss = _faiss()
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            pd.DataFrame(self.rows, columns=["id", "question", "answer", "caption", "image_id",
+                                             "answers"]).to_parquet(tmp / EXAMPLES, index=False)
+            kinds = {}
+            for kind, index in self.vectors.items():
+                faiss.write_index(index, str(tmp / f"{kind}.faiss"))
+                kinds[kind] = {"dim": index.d, "file": f"{kind}.faiss"}
+            search = {"type": "flat"}
+            if self.approximate:
+                search = self._write_approximate(tmp)
+            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+            manifest = {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "embedder": self.embedder_id,
+                "kinds": kinds, "count": len(self.rows), "search": search,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "build_seconds": round(time.time() - self.started, 2),
+                "sources": self.sources, "files": files,
+            }
+            atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+            fsync_dir(tmp)
+            _swap_into_place(tmp, self.out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.out
+
+    def _write_approximate(self, folder: Path) -> dict[str, Any]:
+        faiss = _faiss()
+        parts = [index.reconstruct_n(0, index.ntotal) for index in self.vectors.values()]
+        data = np.ascontiguousarray(np.concatenate(parts, axis=1))
+        del parts
+        dim = data.shape[1]
+        if self.approximate == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            index.add(data)
+            spec = {"type": "hnsw", "M": 32, "ef_construction": 80, "ef_search": 128}
+        else:
+            nlist = max(1, min(4096, int(4 * np.sqrt(len(data)))))
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(0)
+            sample = data[rng.choice(len(data), size=min(len(data), nlist * 64), replace=False)]
+            index.train(sample)
+            index.add(data)
+            spec = {"type": "ivf", "nlist": nlist, "nprobe": max(1, nlist // 16)}
+        faiss.write_index(index, str(folder / SEARCH_FILE))
+        return spec
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed after."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    fsync_dir(out.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

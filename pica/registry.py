@@ -1,0 +1,46 @@
+"""Lazy registries of component names to ``"module:Class"`` strings.
+
+Nothing heavy (torch, llama_cpp, faiss) is imported until a component is built, so ``pica --help``
+stays instant. Unknown names fail with "did you mean ...? available: ...".
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pica.errors import unknown_name
+
+BACKENDS: dict[str, str] = {
+    "llama-cpp": "pica.backends.llama_cpp:LlamaCppBackend",
+    "openai": "pica.backends.openai_compat:OpenAICompatBackend",
+}
+
+CAPTIONERS: dict[str, str] = {
+    "hf": "pica.captioners:HFCaptioner",
+    "cache": "pica.captioners:CachedCaptioner",
+}
+
+EMBEDDERS: dict[str, str] = {
+    "open_clip": "pica.embedders:OpenClipEmbedder",
+    "sentence-transformers": "pica.embedders:SentenceTransformerEmbedder",
+}
+
+REGISTRIES: dict[str, dict[str, str]] = {
+    "backend": BACKENDS,
+    "captioner": CAPTIONERS,
+    "embedder": EMBEDDERS,
+}
+
+
+def resolve(kind: str, name: str) -> Any:
+    """Import and return the class registered as ``name`` in the ``kind`` registry.
+
+    Raises:
+        InputError: ``name`` is not registered (the message suggests the closest name).
+    """
+    registry = REGISTRIES[kind]
+    if name not in registry:
+        raise unknown_name(kind, name, registry)
+    module_name, _, attr = registry[name].partition(":")
+    return getattr(importlib.import_module(module_name), attr)

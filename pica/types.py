@@ -1,0 +1,90 @@
+"""Plain data passed between the stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    """A solved example that can be shown to the LLM in a few-shot prompt.
+
+    Attributes:
+        id: Unique id within its index (the dataset's question id, as a string).
+        question: The question text.
+        answer: The answer shown in the prompt (majority / highest-scored answer).
+        caption: Text description of the example's image.
+        image_id: Image id in the source dataset, if any.
+        answers: Every gold answer with its weight (counts or soft scores), for candidate lists.
+    """
+
+    id: str
+    question: str
+    answer: str
+    caption: str
+    image_id: str | None = None
+    answers: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Question:
+    """A question to answer, with gold answers when it comes from a dataset.
+
+    Attributes:
+        id: Question id (the dataset's, or ``"q"`` for a single CLI question).
+        question: The question text.
+        image_id: Image id, used to look up cached captions.
+        image_path: Path of the image file, when images are available.
+        caption: A caption already known for the image (skips the captioner).
+        answers: The raw human answers (10 in VQA / OK-VQA), if known.
+        label: Soft label ``{answer: score}`` (LXMERT style), if known.
+        category: OK-VQA knowledge category, if known.
+        question_type: VQA question type, if known.
+    """
+
+    id: str
+    question: str
+    image_id: str | None = None
+    image_path: Path | None = None
+    caption: str | None = None
+    answers: list[str] = field(default_factory=list)
+    label: dict[str, float] = field(default_factory=dict)
+    category: str | None = None
+    question_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a backend returned for one prompt.
+
+    Attributes:
+        text: The raw completion text.
+        logprob: Summed log-probability of the completion tokens (``None`` when the backend
+            cannot report log-probs, e.g. a chat-only API).
+        prompt_tokens: Number of prompt tokens the backend evaluated or was sent.
+        completion_tokens: Number of generated tokens.
+    """
+
+    text: str
+    logprob: float | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Answer:
+    """The final answer to one question, with everything needed to audit it."""
+
+    question_id: str
+    question: str
+    answer: str
+    raw: str
+    caption: str
+    logprob: float | None
+    prompts: list[str]
+    example_ids: list[list[str]]
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 0

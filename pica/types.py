@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 
@@ -38,10 +39,14 @@ class Question:
         image_id: Image id, used to look up cached captions.
         image_path: Path of the image file, when images are available.
         caption: A caption already known for the image (skips the captioner).
-        answers: The raw human answers (10 in VQA / OK-VQA), if known.
+        answers: The human answers the official metric scores against (10 in VQA / OK-VQA;
+            OK-VQA v1.1's stemmed ``answer`` field), if known.
+        raw_answers: The unstemmed answers (OK-VQA v1.1 ``raw_answer``), when they differ.
         label: Soft label ``{answer: score}`` (LXMERT style), if known.
         category: OK-VQA knowledge category, if known.
         question_type: VQA question type, if known.
+        image: A zero-argument callable returning a PIL image (e.g. a row of an HF dataset),
+            used when there is no ``image_path``.
     """
 
     id: str
@@ -50,9 +55,26 @@ class Question:
     image_path: Path | None = None
     caption: str | None = None
     answers: list[str] = field(default_factory=list)
+    raw_answers: list[str] = field(default_factory=list)
     label: dict[str, float] = field(default_factory=dict)
     category: str | None = None
     question_type: str | None = None
+    image: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def has_image(self) -> bool:
+        """Whether an image can be loaded for this question."""
+        return self.image_path is not None or self.image is not None
+
+    def load_image(self):
+        """The question's image as RGB PIL, or ``None``. Raises ``InputError`` for bad files."""
+        from pica.images import load_image, to_rgb
+
+        if self.image_path is not None:
+            return load_image(self.image_path)
+        if self.image is not None:
+            return to_rgb(self.image())
+        return None
 
 
 @dataclass(frozen=True)

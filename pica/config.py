@@ -38,6 +38,7 @@ class Settings:
         question_aware: Condition the caption on the question (PromptCap-style).
         caption_prompt: Text prompt of the question-aware captioner; ``{question}`` is filled in.
         index: Example index folder or name under the index root; ``None`` answers zero-shot.
+        embedder: Embedder spec to insist on; ``None`` = whatever the index was built with.
         shots: In-context examples per prompt.
         ensemble: Number of prompts (disjoint slices of the nearest examples).
         choose: How to pick among ensemble answers: ``logprob`` (PICa) or ``vote`` (Prophet).
@@ -59,6 +60,7 @@ class Settings:
     question_aware: bool = False
     caption_prompt: str = PROMPTCAP_PROMPT
     index: str | None = STARTER_INDEX
+    embedder: str | None = None
     shots: int = 16
     ensemble: int = 1
     choose: str = "logprob"
@@ -95,7 +97,7 @@ class Settings:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change predictions (not speed or secrets), for run folders."""
-        keep = ("captioner", "question_aware", "caption_prompt", "index", "shots", "ensemble",
+        keep = ("captioner", "question_aware", "caption_prompt", "index", "embedder", "shots", "ensemble",
                 "choose", "selection", "weights", "candidates", "template", "llm", "api_base",
                 "n_ctx", "max_tokens", "seed")
         data = {name: getattr(self, name) for name in keep}

@@ -86,9 +86,12 @@ class OpenClipEmbedder(Embedder):
         import torch
 
         self._torch = torch
-        if Path(name).is_dir():
-            name = f"local-dir:{Path(name).resolve()}"
-        arch, _, pretrained = name.partition("@")
+        if Path(name).is_dir() or name.startswith(("/", ".", "~")):
+            name = f"local-dir:{Path(name).expanduser().resolve()}"
+        if name.startswith("local-dir:"):
+            arch, pretrained = name, ""  # a folder brings its own weights; no @ tag
+        else:
+            arch, _, pretrained = name.partition("@")
         if not arch.startswith(("hf-hub:", "local-dir:")):
             if arch not in open_clip.list_models():
                 raise ModelLoadError(
@@ -102,8 +105,23 @@ class OpenClipEmbedder(Embedder):
                     f"{did_you_mean(pretrained, tags)} available: {', '.join(tags) or 'none'}"
                     " (or give a checkpoint file path)"
                 )
-        elif arch.startswith("local-dir:") and not Path(arch.removeprefix("local-dir:")).is_dir():
-            raise ModelLoadError(f"open_clip model folder not found: {arch.removeprefix('local-dir:')}")
+            if not pretrained:
+                raise ModelLoadError(
+                    f"open_clip model '{arch}' needs pretrained weights: {arch}@TAG"
+                    f" (tags: {', '.join(tags) or 'none'}) or {arch}@/path/to/checkpoint"
+                )
+        elif arch.startswith("local-dir:"):
+            folder = Path(arch.removeprefix("local-dir:"))
+            if not folder.is_dir():
+                raise ModelLoadError(f"open_clip model folder not found: {folder}")
+            if not (folder / "open_clip_config.json").is_file():
+                raise ModelLoadError(f"open_clip model folder {folder} has no open_clip_config.json")
+            if not any(f.suffix in (".safetensors", ".bin", ".pth") for f in folder.iterdir()):
+                # open_clip would silently build a random model from the config alone.
+                raise ModelLoadError(
+                    f"open_clip model folder {folder} has no weights"
+                    " (expected open_clip_model.safetensors or open_clip_pytorch_model.bin)"
+                )
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=pretrained or None
@@ -158,8 +176,11 @@ class SentenceTransformerEmbedder(Embedder):
                 ) from e
             source = str(get_model_path())
             name = DEFAULT_TEXT_EMBEDDER
-        elif Path(name).exists():
-            source = name = str(Path(name).resolve())
+        elif Path(name).expanduser().exists():
+            source = name = str(Path(name).expanduser().resolve())
+        elif name.startswith(("/", ".", "~")):
+            # A path, not a hub id: fail now rather than after minutes of hub retries.
+            raise ModelLoadError(f"sentence-transformers model folder not found: {name}")
         try:
             from sentence_transformers import SentenceTransformer
 

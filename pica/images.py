@@ -21,7 +21,7 @@ def load_image(path: str | Path):
         InputError: missing file, directory, empty file, not an image, truncated or corrupt
             data, or more than ``MAX_PIXELS`` pixels.
     """
-    from PIL import Image
+    from PIL import Image, ImageFile
 
     path = Path(path)
     if not path.exists():
@@ -40,7 +40,12 @@ def load_image(path: str | Path):
                         f"image too large: {path} is {width}x{height} pixels"
                         f" (limit {MAX_PIXELS:,}); downscale it first"
                     )
-                img.load()
+                # Some libraries switch truncated-image tolerance on globally; we never want it.
+                tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+                try:
+                    img.load()
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
                 return to_rgb(img)
         except InputError:
             raise

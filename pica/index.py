@@ -289,7 +289,8 @@ class IndexWriter:
         for kind, index in self.vectors.items():
             v = np.ascontiguousarray(vectors[kind], dtype=np.float32)
             if v.shape != (len(examples), index.d):
-                raise InputError(f"{kind} vectors have shape {v.shape}, expected ({len(examples)}, {index.d})")
+                raise InputError(
+                    f"{kind} vectors have shape {v.shape}, expected ({len(examples)}, {index.d})")
             index.add(v)
         for ex in examples:
             if ex.id in self.ids:
@@ -355,14 +356,14 @@ class IndexWriter:
             index.add(data)
             spec = {"type": "hnsw", "M": 32, "ef_construction": 80, "ef_search": 128}
         else:
-            nlist = max(1, min(4096, int(4 * np.sqrt(len(data)))))
+            nlist = max(1, min(4096, int(np.sqrt(len(data)))))
             quantizer = faiss.IndexFlatIP(dim)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
             sample = data[rng.choice(len(data), size=min(len(data), nlist * 64), replace=False)]
             index.train(sample)
             index.add(data)
-            spec = {"type": "ivf", "nlist": nlist, "nprobe": max(1, nlist // 16)}
+            spec = {"type": "ivf", "nlist": nlist, "nprobe": max(1, nlist // 4)}
         faiss.write_index(index, str(folder / SEARCH_FILE))
         return spec
 

@@ -15,11 +15,14 @@ class Backend(ABC):
         id: Stable identifier recorded in run folders (model name / file, never secrets).
         n_ctx: Context window in tokens, or ``None`` when unknown (remote APIs).
         supports_logprobs: Whether ``Completion.logprob`` is filled in.
+        thread_safe: Whether ``complete`` may be called from several threads at once (remote
+            APIs); the pipeline then runs questions concurrently.
     """
 
     id: str = ""
     n_ctx: int | None = None
     supports_logprobs: bool = True
+    thread_safe: bool = False
 
     @abstractmethod
     def complete(
@@ -50,6 +53,14 @@ class Backend(ABC):
             NotImplementedError: The backend cannot score text.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot score continuations")
+
+    def reset_cache(self) -> None:
+        """Forget cached prompt state, so the next answers depend only on their own prompts.
+
+        The pipeline calls this before each question: reusing a KV cache across questions would
+        make results depend (numerically) on which question came before, and resumed runs must
+        reproduce uninterrupted ones exactly.
+        """
 
     def close(self) -> None:
         """Release resources (model memory, connections)."""

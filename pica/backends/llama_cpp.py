@@ -8,6 +8,7 @@ prefix with the previous prompt is kept, which makes ensembles and candidate sco
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -66,6 +67,25 @@ def _from_hub(spec: str) -> Path:
         ) from e
 
 
+@functools.cache
+def _silence_llama_logs() -> None:
+    """Route llama.cpp's native log lines nowhere (llama-cpp-python lets some through even with
+    ``verbose=False``); ``PICA_DEBUG=1`` keeps them."""
+    import ctypes
+
+    import llama_cpp
+
+    if os.environ.get("PICA_DEBUG"):
+        return
+
+    @llama_cpp.llama_log_callback
+    def drop(level, text, user_data):  # noqa: ARG001
+        return None
+
+    _silence_llama_logs.callback = drop  # keep a reference: ctypes must not free it
+    llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
+
+
 class LlamaCppBackend(Backend):
     """A GGUF model run in-process by llama.cpp.
 
@@ -81,6 +101,7 @@ class LlamaCppBackend(Backend):
         import llama_cpp
 
         self._llama_cpp = llama_cpp
+        _silence_llama_logs()
         path = resolve_gguf(model)
         threads = threads or os.cpu_count() or 1
         try:
@@ -114,8 +135,7 @@ class LlamaCppBackend(Backend):
         if prefix > 0 and self.llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
             self.llm.n_tokens = prefix
         else:
-            self.llm.reset()
-            self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            self.reset_cache()
             prefix = 0
         self.llm.eval(tokens[prefix:])
         self.prompt_tokens_evaluated += len(tokens) - prefix
@@ -168,6 +188,10 @@ class LlamaCppBackend(Backend):
                 self.llm.eval([token])
             scores.append(total)
         return scores
+
+    def reset_cache(self) -> None:
+        self.llm.reset()
+        self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
 
     def close(self) -> None:
         self.llm.close() if hasattr(self.llm, "close") else None

@@ -1,0 +1,191 @@
+"""Build example indexes from datasets (``pica index build``) and from example files (starter).
+
+Questions stream through in batches: images are loaded, captioned (when no captions file is
+given) and embedded one batch at a time, so memory holds only the vectors, never all images.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pica.config import DEFAULT_CLIP, DEFAULT_TEXT_EMBEDDER
+from pica.errors import InputError
+from pica.index import IndexWriter
+from pica.progress import progress_bar
+from pica.types import Example, Question
+
+TEXT_EMBEDDER = f"sentence-transformers:{DEFAULT_TEXT_EMBEDDER}"
+IMAGE_EMBEDDER = f"open_clip:{DEFAULT_CLIP}"
+
+
+def default_embedder(have_images: bool) -> str:
+    """open_clip (image + question vectors) with images; the packaged text embedder without."""
+    return IMAGE_EMBEDDER if have_images else TEXT_EMBEDDER
+
+
+def vector_kinds(embedder) -> tuple[str, ...]:
+    """Kinds an index gets: PICa's question + image with an image model, else question + caption."""
+    return ("question", "image") if embedder.can_embed_images else ("question", "caption")
+
+
+def build_index(
+    out: str | Path,
+    questions: Sequence[Question],
+    *,
+    captions: Mapping[str, str] | None = None,
+    captioner: str | None = None,
+    embedder: str | None = None,
+    approximate: str | None = None,
+    overwrite: bool = False,
+    skip_missing: bool = False,
+    batch_size: int = 32,
+    progress: bool = True,
+    sources: Mapping[str, Any] | None = None,
+) -> Path:
+    """Build an index folder from dataset questions (their answers become the examples').
+
+    Args:
+        out: Index folder to create.
+        questions: Solved questions (with gold answers or labels).
+        captions: Image id -> caption (a captions file); else images are captioned.
+        captioner: Captioner model when captioning images (default BLIP base).
+        embedder: Embedder spec; default open_clip with images, all-MiniLM-L6-v2 without.
+        approximate: ``None`` (exact search), ``"hnsw"`` or ``"ivf"``.
+        overwrite: Replace an existing folder.
+        skip_missing: Leave out examples whose caption is missing instead of failing.
+        batch_size: Examples per captioning / embedding batch.
+        progress: Show a progress bar on stderr.
+        sources: Provenance for the manifest.
+
+    Returns:
+        The folder written.
+
+    Raises:
+        InputError: empty dataset, missing captions, images needed but absent, folder exists.
+    """
+    from pica.datasets import example_answer, normalize_image_id
+    from pica.embedders import make_embedder
+
+    if not questions:
+        raise InputError("the dataset is empty: no questions to index")
+    have_images = all(q.has_image for q in questions)
+    spec = embedder or default_embedder(have_images)
+    if spec.startswith("open_clip:") and not have_images:
+        raise InputError(f"embedder {spec} needs images; pass --images DIR or use a text embedder")
+    if captions is None and not have_images:
+        raise InputError("examples need captions: pass --captions FILE, or --images DIR to caption them")
+
+    kept: list[tuple[Question, Example]] = []
+    missing: list[str] = []
+    unanswered = 0
+    for q in questions:
+        caption = None
+        if captions is not None:
+            caption = captions.get(normalize_image_id(q.image_id or ""))
+            if caption is None:
+                missing.append(q.image_id or q.id)
+                continue
+        answer, weights = example_answer(q)
+        if not answer:
+            unanswered += 1
+            continue
+        kept.append((q, Example(id=q.id, question=q.question, answer=answer, caption=caption or "",
+                                image_id=q.image_id, answers=weights)))
+    if missing and not skip_missing:
+        first = ", ".join(list(dict.fromkeys(missing))[:3])
+        raise InputError(
+            f"captions missing for {len(missing)} of {len(questions)} questions (first image ids:"
+            f" {first}); pass --skip-missing to leave them out"
+        )
+    if not kept:
+        raise InputError("no examples left to index (no answers, or every caption missing)")
+
+    emb = make_embedder(spec)
+    kinds = vector_kinds(emb)
+    # Refuse an existing folder before any slow work.
+    writer = IndexWriter(out, emb.id, {k: emb.dim for k in kinds}, overwrite=overwrite,
+                         approximate=approximate,
+                         sources={**(sources or {}), "skipped_missing_captions": len(missing),
+                                  "skipped_without_answer": unanswered})
+    cap = None
+    if captions is None:
+        from pica.captioners import make_captioner
+        from pica.config import DEFAULT_CAPTIONER
+
+        cap = make_captioner(captioner or DEFAULT_CAPTIONER)
+    with progress_bar(total=len(kept), desc="indexing", unit="ex", enabled=progress) as bar:
+        for batch in _batches(kept, batch_size):
+            qs = [q for q, _ in batch]
+            examples = [ex for _, ex in batch]
+            images = [q.load_image() for q in qs] if (have_images and (cap or "image" in kinds)) else []
+            if cap is not None:
+                texts = cap.caption(images)
+                examples = [Example(**{**ex.__dict__, "caption": t}) for ex, t in zip(examples, texts)]
+            writer.add(examples, _vectors(emb, kinds, examples, images))
+            bar.update(len(batch))
+    return writer.finish()
+
+
+def _vectors(emb, kinds: Sequence[str], examples: Sequence[Example],
+             images: Sequence) -> dict[str, np.ndarray]:
+    vectors = {"question": emb.embed_texts([ex.question for ex in examples])}
+    if "image" in kinds:
+        vectors["image"] = emb.embed_images(images)
+    if "caption" in kinds:
+        vectors["caption"] = emb.embed_texts([ex.caption for ex in examples])
+    return vectors
+
+
+def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def read_examples_file(path: str | Path) -> list[Example]:
+    """Read solved examples with inline captions from JSONL.
+
+    Each line: ``{"id", "caption", "question", "answer", "answers"?: {answer: weight}}``.
+
+    Raises:
+        InputError: missing file, bad JSON (with line number), missing fields.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"examples file not found: {path}")
+    examples = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            examples.append(Example(id=str(row["id"]), question=row["question"], answer=row["answer"],
+                                    caption=row["caption"], image_id=row.get("image_id"),
+                                    answers=row.get("answers") or {row["answer"]: 1.0}))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise InputError(f"{path}:{number}: not a valid example line ({type(e).__name__}: {e})") from e
+    if not examples:
+        raise InputError(f"examples file is empty: {path}")
+    return examples
+
+
+def build_from_examples_file(path: str | Path, out: str | Path, *, embedder: str | None = None,
+                             overwrite: bool = False, approximate: str | None = None,
+                             progress: bool = True) -> Path:
+    """Build a text-vector index (question + caption) from an examples JSONL file."""
+    from pica.embedders import make_embedder
+
+    examples = read_examples_file(path)
+    emb = make_embedder(embedder or TEXT_EMBEDDER)
+    kinds = ("question", "caption")
+    writer = IndexWriter(out, emb.id, {k: emb.dim for k in kinds}, overwrite=overwrite,
+                         approximate=approximate, sources={"examples": str(path)})
+    with progress_bar(total=len(examples), desc="indexing", unit="ex", enabled=progress) as bar:
+        for batch in _batches(examples, 256):
+            writer.add(batch, _vectors(emb, kinds, batch, []))
+            bar.update(len(batch))
+    return writer.finish()

@@ -1,0 +1,406 @@
+"""Captioners: the text description of an image that the LLM reads.
+
+- :class:`HFCaptioner` — any Hugging Face image-to-text checkpoint (BLIP, GIT, BLIP-2 ...) by hub
+  id or local folder. In question-aware mode (PromptCap-style) the question goes into the text
+  prompt and the model continues it; the prompt is stripped from the output.
+- :class:`CachedCaptioner` — captions precomputed per image id (PICa TSV, JSONL, CSV, JSON).
+
+:func:`make_captioner` picks one from a spec string and builds it once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pica.config import DEFAULT_CAPTIONER, PROMPTCAP_PROMPT
+from pica.errors import InputError, ModelLoadError
+from pica.util import quiet_transformers
+
+CAPTION_FILE_SUFFIXES = (".tsv", ".jsonl", ".csv", ".json")
+LOAD_HINT = "pass --caption TEXT, cached captions (--captions FILE) or a local model folder"
+
+
+class Captioner(ABC):
+    """Turns images into one-line captions.
+
+    Attributes:
+        id: Names the captioner in run configs (``hf:MODEL`` or ``cache:FILE``).
+    """
+
+    id: str
+
+    @abstractmethod
+    def caption(self, images: Sequence, questions: Sequence[str] | None = None) -> list[str]:
+        """Caption a batch of PIL images.
+
+        Args:
+            images: RGB PIL images.
+            questions: One question per image; used by question-aware captioners.
+
+        Returns:
+            One stripped, single-line caption per image, in order.
+        """
+
+
+def one_line(text: str) -> str:
+    """Collapse all whitespace (newlines included) to single spaces and strip."""
+    return " ".join(text.split())
+
+
+def strip_prompt(text: str, *prompts: str) -> str:
+    """Remove the first of ``prompts`` that prefixes ``text``, ignoring case and whitespace.
+
+    Captioners like BLIP and GIT return the text prompt followed by its continuation, and their
+    decoders lowercase and re-space it ("question : what"), so the match skips whitespace on both
+    sides and compares characters case-insensitively.
+
+    Returns:
+        The rest of ``text`` after the prompt as one stripped line, or all of ``text`` (one line)
+        when no prompt prefixes it.
+    """
+    for prompt in prompts:
+        wanted = [c.lower() for c in prompt if not c.isspace()]
+        if not wanted:
+            continue
+        matched = 0
+        for pos, char in enumerate(text):
+            if char.isspace():
+                continue
+            if char.lower() != wanted[matched]:
+                break
+            matched += 1
+            if matched == len(wanted):
+                return one_line(text[pos + 1 :])
+    return one_line(text)
+
+
+def _looks_like_path(model: str) -> bool:
+    return (
+        model.startswith(("/", ".", "~"))
+        or "\\" in model
+        or model.count("/") > 1
+        or Path(model).expanduser().exists()
+    )
+
+
+def _hub_offline() -> bool:
+    """Offline mode, read at call time (huggingface_hub reads the variable only at import)."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(
+        (v or "").strip().upper() in {"1", "ON", "YES", "TRUE"} for v in flags
+    )
+
+
+def _hub_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # invalid repo id and the like: not cached
+        return False
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Quick TCP probe of the hub, so an offline machine fails in seconds, not after minutes of
+    retries. With a proxy configured we cannot probe directly and assume it is reachable."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _first_line(error: Exception, limit: int = 200) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {(text[0] if text else '')[:limit]}"
+
+
+class HFCaptioner(Captioner):
+    """A Hugging Face image-to-text model on CPU with greedy, batched decoding.
+
+    Args:
+        model: Hub id (e.g. ``Salesforce/blip-image-captioning-base``) or local model folder.
+        question_aware: Condition each caption on its question (PromptCap-style).
+        prompt: Text prompt of question-aware mode; ``{question}`` is filled in.
+        max_new_tokens: Caption length limit in tokens.
+        batch_size: Images per ``generate`` call.
+
+    Raises:
+        ModelLoadError: The model cannot be loaded (missing folder, no config, unknown hub id,
+            offline hub).
+        InputError: ``prompt`` has no ``{question}`` placeholder in question-aware mode.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_CAPTIONER,
+        question_aware: bool = False,
+        prompt: str = PROMPTCAP_PROMPT,
+        max_new_tokens: int = 30,
+        batch_size: int = 8,
+    ) -> None:
+        if question_aware:
+            try:
+                filled = prompt.format(question="\0")
+            except (KeyError, IndexError, ValueError) as e:
+                raise InputError(
+                    f"caption prompt '{prompt}' is not a valid template ({e}); use {{question}} only"
+                ) from e
+            if "\0" not in filled:
+                raise InputError(f"caption prompt '{prompt}' must contain {{question}}")
+        if max_new_tokens < 1 or batch_size < 1:
+            raise InputError("captioner max_new_tokens and batch_size must be at least 1")
+        self.question_aware = question_aware
+        self.prompt = prompt
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.processor, self.tokenizer, self.model, name = self._load(model)
+        self.model_type = getattr(self.model.config, "model_type", "")
+        self.id = f"hf:{name}"
+        if question_aware and not hasattr(self.processor, "tokenizer"):
+            raise InputError(
+                f"captioner '{model}' ({self.model_type}) takes no text prompt; question-aware"
+                " captioning needs a model like BLIP, GIT or BLIP-2"
+            )
+
+    @staticmethod
+    def _load(model: str):
+        """Return ``(processor, tokenizer, model, name)``; ``name`` is the hub id or resolved folder."""
+        import torch
+
+        quiet_transformers()
+        if _looks_like_path(model):
+            path = Path(model).expanduser()
+            if not path.is_dir():
+                raise ModelLoadError(f"captioner model folder not found: {path}; {LOAD_HINT}")
+            if not (path / "config.json").is_file():
+                raise ModelLoadError(
+                    f"captioner folder {path} has no config.json (not a Hugging Face model folder);"
+                    f" {LOAD_HINT}"
+                )
+            source = name = str(path.resolve())
+            attempts = [True]
+        else:
+            source = name = model
+            offline = _hub_offline()
+            if _hub_cached(model):
+                attempts = [True] if offline else [True, False]
+            elif offline:
+                raise ModelLoadError(
+                    f"captioner '{model}' is neither a model folder nor in the local Hugging Face"
+                    f" cache, and the hub is offline (HF_HUB_OFFLINE is set); {LOAD_HINT}"
+                )
+            elif not _hub_reachable():
+                raise ModelLoadError(
+                    f"captioner '{model}' is neither a model folder nor in the local Hugging Face"
+                    f" cache, and the hub cannot be reached; {LOAD_HINT}"
+                )
+            else:
+                attempts = [False]
+        error: Exception | None = None
+        for local_only in attempts:
+            try:
+                processor, tokenizer = _auto_processor(source, local_only)
+                net = _auto_model(source, local_only, torch.float32)
+                return processor, tokenizer, net.eval(), name
+            except Exception as e:  # missing files, unknown architecture, network: "cannot load"
+                error = e
+        raise ModelLoadError(
+            f"could not load captioner '{model}': {_first_line(error)}; {LOAD_HINT}"
+        ) from error
+
+    def caption(self, images: Sequence, questions: Sequence[str] | None = None) -> list[str]:
+        """Caption ``images``; in question-aware mode ``questions`` is required (one per image).
+
+        Raises:
+            InputError: questions missing or of the wrong length in question-aware mode.
+        """
+        from pica.images import to_rgb
+
+        images = [to_rgb(im) for im in images]
+        prompts: list[str] | None = None
+        if self.question_aware:
+            if questions is None:
+                raise InputError("question-aware captioning needs one question per image")
+            if len(questions) != len(images):
+                raise InputError(
+                    f"question-aware captioning got {len(images)} images but {len(questions)} questions"
+                )
+            prompts = [self.prompt.format(question=q) for q in questions]
+        captions = [""] * len(images)
+        for batch in self._batches(prompts, len(images)):
+            batch_prompts = None if prompts is None else [prompts[i] for i in batch]
+            texts = self._generate([images[i] for i in batch], batch_prompts)
+            for i, text in zip(batch, texts, strict=True):
+                captions[i] = text
+        return captions
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of a text prompt as the model expects them."""
+        tokenizer = self.tokenizer
+        if self.model_type == "git":
+            # GIT continues [CLS] + prompt; a trailing [SEP] would end the caption at once.
+            return [tokenizer.cls_token_id, *tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+        # BLIP wants [CLS] prompt [SEP]: it swaps [CLS] for its decoder BOS and drops the last token.
+        return list(tokenizer(prompt)["input_ids"])
+
+    def _batches(self, prompts: list[str] | None, count: int) -> list[list[int]]:
+        """Index batches. Prompts are grouped by token length so no batch needs padding (BLIP
+        drops the *last* token of each prompt, which padding would make a pad token)."""
+        if prompts is None:
+            groups = [list(range(count))]
+        else:
+            by_length: dict[int, list[int]] = {}
+            for i, prompt in enumerate(prompts):
+                by_length.setdefault(len(self._prompt_ids(prompt)), []).append(i)
+            groups = list(by_length.values())
+        size = self.batch_size
+        return [group[i : i + size] for group in groups for i in range(0, len(group), size)]
+
+    def _generate(self, images: list, prompts: list[str] | None) -> list[str]:
+        import torch
+
+        if prompts is None:
+            inputs = self.processor(images=images, return_tensors="pt")
+        elif self.model_type == "git":
+            inputs = self.processor(images=images, return_tensors="pt")
+            inputs["input_ids"] = torch.tensor([self._prompt_ids(p) for p in prompts])
+            inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        else:
+            inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
+        inputs.pop("token_type_ids", None)
+        with torch.no_grad():
+            output = self.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1
+            )
+        texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+        if prompts is None:
+            return [one_line(t) for t in texts]
+        tokenizer = self.tokenizer
+        return [
+            # The decoded prompt (lowercased, unknown words dropped) first, then the prompt as given.
+            strip_prompt(text, tokenizer.decode(self._prompt_ids(p), skip_special_tokens=True), p)
+            for text, p in zip(texts, prompts, strict=True)
+        ]
+
+
+def _auto_processor(source: str, local_only: bool):
+    """Return ``(image processor or joint processor, tokenizer)``."""
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is not None and hasattr(processor, "image_processor"):
+        return processor, tokenizer
+    # Checkpoints without a joint processor (VisionEncoderDecoder, e.g. ViT-GPT2) keep the image
+    # processor and the tokenizer apart; AutoProcessor then returns only one of them.
+    images = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
+    return images, AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+
+
+def _auto_model(source: str, local_only: bool, dtype):
+    """Load with the first auto class that knows the architecture (image-text-to-text covers
+    BLIP, BLIP-2, GIT, InstructBLIP ... in transformers 5; older versions had Vision2Seq)."""
+    import transformers
+
+    error: Exception | None = None
+    for name in ("AutoModelForImageTextToText", "AutoModelForVision2Seq", "AutoModelForCausalLM"):
+        auto = getattr(transformers, name, None)
+        if auto is None:
+            continue
+        try:
+            return auto.from_pretrained(source, local_files_only=local_only, dtype=dtype)
+        except ValueError as e:
+            if "Unrecognized configuration class" not in str(e):
+                raise
+            error = e
+    raise ValueError(f"not an image-to-text model ({_first_line(error)})")
+
+
+class CachedCaptioner(Captioner):
+    """Captions precomputed per image id, read by :func:`pica.datasets.read_captions`.
+
+    Args:
+        path: A PICa-style TSV (``image_id<TAB>[{"caption": ...}]``), JSONL, CSV or JSON file.
+
+    Raises:
+        InputError: the file is missing or unreadable.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        from pica.datasets import read_captions
+
+        self.path = Path(path)
+        self.captions: dict[str, str] = read_captions(self.path)
+        self.id = f"cache:{self.path.name}"
+
+    def caption_ids(self, image_ids: Sequence[str]) -> list[str]:
+        """Return the caption of each image id (ids are normalized: ``COCO_val2014_000…42`` = ``42``).
+
+        Raises:
+            InputError: some ids have no caption; names how many and the first few.
+        """
+        from pica.datasets import normalize_image_id
+
+        keys = [normalize_image_id(i) for i in image_ids]
+        missing = [str(i) for i, key in zip(image_ids, keys, strict=True) if key not in self.captions]
+        if missing:
+            raise InputError(
+                f"{len(missing)} of {len(keys)} image ids have no caption in {self.path}"
+                f" (first: {', '.join(missing[:5])}); use a captions file that covers them"
+                " or a captioner model"
+            )
+        return [one_line(self.captions[key]) for key in keys]
+
+    def caption(self, images: Sequence, questions: Sequence[str] | None = None) -> list[str]:
+        """Always raises: cached captions are looked up by image id, not pixels.
+
+        Raises:
+            InputError: always; use :meth:`caption_ids`.
+        """
+        raise InputError(
+            f"cached captions ({self.path.name}) are looked up by image id, not pixels;"
+            " give questions with image ids or use a captioner model"
+        )
+
+
+def is_captions_file(spec: str) -> bool:
+    """Whether ``spec`` names a captions file (by its extension) rather than a captioner model."""
+    path = Path(spec).expanduser()
+    return path.suffix.lower() in CAPTION_FILE_SUFFIXES and not path.is_dir()
+
+
+@functools.lru_cache(maxsize=4)
+def make_captioner(
+    spec: str, question_aware: bool = False, prompt: str = PROMPTCAP_PROMPT
+) -> Captioner:
+    """Build (once per process) the captioner named by ``spec``.
+
+    Args:
+        spec: A captions file (``.tsv``/``.jsonl``/``.csv``/``.json``) -> :class:`CachedCaptioner`;
+            anything else is a hub id or model folder -> :class:`HFCaptioner`.
+        question_aware: Question-aware captioning (HF models only).
+        prompt: The question-aware text prompt.
+
+    Raises:
+        InputError: a captions file that does not exist; ModelLoadError: the model cannot be loaded.
+    """
+    if is_captions_file(spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise InputError(f"captions file not found: {path}")
+        return CachedCaptioner(path)
+    return HFCaptioner(spec, question_aware=question_aware, prompt=prompt)

@@ -1,0 +1,258 @@
+"""The answering pipeline: caption -> retrieve examples -> prompts -> LLM -> choose -> normalize.
+
+``Pipeline.answer_stream`` processes questions in chunks (captions and vectors are batched per
+chunk) and yields each answer as soon as its LLM call returns, in input order, so a batch job can
+save every answer the moment it exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pica.answers import normalize_answer
+from pica.config import Settings
+from pica.errors import InputError
+from pica.index import ExampleIndex, Hit
+from pica.prompts import Prompt, build_prompt, format_candidates, load_template
+from pica.selection import candidates_from, choose, ensemble_slices, kinds_for, random_hits
+from pica.types import Answer, Question
+
+STOP = ("\n",)
+DEFAULT_CANDIDATES = 5
+
+
+@dataclass
+class _Prepared:
+    """A question after the batched stages, ready for its LLM call."""
+
+    question: Question
+    caption: str
+    hits: list[Hit]
+    seconds: dict[str, float]
+
+
+class Pipeline:
+    """Answers questions with the components ``settings`` names; each is built on first use.
+
+    Components may be passed in (tests, long-lived services) instead of being built.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, backend=None, index=None,
+                 captioner=None, embedder=None) -> None:
+        self.settings = (settings or Settings()).validate()
+        if backend is not None:
+            self.__dict__["backend"] = backend
+        if index is not None:
+            self.__dict__["index"] = index
+        if captioner is not None:
+            self.__dict__["captioner"] = captioner
+        if embedder is not None:
+            self.__dict__["embedder"] = embedder
+
+    # -- components (built lazily) ------------------------------------------------------------
+    @functools.cached_property
+    def template(self):
+        """The prompt template."""
+        return load_template(self.settings.template)
+
+    @functools.cached_property
+    def index(self) -> ExampleIndex | None:
+        """The example index, or ``None`` for zero-shot."""
+        from pica.catalog import resolve_index
+
+        path = resolve_index(self.settings.index)
+        if path is None:
+            return None
+        index = ExampleIndex.load(path)
+        if self.settings.embedder:
+            index.check_embedder(self.settings.embedder)
+        return index
+
+    @functools.cached_property
+    def embedder(self):
+        """The embedder the index was built with."""
+        from pica.embedders import make_embedder
+
+        embedder = make_embedder(self.index.embedder_id)
+        self.index.check_embedder(embedder.id)
+        return embedder
+
+    @functools.cached_property
+    def backend(self):
+        """The LLM backend."""
+        from pica.backends import make_backend
+
+        return make_backend(self.settings)
+
+    @functools.cached_property
+    def captioner(self):
+        """The captioner (an image-to-text model, or a captions file)."""
+        from pica.captioners import make_captioner
+
+        s = self.settings
+        return make_captioner(s.captioner, question_aware=s.question_aware, prompt=s.caption_prompt)
+
+    @property
+    def zero_shot(self) -> bool:
+        """Whether prompts carry no examples (no index, or ``shots == 0``)."""
+        return self.settings.shots == 0 or self.index is None
+
+    @functools.cached_property
+    def _rows_by_image(self) -> dict[str, list[int]]:
+        rows: dict[str, list[int]] = {}
+        for row, image_id in enumerate(self.index.examples["image_id"]):
+            if image_id is not None:
+                rows.setdefault(str(image_id), []).append(row)
+        return rows
+
+    # -- public API ---------------------------------------------------------------------------
+    def answer(self, question: Question) -> Answer:
+        """Answer one question (see :meth:`answer_stream`)."""
+        return next(self.answer_stream([question]))
+
+    def answer_stream(self, questions: Sequence[Question], chunk: int = 16) -> Iterator[Answer]:
+        """Answer questions in order, yielding each answer as soon as it is ready.
+
+        Raises:
+            InputError: bad image, missing caption, template/index mismatch.
+            BackendError: the LLM failed.
+        """
+        workers = self.settings.concurrency if getattr(self.backend, "thread_safe", False) else 1
+        pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        try:
+            for start in range(0, len(questions), chunk):
+                prepared = self._prepare(questions[start:start + chunk])
+                if pool is None:
+                    for item in prepared:
+                        yield self._generate(item)
+                else:
+                    yield from pool.map(self._generate, prepared)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+
+    def build_prompts(self, question: Question, caption: str, hits: Sequence[Hit]) -> list[Prompt]:
+        """The ensemble's prompts for one question, from its retrieved hits (most similar first)."""
+        s = self.settings
+        slices = ensemble_slices(hits, s.shots, s.ensemble) if hits else [[] for _ in range(s.ensemble)]
+        backend = self.backend
+        fits = None
+        if backend.n_ctx:
+            def fits(text: str) -> bool:
+                return backend.count_tokens(text) + s.max_tokens <= backend.n_ctx
+        query_candidates, example_candidates = "", None
+        if self.template.uses_candidates and self.index is not None:
+            top = s.candidates or DEFAULT_CANDIDATES
+            query_candidates = format_candidates(candidates_from(self.index, hits, top))
+            example_candidates = self._example_candidates(hits, top)
+        prompts = []
+        for part in slices:
+            examples = [self.index.example(h.row) for h in part] if part else []
+            prompts.append(build_prompt(self.template, caption, question.question, examples,
+                                        candidates=query_candidates,
+                                        example_candidates=example_candidates, fits=fits))
+        return prompts
+
+    # -- stages -------------------------------------------------------------------------------
+    def _prepare(self, questions: Sequence[Question]) -> list[_Prepared]:
+        for q in questions:
+            if not q.question or not q.question.strip():
+                raise InputError(f"question {q.id} is empty; ask something about the image")
+        t0 = time.perf_counter()
+        need_images = [q for q in questions if q.caption is None or self._wants_image()]
+        images = {q.id: q.load_image() for q in need_images if q.has_image}
+        captions = self._captions(questions, images)
+        t1 = time.perf_counter()
+        hits = self._retrieve(questions, captions, images)
+        t2 = time.perf_counter()
+        n = len(questions)
+        return [_Prepared(q, c, h, {"caption": (t1 - t0) / n, "retrieval": (t2 - t1) / n})
+                for q, c, h in zip(questions, captions, hits)]
+
+    def _wants_image(self) -> bool:
+        s = self.settings
+        return (not self.zero_shot and s.selection in ("auto", "image+question")
+                and "image" in self.index.kinds)
+
+    def _captions(self, questions: Sequence[Question], images: dict) -> list[str]:
+        captions = [q.caption for q in questions]
+        todo = [i for i, c in enumerate(captions) if c is None]
+        if not todo:
+            return captions
+        captioner = self.captioner
+        if hasattr(captioner, "caption_ids"):
+            ids = [questions[i].image_id or questions[i].id for i in todo]
+            texts = captioner.caption_ids(ids)
+        else:
+            missing = [questions[i].id for i in todo if questions[i].id not in images]
+            if missing:
+                raise InputError(f"question {missing[0]} has no image and no caption;"
+                                 " pass an image, --caption TEXT or a captions file")
+            texts = captioner.caption([images[questions[i].id] for i in todo],
+                                      [questions[i].question for i in todo])
+        for i, text in zip(todo, texts):
+            captions[i] = text
+        return captions
+
+    def _retrieve(self, questions: Sequence[Question], captions: Sequence[str],
+                  images: dict) -> list[list[Hit]]:
+        s = self.settings
+        if self.zero_shot:
+            return [[] for _ in questions]
+        k = s.shots * s.ensemble
+        if s.selection == "random":
+            return [random_hits(self.index, k, s.seed, q.id) for q in questions]
+        results: list[list[Hit]] = [[] for _ in questions]
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, q in enumerate(questions):
+            kinds = kinds_for(s.selection, self.index, q.id in images)
+            groups.setdefault(kinds, []).append(i)
+        for kinds, members in groups.items():
+            queries = {}
+            if "question" in kinds:
+                queries["question"] = self.embedder.embed_texts([questions[i].question for i in members])
+            if "caption" in kinds:
+                queries["caption"] = self.embedder.embed_texts([captions[i] for i in members])
+            if "image" in kinds:
+                queries["image"] = self.embedder.embed_images([images[questions[i].id] for i in members])
+            exclude = [self._rows_by_image.get(str(questions[i].image_id), []) for i in members]
+            for i, hits in zip(members, self.index.nearest(queries, k, s.weights, exclude)):
+                results[i] = hits
+        return results
+
+    def _example_candidates(self, hits: Sequence[Hit], top: int):
+        """Candidates for each in-context example, from that example's own neighbours."""
+        rows = [h.row for h in hits]
+        if not rows:
+            return None
+        queries = {kind: self.index.row_vectors(kind, rows) for kind in self.index.kinds}
+        pool = max(self.settings.shots, 16)
+        exclude = [[row, *self._rows_by_image.get(str(self.index.example(row).image_id), [])]
+                   for row in rows]
+        found = self.index.nearest(queries, pool, self.settings.weights, exclude)
+        by_id = {self.index.example(row).id: format_candidates(candidates_from(self.index, nb, top))
+                 for row, nb in zip(rows, found)}
+        return lambda ex: by_id.get(ex.id, "")
+
+    def _generate(self, item: _Prepared) -> Answer:
+        s = self.settings
+        t0 = time.perf_counter()
+        prompts = self.build_prompts(item.question, item.caption, item.hits)
+        self.backend.reset_cache()
+        completions = self.backend.complete([p.text for p in prompts], max_tokens=s.max_tokens, stop=STOP)
+        answers = [normalize_answer(c.text) for c in completions]
+        win = choose(answers, [c.logprob for c in completions], s.choose)
+        seconds = {**item.seconds, "llm": time.perf_counter() - t0}
+        seconds["total"] = sum(seconds.values())
+        return Answer(
+            question_id=item.question.id, question=item.question.question, answer=answers[win],
+            raw=completions[win].text, caption=item.caption, logprob=completions[win].logprob,
+            prompts=[p.text for p in prompts], example_ids=[p.example_ids for p in prompts],
+            candidates=[{"answer": a, "raw": c.text, "logprob": c.logprob}
+                        for a, c in zip(answers, completions)],
+            seconds=seconds, prompt_tokens=sum(c.prompt_tokens for c in completions),
+        )

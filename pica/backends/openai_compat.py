@@ -92,6 +92,8 @@ class OpenAICompatBackend(Backend):
         InputError: no API base, a malformed URL, or out-of-range settings.
     """
 
+    thread_safe = True
+
     def __init__(self, model: str, api_base: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 60.0, max_retries: int = 6, backoff: float = 0.5,
                  backoff_cap: float = 30.0, concurrency: int = 1) -> None:

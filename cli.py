@@ -182,6 +182,7 @@ def index_build(
         help="Dataset JSON: LXMERT-style list, A-OKVQA list, or VQA questions (with --annotations).")] = None,
     questions: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA questions JSON.")] = None,
     annotations: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA annotations JSON.")] = None,
+    aokvqa: Annotated[Path | None, typer.Option(help="A-OKVQA JSON (direct answers).")] = None,
     hf_dataset: Annotated[str | None, typer.Option(
         help="Hugging Face dataset: hub name or a save_to_disk folder.")] = None,
     split: Annotated[str, typer.Option(help="Split of the HF dataset.")] = "train",
@@ -209,7 +210,7 @@ def index_build(
     if out.exists() and not overwrite:
         raise InputError(f"index folder {out} already exists; pass --overwrite to replace it")
     if examples is not None:
-        if any(v is not None for v in (dataset, questions, hf_dataset)):
+        if any(v is not None for v in (dataset, questions, aokvqa, hf_dataset)):
             raise InputError("--examples cannot be combined with another dataset option")
         path = build_from_examples_file(examples, out, embedder=embedder, overwrite=overwrite,
                                         approximate=approximate)
@@ -217,12 +218,13 @@ def index_build(
         from pica.datasets import load_questions, read_captions
 
         qs = load_questions(dataset=dataset, questions=questions, annotations=annotations,
-                            hf_dataset=hf_dataset, split=split, images_dir=images,
+                            aokvqa=aokvqa, hf_dataset=hf_dataset, split=split, images_dir=images,
                             skip_missing=skip_missing, limit=limit)
         caption_map = read_captions(captions) if captions is not None else None
         sources = {k: str(v) for k, v in dict(dataset=dataset, questions=questions,
-                                               annotations=annotations, hf_dataset=hf_dataset,
-                                               captions=captions, images=images).items() if v}
+                                               annotations=annotations, aokvqa=aokvqa,
+                                               hf_dataset=hf_dataset, captions=captions,
+                                               images=images).items() if v}
         path = build_index(out, qs, captions=caption_map, captioner=captioner, embedder=embedder,
                            approximate=approximate, overwrite=overwrite, skip_missing=skip_missing,
                            batch_size=batch_size, sources=sources)
@@ -281,6 +283,7 @@ def evaluate(
         help="Dataset JSON: LXMERT-style list, A-OKVQA list, or VQA questions (with --annotations).")] = None,
     questions: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA questions JSON.")] = None,
     annotations: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA annotations JSON.")] = None,
+    aokvqa: Annotated[Path | None, typer.Option(help="A-OKVQA JSON (direct answers).")] = None,
     hf_dataset: Annotated[str | None, typer.Option(help="Hugging Face dataset name or folder.")] = None,
     split: Annotated[str, typer.Option(help="Split of the HF dataset.")] = "validation",
     images: Annotated[Path | None, typer.Option(help="Folder of the dataset's images.")] = None,
@@ -331,11 +334,11 @@ def evaluate(
         selection=selection, weights=weights, candidates=candidates, template=template, llm=llm,
         api_base=api_base, api_key_env=api_key_env, n_ctx=n_ctx, threads=threads,
         max_tokens=max_tokens, seed=seed, concurrency=concurrency)
-    qs = load_questions(dataset=dataset, questions=questions, annotations=annotations,
+    qs = load_questions(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
                         hf_dataset=hf_dataset, split=split, images_dir=images, limit=limit)
     identity = {k: str(v) for k, v in dict(dataset=dataset, questions=questions,
-                                           annotations=annotations, hf_dataset=hf_dataset,
-                                           images=images).items() if v}
+                                           annotations=annotations, aokvqa=aokvqa,
+                                           hf_dataset=hf_dataset, images=images).items() if v}
     if hf_dataset:
         identity["split"] = split
     summary = run_evaluation(settings, qs, out, dataset=identity, force_new=force_new,

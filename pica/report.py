@@ -3,11 +3,14 @@
 One file with inline CSS, inline SVG charts, inline JPEG thumbnails (``data:`` URIs) and a little
 inline JavaScript for filtering: it opens from disk in any browser, with no server and no network.
 Everything that comes from the data (questions, captions, prompts, config values) is HTML-escaped.
+The CSS and JavaScript are package data (``pica/templates/report.css``, ``report.js``), inlined
+into every page.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -15,6 +18,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,68 +35,13 @@ _ROW_H = 26
 _BAR_H = 18
 _CHART_W = _LABEL_W + _BAR_W + 150
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1f2328;
-background:#f6f8fa}
-main{max-width:1200px;margin:0 auto;padding:16px 24px}
-h1{margin:8px 0 4px}h2{margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
-.sub{color:#57606a;margin:0 0 12px}
-.stats{display:flex;flex-wrap:wrap;gap:12px}
-.stat{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:10px 16px;min-width:130px}
-.stat b{display:block;font-size:1.6em}.stat span{color:#57606a;font-size:.9em}
-table{border-collapse:collapse;background:#fff}
-td,th{border:1px solid #d0d7de;padding:4px 10px;text-align:left;vertical-align:top}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-.config td:first-child{font-family:ui-monospace,monospace;white-space:nowrap}
-.config td:last-child{font-family:ui-monospace,monospace;word-break:break-all}
-.hbar{background:#eaeef2;width:200px;height:12px;border-radius:3px}
-.hbar div{background:#0969da;height:12px;border-radius:3px}
-svg.chart{background:#fff;border:1px solid #d0d7de;border-radius:8px}
-svg.chart text{font-size:13px;fill:#1f2328}svg.chart rect.bar{fill:#0969da}
-.controls{display:flex;flex-wrap:wrap;gap:16px;align-items:center;margin:8px 0 12px}
-.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:12px}
-.card{background:#fff;border:1px solid #d0d7de;border-left:6px solid #8c959f;border-radius:8px;
-padding:10px 12px;overflow:hidden}
-.card.ok{border-left-color:#1a7f37}.card.part{border-left-color:#bf8700}.card.bad{border-left-color:#cf222e}
-.card img{float:right;margin:0 0 6px 8px;border-radius:4px;max-width:40%}
-.card .q{font-weight:600;margin:0 0 6px}.card .cap{color:#57606a;font-style:italic;margin:0 0 6px}
-.card .pred{margin:4px 0}.card .meta{color:#57606a;font-size:.85em;margin-top:6px;clear:both}
-.score{display:inline-block;padding:0 8px;border-radius:10px;color:#fff;font-weight:600;background:#8c959f}
-.ok .score{background:#1a7f37}.part .score{background:#bf8700}.bad .score{background:#cf222e}
-.gold{margin:4px 0;padding:0;list-style:none;display:flex;flex-wrap:wrap;gap:4px}
-.gold li{background:#eaeef2;border-radius:10px;padding:0 8px;font-size:.9em}
-details{margin-top:6px}summary{cursor:pointer;color:#0969da}
-pre{white-space:pre-wrap;word-break:break-word;background:#f6f8fa;border:1px solid #d0d7de;
-padding:8px;font-size:12px;max-height:420px;overflow:auto}
-.note{color:#9a6700}
-"""
-
-_JS = """
-function applyFilters(){
-  var cat=document.getElementById('f-cat').value;
-  var wrong=document.getElementById('f-wrong').checked;
-  var text=document.getElementById('f-text').value.toLowerCase();
-  var shown=0;
-  document.querySelectorAll('.card').forEach(function(c){
-    var s=parseFloat(c.getAttribute('data-score'));
-    var hay=(c.querySelector('.q').textContent+' '+c.querySelector('.cap').textContent+' '+
-             c.querySelector('.pred').textContent).toLowerCase();
-    var ok=(!cat||c.getAttribute('data-category')===cat)&&(!wrong||s<1)&&(!text||hay.indexOf(text)>=0);
-    c.style.display=ok?'':'none';
-    if(ok){shown++;}
-  });
-  document.getElementById('f-count').textContent=shown+' shown';
-}
-document.addEventListener('DOMContentLoaded',function(){
-  ['f-cat','f-wrong','f-text'].forEach(function(id){
-    var el=document.getElementById(id);
-    el.addEventListener('input',applyFilters);el.addEventListener('change',applyFilters);
-  });
-  applyFilters();
-});
-"""
-
 _NO_CATEGORY = "(none)"
+
+
+@functools.cache
+def _asset(name: str) -> str:
+    """Text of a packaged report asset (``report.css``, ``report.js``) from ``pica/templates``."""
+    return (resources.files("pica") / "templates" / name).read_text(encoding="utf-8")
 
 
 def write_report(
@@ -154,7 +103,7 @@ def render_report(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body><main>",
+        f"<title>{_esc(title)}</title><style>\n{_asset('report.css')}</style></head><body><main>",
         _header(summary, title),
         _config_table(summary.get("config") or {}),
         "<h2>Accuracy per category</h2>",
@@ -164,7 +113,7 @@ def render_report(
     if per_type:
         parts += ["<h2>Accuracy per question type</h2>", _stats_table(per_type, "question type")]
     parts.append(_gallery(rows, left_out, len(results), thumb_px))
-    parts.append(f"<script>{_JS}</script></main></body></html>\n")
+    parts.append(f"<script>\n{_asset('report.js')}</script></main></body></html>\n")
     return "\n".join(parts)
 
 

@@ -134,3 +134,58 @@ def test_missing_image_files_are_an_input_error(okvqa_files, tiny, tmp_path):
                  "--captioner", tiny["blip"], "--embedder", f"open_clip:{tiny['clip']}")
     one_line_error(result, "1 images missing")
     assert not (tmp_path / "x").exists()
+
+
+def official_pair(tmp_path, okvqa_files):
+    """The fixture pool rewritten as the official OK-VQA v1.1 questions + annotations pair."""
+    rows = json.loads(okvqa_files["pool"].read_text())
+    questions = {"questions": [{"image_id": int(r["img_id"][-12:]), "question": r["sent"],
+                                "question_id": r["question_id"]} for r in rows]}
+    annotations = {"annotations": [{
+        "question_id": r["question_id"], "image_id": int(r["img_id"][-12:]), "question_type": "four",
+        "answer_type": "other",
+        "answers": [{"answer": a, "raw_answer": a + "s" if a == "surfing" else a, "answer_confidence": "yes",
+                     "answer_id": i + 1} for i, a in enumerate([next(iter(r["label"]))] * 10)]}
+        for r in rows]}
+    q, a = tmp_path / "questions.json", tmp_path / "annotations.json"
+    q.write_text(json.dumps(questions))
+    a.write_text(json.dumps(annotations))
+    return q, a
+
+
+def test_official_pair_and_aokvqa_build_the_same_examples(okvqa_files, tmp_path):
+    q, a = official_pair(tmp_path, okvqa_files)
+    result = run("index", "build", tmp_path / "official", "--questions", q, "--annotations", a, "--captions",
+                 okvqa_files["captions"])
+    assert result.exit_code == 0, result.output
+    index = ExampleIndex.load(tmp_path / "official")
+    answers = [index.example(i).answer for i in range(len(index))]
+    assert answers[:2] == ["tennis", "surfings"]  # v1.1: the example shows the raw (unstemmed) answer
+    rows = json.loads(okvqa_files["pool"].read_text())
+    aok = [{"question_id": str(r["question_id"]), "image_id": int(r["img_id"][-12:]), "question": r["sent"],
+            "choices": ["x", "y"], "direct_answers": [next(iter(r["label"]))] * 10} for r in rows]
+    (tmp_path / "aok.json").write_text(json.dumps(aok))
+    result = run("index", "build", tmp_path / "aok", "--aokvqa", tmp_path / "aok.json", "--captions",
+                 okvqa_files["captions"])
+    assert result.exit_code == 0, result.output
+    assert ExampleIndex.load(tmp_path / "aok").example(0).answer == "tennis"
+
+
+def test_hf_dataset_folder_with_images_and_a_text_embedder(okvqa_files, tmp_path):
+    import datasets
+
+    rows = json.loads(okvqa_files["pool"].read_text())[:6]
+    data = datasets.Dataset.from_dict({
+        "question_id": [r["question_id"] for r in rows], "question": [r["sent"] for r in rows],
+        "image_id": [int(r["img_id"][-12:]) for r in rows],
+        "answers": [[next(iter(r["label"]))] * 10 for r in rows],
+        "image": [Image.new("RGB", (16, 16), (i * 40, 0, 0)) for i in range(6)],
+    }).cast_column("image", datasets.Image())
+    data.save_to_disk(str(tmp_path / "hf"))
+    out = tmp_path / "hf-index"
+    result = run("index", "build", out, "--hf-dataset", tmp_path / "hf", "--captions", okvqa_files["captions"],
+                 "--embedder", "sentence-transformers:all-MiniLM-L6-v2")
+    assert result.exit_code == 0, result.output
+    index = ExampleIndex.load(out)
+    assert index.kinds == ["question", "caption"] and len(index) == 6
+    assert index.manifest["sources"]["hf_dataset"] == str(tmp_path / "hf")

@@ -12,7 +12,6 @@ the server's own message. The API key is read from the environment once, sent on
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
 import os
@@ -27,11 +26,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from pica.backends.base import Backend, cut_at_stop
+from pica.backends.http import Secret, clip, display_url, error_message, parse_retry_after
 from pica.errors import BackendError, InputError
 from pica.types import Completion
 
@@ -44,25 +43,6 @@ OPTIONAL_PARAMS: dict[str, dict[str, Any]] = {
     "chat/completions": {"repeat_penalty": 1.0, "logprobs": True},
 }
 CHAT_ONLY_HINT = re.compile(r"chat|not supported|unsupported|does not support", re.IGNORECASE)
-MESSAGE_CHARS = 200
-
-
-class _Secret:
-    """A string that never shows itself in repr/str (the API key)."""
-
-    def __init__(self, value: str | None) -> None:
-        self._value = value or None
-
-    def reveal(self) -> str | None:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return self._value is not None
-
-    def __repr__(self) -> str:
-        return "<secret>" if self._value else "<unset>"
-
-    __str__ = __repr__
 
 
 class _StatusError(Exception):
@@ -105,7 +85,7 @@ class OpenAICompatBackend(Backend):
         parts = urlsplit(api_base.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(f"--api-base must be an http(s) URL such as http://127.0.0.1:8080/v1,"
-                             f" got '{_display_url(api_base)}'")
+                             f" got '{display_url(api_base)}'")
         if timeout <= 0 or max_retries < 0 or backoff < 0 or backoff_cap < 0 or concurrency < 1:
             raise InputError("openai backend needs timeout > 0, max_retries >= 0, backoff >= 0,"
                              " backoff_cap >= 0 and concurrency >= 1")
@@ -117,9 +97,9 @@ class OpenAICompatBackend(Backend):
         self.backoff = float(backoff)
         self.backoff_cap = float(backoff_cap)
         self.concurrency = int(concurrency)
-        self.server = _display_url(self.api_base)
+        self.server = display_url(self.api_base)
         self.id = f"openai:{model}@{parts.netloc.rpartition('@')[2]}"
-        self._key = _Secret(os.environ.get(api_key_env))
+        self._key = Secret(os.environ.get(api_key_env))
         self._lock = threading.Lock()
         self._chat = False
         self._noted = False
@@ -295,22 +275,22 @@ class OpenAICompatBackend(Backend):
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     raw = response.read()
             except urllib.error.HTTPError as e:
-                message = self._scrub(_error_message(e))
+                message = self._scrub(error_message(e))
                 e.close()
                 if e.code != 429 and e.code < 500:
                     raise _StatusError(shown, e.code, message) from None
                 last = f"HTTP {e.code}" + (f" ({message})" if message else "")
-                retry_after = _retry_after(e.headers.get("Retry-After"))
+                retry_after = parse_retry_after(e.headers.get("Retry-After"))
             except (OSError, http.client.HTTPException) as e:
                 last = self._transient(e, shown)
             else:
                 try:
                     data = json.loads(raw)
                 except ValueError:
-                    raise BackendError(f"{shown} did not answer JSON: {_clip(raw.decode('utf-8', 'replace'))}"
+                    raise BackendError(f"{shown} did not answer JSON: {clip(raw.decode('utf-8', 'replace'))}"
                                        ) from None
                 if not isinstance(data, dict):
-                    raise BackendError(f"{shown} answered unexpected JSON: {_clip(str(data))}")
+                    raise BackendError(f"{shown} answered unexpected JSON: {clip(str(data))}")
                 return data
             if attempt < self.max_retries:
                 time.sleep(self._delay(attempt, retry_after))
@@ -373,56 +353,5 @@ def _completion(text: str, logprob: float | None, data: dict[str, Any]) -> Compl
 def _first_choice(data: dict[str, Any], server: str) -> dict[str, Any]:
     choices = data.get("choices")
     if not choices or not isinstance(choices[0], dict):
-        raise BackendError(f"{server} answered without choices: {_clip(json.dumps(data))}")
+        raise BackendError(f"{server} answered without choices: {clip(json.dumps(data))}")
     return choices[0]
-
-
-def _error_message(e: urllib.error.HTTPError) -> str:
-    """The server's error message: OpenAI ``{"error": {"message"}}``, FastAPI ``detail``, or text."""
-    try:
-        raw = e.read().decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException):
-        return ""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return _clip(raw)
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict):
-            error = error.get("message")
-        found = error or data.get("detail") or data.get("message")
-        if found:
-            return _clip(found if isinstance(found, str) else json.dumps(found))
-    return _clip(raw)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or ``None``."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _display_url(url: str) -> str:
-    """``url`` without user:password and query string (neither belongs in logs)."""
-    parts = urlsplit(url.strip())
-    host = parts.netloc.rpartition("@")[2]
-    if not parts.scheme:
-        return url.strip().rpartition("@")[2].split("?")[0]
-    return f"{parts.scheme}://{host}{parts.path}".rstrip("/")
-
-
-def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."

@@ -1,0 +1,98 @@
+"""OK-VQA dev accuracy and speed of named `pica eval` settings, side by side.
+
+Each setting runs as its own `pica eval` process (so peak memory is that run's) on
+../shared/okvqa/okvqa_val2014_dev.json with PICa's VinVL captions and the pool index
+(built first if missing). Results go to bench/out/<name>/ and a table to BENCHMARKS.md.
+
+    python bench/okvqa.py                     # every setting, all 1285 dev questions
+    python bench/okvqa.py --only default --limit 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED, command_line, machine, update_section  # noqa: E402
+
+DEV = SHARED / "okvqa_val2014_dev.json"
+POOL = SHARED / "okvqa_val2014_pool.json"
+CAPTIONS = SHARED / "VinVL_base_val2014.tsv"
+INDEX = ROOT / "indexes" / "okvqa-pool"
+OUT = ROOT / "bench" / "out"
+
+# name -> (description, extra `pica eval` flags). The PICa-style baselines pin the settings the
+# defaults used to have, so the table stays comparable when defaults move.
+BASELINE = ["--template", "pica", "--shots", "16", "--candidates", "0", "--weights", "question=1,caption=1"]
+SETTINGS: dict[str, tuple[str, list[str]]] = {
+    "random": ("PICa prompt, 16 random examples", [*BASELINE, "--selection", "random"]),
+    "question": ("PICa prompt, 16 nearest by question (MiniLM)", [*BASELINE, "--selection", "question"]),
+    "caption+question": ("PICa prompt, 16 nearest by question + caption (MiniLM; the text stand-in for"
+                         " PICa's image + question)", [*BASELINE, "--selection", "caption+question"]),
+    "default": ("pica defaults (see README)", []),
+}
+
+
+def ensure_index() -> None:
+    if not (INDEX / "manifest.json").is_file():
+        subprocess.run([sys.executable, "-m", "pica", "index", "build", str(INDEX), "--dataset", str(POOL),
+                        "--captions", str(CAPTIONS)], check=True)
+
+
+def run(name: str, flags: list[str], limit: int | None) -> tuple[str, dict]:
+    out = OUT / name if limit is None else OUT / f"{name}-{limit}"
+    cmd = ["pica", "eval", "--dataset", str(DEV), "--captions", str(CAPTIONS), "--index", str(INDEX),
+           "--out", str(out), *flags, "--force-new", "--no-progress"]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    for name_ in ("results.jsonl",):
+        (out / name_).unlink(missing_ok=True)  # measure from scratch, never a resumed run
+    subprocess.run([sys.executable, "-m", "pica", *cmd[1:]], check=True, cwd=ROOT)
+    shown = " ".join(shlex.quote(str(Path(a).relative_to(ROOT)) if a.startswith(str(ROOT)) else a)
+                     for a in cmd)
+    return shown, json.loads((out / "summary.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(SETTINGS), help="settings to run")
+    parser.add_argument("--limit", type=int, help="first N dev questions only")
+    args = parser.parse_args()
+    ensure_index()
+    names = args.only or list(SETTINGS)
+    rows = []
+    for name in names:
+        description, flags = SETTINGS[name]
+        shown, summary = run(name, flags, args.limit)
+        rows.append((name, description, shown, summary))
+        print(f"{name}: {summary['accuracy']:.2f}% {summary['seconds_per_question']:.3f} s/q", flush=True)
+    n = rows[0][3]["n"]
+    lines = [
+        "## OK-VQA dev: example selection and settings",
+        "",
+        f"`{command_line()}` — {machine()}.",
+        "",
+        f"{n} questions of `okvqa_val2014_dev.json` (soft-label accuracy, as the official VQA metric"
+        " reduces to on LXMERT labels), VinVL captions, examples from the 2,509-question pool index,"
+        " Gemma 3 270M Q4_K_M through llama.cpp on the CPU. Seconds per question are wall time of the"
+        " whole pipeline (retrieval + prompt + LLM); prompt tokens/s counts prompt tokens over LLM time.",
+        "",
+        "| setting | accuracy % | s/question | prompt tokens/question | prompt tokens/s | peak RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, description, _, s in rows:
+        lines.append(f"| **{name}**: {description} | {s['accuracy']:.2f} | {s['seconds_per_question']:.3f} |"
+                     f" {s['prompt_tokens_per_question']:.0f} | {s['prompt_tokens_per_second'] or 0:.0f} |"
+                     f" {s['peak_rss_mb']:.0f} |")
+    lines += ["", "Exact commands:", ""]
+    lines += [f"- {name}: `{shown}`" for name, _, shown, _ in rows]
+    update_section("okvqa" if args.limit is None else f"okvqa-{args.limit}", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Building blocks shared by the dataset and caption readers.
+
+- :func:`normalize_image_id`: the one form in which image ids are compared (``"297147"``).
+- :class:`QuestionList`: what every question reader returns.
+- :func:`read_text` / :func:`read_json`: read a file, or fail with an error naming the file and
+  the position of the problem.
+- :func:`question_from_row` / :func:`check_questions`: any supported row shape (LXMERT, VQA,
+  A-OKVQA, HF ``datasets``) to a :class:`~pica.types.Question`, and the checks on the result.
+
+The readers themselves live in :mod:`pica.datasets`, :mod:`pica.hf_datasets` and
+:mod:`pica.captionfiles`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pica.errors import InputError
+from pica.types import Question
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# "COCO_val2014_000000297147", "val2014_000000297147", "000000297147", "297147".
+_NUMERIC_ID = re.compile(r"(?:COCO_)?(?:[A-Za-z-]+\d{4}_)?(\d+)", re.IGNORECASE)
+
+
+class QuestionList(list[Question]):
+    """A list of questions that also records where they came from.
+
+    Attributes:
+        source: The file, folder or dataset name the questions were read from.
+        skipped: Ids of questions dropped because their image file was missing
+            (``skip_missing=True``); empty otherwise.
+    """
+
+    def __init__(self, items: Iterable[Question] = (), *, source: str = "",
+                 skipped: Iterable[str] = ()) -> None:
+        super().__init__(items)
+        self.source = source
+        self.skipped = list(skipped)
+
+
+def normalize_image_id(value: str | int) -> str:
+    """Canonical form of an image id, used wherever ids are compared.
+
+    COCO names, zero-padded ids and image file names map to the bare number
+    (``"COCO_val2014_000000297147"``, ``"000000297147.jpg"``, ``297147`` -> ``"297147"``);
+    any other string is returned stripped but otherwise unchanged.
+
+    Raises:
+        InputError: ``value`` is ``None``.
+    """
+    if value is None:
+        raise InputError("an image id is missing; every question needs an image_id")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    name = re.split(r"[\\/]", text)[-1]
+    stem, ext = os.path.splitext(name)
+    if ext.lower() in IMAGE_EXTENSIONS:
+        name = stem
+    match = _NUMERIC_ID.fullmatch(name)
+    return str(int(match.group(1))) if match else text
+
+
+# ---------------------------------------------------------------------------------------------
+# File helpers
+
+
+def _existing_file(path: str | Path, what: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"{what} file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"{what} path is a folder, expected a file: {path}")
+    return path
+
+
+def read_text(path: str | Path, what: str) -> tuple[Path, str]:
+    """``(path, text)`` of a UTF-8 file; ``what`` names the file in errors.
+
+    Raises:
+        InputError: The file is missing, a folder, not UTF-8 text, or empty.
+    """
+    path = _existing_file(path, what)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{what} file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+    if not text.strip():
+        raise InputError(f"{what} file is empty: {path}")
+    return path, text
+
+
+def parse_json(text: str, path: Path) -> Any:
+    """Parse JSON ``text`` read from ``path``.
+
+    Raises:
+        InputError: Invalid JSON, with the line and column of the error.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from e
+
+
+def read_json(path: str | Path, what: str) -> tuple[Path, Any]:
+    """``(path, parsed JSON)`` of a file (see :func:`read_text` and :func:`parse_json`)."""
+    path, text = read_text(path, what)
+    return path, parse_json(text, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows -> Question
+
+
+def _first(row: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    return next((row[k] for k in keys if row.get(k) is not None), None)
+
+
+def _parse_answers(value: Any, where: str) -> tuple[list[str], list[str]]:
+    """``(answers, raw_answers)`` from strings, dicts with ``answer``, or an HF dict of lists."""
+    if value is None:
+        return [], []
+    if isinstance(value, Mapping) and isinstance(value.get("answer"), list):
+        raw = value.get("raw_answer")
+        value = [{"answer": a, **({"raw_answer": raw[i]} if isinstance(raw, list) else {})}
+                 for i, a in enumerate(value["answer"])]
+    if not isinstance(value, list):
+        raise InputError(f"{where}: answers must be a list, got {type(value).__name__}")
+    if all(isinstance(a, Mapping) for a in value):
+        if not all("answer" in a for a in value):
+            raise InputError(f"{where}: every answer object needs an 'answer' field")
+        answers = [str(a["answer"]) for a in value]
+        has_raw = value and all(a.get("raw_answer") is not None for a in value)
+        return answers, [str(a["raw_answer"]) for a in value] if has_raw else []
+    if any(isinstance(a, (Mapping, list)) for a in value):
+        raise InputError(f"{where}: answers must be strings or objects with an 'answer' field")
+    return [str(a) for a in value if a is not None], []
+
+
+def _parse_label(value: Any, where: str) -> dict[str, float]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, Mapping):
+        raise InputError(f"{where}: 'label' must be an object {{answer: score}}")
+    try:
+        # HF stores varying dict keys as one struct: absent answers come back as None.
+        return {str(k): float(v) for k, v in value.items() if v is not None}
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{where}: label scores must be numbers") from e
+
+
+def question_from_row(row: Any, index: int, where: str) -> Question:
+    """Build a Question from any supported row shape; ``where`` names the row in errors.
+
+    Fields are found by name: question (``question``/``sent``), id (``question_id``/``id``, else
+    ``index``), image id (``image_id``/``img_id``), answers (``answers``/``direct_answers``), soft
+    ``label``, category (``category``/``class``, else ``question_type``).
+
+    Raises:
+        InputError: Not an object, no question text, malformed answers or label.
+    """
+    if not isinstance(row, Mapping):
+        raise InputError(f"{where}: expected an object, got {type(row).__name__}")
+    text = _first(row, ("question", "sent"))
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"{where}: no question text (field 'question' or 'sent');"
+                         f" found keys: {', '.join(map(str, row)) or 'none'}")
+    qid = _first(row, ("question_id", "id"))
+    image_id = _first(row, ("image_id", "img_id"))
+    answers, raw_answers = _parse_answers(_first(row, ("answers", "direct_answers")), where)
+    question_type = row.get("question_type")
+    category = _first(row, ("category", "class"))
+    category = category if category is not None else question_type
+    return Question(
+        id=str(index) if qid is None else str(qid),
+        question=text.strip(),
+        image_id=None if image_id in (None, "") else normalize_image_id(image_id),
+        answers=answers,
+        raw_answers=raw_answers,
+        label=_parse_label(row.get("label"), where),
+        category=None if category is None else str(category),
+        question_type=None if question_type is None else str(question_type),
+    )
+
+
+def check_questions(questions: list[Question], source: str) -> QuestionList:
+    """Wrap ``questions`` read from ``source`` in a :class:`QuestionList`.
+
+    Raises:
+        InputError: No questions, or duplicate question ids.
+    """
+    if not questions:
+        raise InputError(f"no questions in {source}; check the file or split")
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for q in questions:
+        if q.id in seen:
+            duplicates.append(q.id)
+        seen.add(q.id)
+    if duplicates:
+        raise InputError(f"{len(duplicates)} duplicate question ids in {source}"
+                         f" (first: {', '.join(duplicates[:3])}); question ids must be unique")
+    return QuestionList(questions, source=source)

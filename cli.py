@@ -98,13 +98,13 @@ Config = Annotated[Path | None, typer.Option(
     help="TOML config file (default ./pica.toml or $PICA_CONFIG); CLI options win.")]
 
 
-def settings_from(config: Path | None, **cli: Any):
-    """Settings from CLI values over the config file over the defaults."""
-    from pica.config import make_settings, parse_weights
+def settings_from(config: Path | None, values: dict[str, Any]):
+    """Settings from a command's option values (its ``locals()``; only ``Settings`` fields are
+    used) over the config file over the defaults."""
+    from pica.config import FIELDS, make_settings, parse_weights
 
+    cli = {name: value for name, value in values.items() if name in FIELDS}
     cli["weights"] = parse_weights(cli.get("weights"))
-    if cli.get("index") is not None and cli["index"].lower() == "none":
-        cli["index"] = "none"
     return make_settings(cli, config)
 
 
@@ -146,11 +146,7 @@ def answer(
         raise InputError("the question is empty; ask something about the image")
     if caption is not None and not caption.strip():
         raise InputError("--caption is empty; give a caption or leave the option out")
-    settings = settings_from(
-        config, captioner=captioner, question_aware=question_aware, index=index, embedder=embedder,
-        shots=shots, ensemble=ensemble, choose=choose, selection=selection, weights=weights,
-        candidates=candidates, template=template, llm=llm, api_base=api_base,
-        api_key_env=api_key_env, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens, seed=seed)
+    settings = settings_from(config, locals())
     load_image(image)  # validate early: a bad image is an input error even with --caption
     pipeline = Pipeline(settings)
     if pipeline.zero_shot:
@@ -328,12 +324,9 @@ def evaluate(
         raise InputError("give either --captions FILE or --captioner MODEL, not both")
     if captions is not None and not captions.is_file():
         raise InputError(f"captions file not found: {captions}")
-    settings = settings_from(
-        config, captioner=str(captions) if captions else captioner, question_aware=question_aware,
-        index=index, embedder=embedder, shots=shots, ensemble=ensemble, choose=choose,
-        selection=selection, weights=weights, candidates=candidates, template=template, llm=llm,
-        api_base=api_base, api_key_env=api_key_env, n_ctx=n_ctx, threads=threads,
-        max_tokens=max_tokens, seed=seed, concurrency=concurrency)
+    if captions is not None:
+        captioner = str(captions)
+    settings = settings_from(config, locals())
     qs = load_questions(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
                         hf_dataset=hf_dataset, split=split, images_dir=images, limit=limit)
     identity = {k: str(v) for k, v in dict(dataset=dataset, questions=questions,
@@ -341,8 +334,13 @@ def evaluate(
                                            hf_dataset=hf_dataset, images=images).items() if v}
     if hf_dataset:
         identity["split"] = split
+    from pica.pipeline import Pipeline
+
+    pipeline = Pipeline(settings)
+    if pipeline.zero_shot:
+        typer.echo("note: no example index; answering zero-shot", err=True)
     summary = run_evaluation(settings, qs, out, dataset=identity, force_new=force_new,
-                             progress=progress)
+                             progress=progress, pipeline=pipeline)
     _print_summary(summary, out)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -165,8 +164,6 @@ def evaluate(
     todo = [q for q in questions if q.id not in done]
     pipeline = pipeline or Pipeline(settings)
     _attach_cached_captions(pipeline, todo)
-    if pipeline.zero_shot:
-        print("note: no example index; answering zero-shot", file=sys.stderr, flush=True)
     total_score = sum(done[q.id]["score"] for q in questions if q.id in done)
     finished = len(questions) - len(todo)
     fd = os.open(results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

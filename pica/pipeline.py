@@ -163,8 +163,12 @@ class Pipeline:
             if not q.question or not q.question.strip():
                 raise InputError(f"question {q.id} is empty; ask something about the image")
         t0 = time.perf_counter()
-        need_images = [q for q in questions if q.caption is None or self._wants_image()]
-        images = {q.id: q.load_image() for q in need_images if q.has_image}
+        from pica.captioners import is_captions_file
+
+        captioning = not is_captions_file(self.settings.captioner)
+        wants_image = self._wants_image()
+        images = {q.id: q.load_image() for q in questions
+                  if q.has_image and (wants_image or (q.caption is None and captioning))}
         captions = self._captions(questions, images)
         t1 = time.perf_counter()
         hits = self._retrieve(questions, captions, images)

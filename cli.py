@@ -71,7 +71,7 @@ Index = Annotated[str | None, typer.Option(
     " 'none' = zero-shot).")]
 Embedder = Annotated[str | None, typer.Option(
     help="Insist on this embedder (default: the one the index was built with).")]
-Shots = Annotated[int | None, typer.Option(help="In-context examples per prompt (default 16).")]
+Shots = Annotated[int | None, typer.Option(help="In-context examples per prompt (default 4).")]
 Ensemble = Annotated[int | None, typer.Option(
     help="Prompts per question from disjoint slices of the nearest examples (PICa).")]
 Choose = Annotated[str | None, typer.Option(
@@ -79,7 +79,8 @@ Choose = Annotated[str | None, typer.Option(
 Selection = Annotated[str | None, typer.Option(
     help="Example selection: auto | random | question | image+question | caption+question.")]
 Weights = Annotated[str | None, typer.Option(
-    help="Similarity weights per vector kind, e.g. 'question=1,caption=0.5'.")]
+    help="Similarity weights per vector kind (unnamed kinds weigh 1; default caption=0.5),"
+    " e.g. 'question=1,caption=0.5'.")]
 Candidates = Annotated[int | None, typer.Option(
     help="Answer candidates shown per example and query (templates with {candidates}).")]
 Template = Annotated[str | None, typer.Option(

@@ -44,9 +44,10 @@ def ensure_index() -> None:
                         "--captions", str(CAPTIONS)], check=True)
 
 
-def run(name: str, flags: list[str], limit: int | None) -> tuple[str, dict]:
+def run(name: str, flags: list[str], limit: int | None, dataset: Path = DEV) -> tuple[str, dict]:
+    """Run one setting as its own `pica eval` process; return the command shown and the summary."""
     out = OUT / name if limit is None else OUT / f"{name}-{limit}"
-    cmd = ["pica", "eval", "--dataset", str(DEV), "--captions", str(CAPTIONS), "--index", str(INDEX),
+    cmd = ["pica", "eval", "--dataset", str(dataset), "--captions", str(CAPTIONS), "--index", str(INDEX),
            "--out", str(out), *flags, "--force-new", "--no-progress"]
     if limit:
         cmd += ["--limit", str(limit)]

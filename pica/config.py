@@ -20,6 +20,11 @@ DEFAULT_CLIP = "ViT-B-32@laion2b_s34b_b79k"
 DEFAULT_TEXT_EMBEDDER = "all-MiniLM-L6-v2"
 DEFAULT_LLM = "gemma3-270m"
 STARTER_INDEX = "starter"
+# Measured on a pool tuning split (BENCHMARKS.md, "Tuning"): with Gemma 3 270M, 4 nearest examples
+# answer as well as 16 at a third of the prompt, and caption similarity at half the weight of
+# question similarity retrieves slightly better neighbours.
+DEFAULT_SHOTS = 4
+DEFAULT_WEIGHTS = {"caption": 0.5}
 PROMPTCAP_PROMPT = "please describe this image according to the given question: {question}"
 CONFIG_FILE_NAME = "pica.toml"
 
@@ -43,7 +48,8 @@ class Settings:
         ensemble: Number of prompts (disjoint slices of the nearest examples).
         choose: How to pick among ensemble answers: ``logprob`` (PICa) or ``vote`` (Prophet).
         selection: Which similarity picks examples (``auto`` = every vector kind of the index).
-        weights: Per-kind similarity weights, e.g. ``{"question": 1.0, "caption": 1.0}``.
+        weights: Per-kind similarity weights, e.g. ``{"question": 1.0, "caption": 0.5}``; kinds
+            not named weigh 1.
         candidates: Answer candidates (from the neighbours) shown per example and query; 0 = none.
         template: Prompt template name (package data in ``pica/templates``).
         llm: ``gemma3-270m`` (packaged), a .gguf path, ``REPO:FILE`` on the HF hub, or ``openai:MODEL``.
@@ -61,11 +67,11 @@ class Settings:
     caption_prompt: str = PROMPTCAP_PROMPT
     index: str | None = STARTER_INDEX
     embedder: str | None = None
-    shots: int = 16
+    shots: int = DEFAULT_SHOTS
     ensemble: int = 1
     choose: str = "logprob"
     selection: str = "auto"
-    weights: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     candidates: int = 0
     template: str = "pica"
     llm: str = DEFAULT_LLM

@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app
+from pica.config import Settings
 
 runner = CliRunner()
 CAPTION = "a young boy putting on a baseball glove"
@@ -43,7 +44,7 @@ def test_answer_json_with_the_starter_index_and_packaged_model(photo):
     assert data["caption"] == CAPTION
     assert data["logprob"] < 0
     assert data["llm"] == "llama-cpp:gemma3-270m"
-    assert len(data["example_ids"]) == 1 and len(data["example_ids"][0]) == 16
+    assert len(data["example_ids"]) == 1 and len(data["example_ids"][0]) == Settings().shots
     assert all(i.startswith("starter-") for i in data["example_ids"][0])
     assert {"caption", "retrieval", "llm", "total"} <= set(data["seconds"])
 

@@ -109,6 +109,17 @@ def settings_from(config: Path | None, values: dict[str, Any]):
     return make_settings(cli, config)
 
 
+def cached_captions(captions: Path | None, captioner: str | None) -> str | None:
+    """``--captions FILE`` is the captioner: check it and return the captioner setting."""
+    if captions is None:
+        return captioner
+    if captioner is not None:
+        raise InputError("give either --captions FILE or --captioner MODEL, not both")
+    if not captions.is_file():
+        raise InputError(f"captions file not found: {captions}")
+    return str(captions)
+
+
 # -- answer -------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
@@ -116,6 +127,9 @@ def answer(
     image: Annotated[Path, typer.Argument(help="Image file (JPEG, PNG, ...).")],
     question: Annotated[str, typer.Argument(help="The question about the image.")],
     caption: Annotated[str | None, typer.Option(help="Use this caption instead of captioning.")] = None,
+    captions: Annotated[Path | None, typer.Option(
+        help="Cached captions file keyed by image id; the id is read from the image file name"
+        " (e.g. COCO_val2014_000000297147.jpg).")] = None,
     captioner: Captioner = None,
     question_aware: QuestionAware = None,
     index: Index = None,
@@ -147,13 +161,16 @@ def answer(
         raise InputError("the question is empty; ask something about the image")
     if caption is not None and not caption.strip():
         raise InputError("--caption is empty; give a caption or leave the option out")
+    captioner = cached_captions(captions, captioner)
     settings = settings_from(config, locals())
     load_image(image)  # validate early: a bad image is an input error even with --caption
     pipeline = Pipeline(settings)
     if pipeline.zero_shot:
         typer.echo("note: no example index; answering zero-shot", err=True)
+    from pica.datasets import normalize_image_id
+
     result = pipeline.answer(Question(id="q", question=question.strip(), image_path=image,
-                                      caption=caption))
+                                      image_id=normalize_image_id(image.name), caption=caption))
     if show_prompt:
         for i, prompt in enumerate(result.prompts, 1):
             typer.echo(f"----- prompt {i}/{len(result.prompts)} -----\n{prompt}\n-----")
@@ -321,12 +338,7 @@ def evaluate(
 
     if out is None:
         raise InputError("--out RUN_FOLDER is required (e.g. --out runs/dev)")
-    if captions is not None and captioner is not None:
-        raise InputError("give either --captions FILE or --captioner MODEL, not both")
-    if captions is not None and not captions.is_file():
-        raise InputError(f"captions file not found: {captions}")
-    if captions is not None:
-        captioner = str(captions)
+    captioner = cached_captions(captions, captioner)
     settings = settings_from(config, locals())
     qs = load_questions(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
                         hf_dataset=hf_dataset, split=split, images_dir=images, limit=limit)

@@ -141,3 +141,17 @@ def test_help_is_light_and_python_dash_m_works():
     subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run([sys.executable, "-m", "pica", "--help"], capture_output=True, text=True, check=True)
     assert "answer" in out.stdout and "index" in out.stdout and "eval" in out.stdout
+
+
+def test_cached_captions_are_found_by_the_image_file_name(tmp_path):
+    photo = tmp_path / "COCO_val2014_000000000123.jpg"
+    Image.new("RGB", (32, 32)).save(photo)
+    tsv = tmp_path / "captions.tsv"
+    tsv.write_text('123\t[{"caption": "a kite flying over a beach", "conf": 0.8}]\n')
+    result = run("answer", photo, "What is flying?", "--captions", tsv, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["caption"] == "a kite flying over a beach"
+    other = tmp_path / "COCO_val2014_000000000999.jpg"
+    Image.new("RGB", (32, 32)).save(other)
+    assert_one_line_error(run("answer", other, "What is flying?", "--captions", tsv), 2, "no caption")
+    assert_one_line_error(run("answer", photo, "q?", "--captions", tsv, "--captioner", "x"), 2, "not both")

@@ -1,0 +1,88 @@
+"""Choosing the defaults without touching dev: settings compared on a pool tuning split.
+
+The tuning questions are 900 questions of the pool (shuffled with seed 0), answered with examples
+from the pool index itself. pica never shows a question examples from its own image (the pipeline
+excludes rows with the query's image id), so this is leave-one-image-out and dev stays unseen
+until the chosen settings are measured on it (bench/okvqa.py).
+
+    python bench/tuning.py              # every setting below on the 900 tuning questions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import command_line, machine, update_section  # noqa: E402
+from okvqa import OUT, POOL, ensure_index, run  # noqa: E402
+
+SETTINGS: dict[str, list[str]] = {
+    "pica-16": ["--template", "pica", "--shots", "16", "--weights", "question=1,caption=1"],
+    "pica-16 caption 0.5": ["--template", "pica", "--shots", "16", "--weights", "question=1,caption=0.5"],
+    "pica-16 question only": ["--template", "pica", "--shots", "16", "--selection", "question"],
+    "pica-5 x3 vote": ["--template", "pica", "--shots", "5", "--ensemble", "3", "--choose", "vote",
+                       "--weights", "question=1,caption=0.5"],
+    "prophet-16 (5 candidates)": ["--template", "prophet", "--shots", "16", "--candidates", "5",
+                                  "--weights", "question=1,caption=0.5"],
+    "pica-4 caption 0.5": ["--template", "pica", "--shots", "4", "--weights", "question=1,caption=0.5"],
+    "lean-16 caption 0.5": ["--template", "lean", "--shots", "16", "--weights", "question=1,caption=0.5"],
+    "lean-8 caption 0.5": ["--template", "lean", "--shots", "8", "--weights", "question=1,caption=0.5"],
+    "lean-4 caption 0.5": ["--template", "lean", "--shots", "4", "--weights", "question=1,caption=0.5"],
+    "lean-4 caption 1": ["--template", "lean", "--shots", "4", "--weights", "question=1,caption=1"],
+    "lean-4 caption 0.25": ["--template", "lean", "--shots", "4", "--weights", "question=1,caption=0.25"],
+    "lean-2 caption 0.5": ["--template", "lean", "--shots", "2", "--weights", "question=1,caption=0.5"],
+}
+
+
+def stderr(name: str) -> float:
+    """Standard error (in points) of a run's mean score."""
+    lines = (OUT / ("tune-" + name.replace(" ", "_")) / "results.jsonl").read_text().splitlines()
+    scores = [json.loads(line)["score"] for line in lines]
+    mean = sum(scores) / len(scores)
+    return 100 * (sum((x - mean) ** 2 for x in scores) / (len(scores) - 1) / len(scores)) ** 0.5
+
+
+def tuning_split(n: int) -> Path:
+    rows = json.loads(POOL.read_text())
+    random.Random(0).shuffle(rows)
+    path = OUT / f"pool-tune-{n}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows[:n]))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=900, help="tuning questions")
+    parser.add_argument("--only", nargs="*", choices=sorted(SETTINGS))
+    args = parser.parse_args()
+    ensure_index()
+    dataset = tuning_split(args.n)
+    rows = []
+    for name in args.only or list(SETTINGS):
+        _, summary = run("tune-" + name.replace(" ", "_"), SETTINGS[name], None, dataset)
+        rows.append((name, summary))
+        print(f"{name}: {summary['accuracy']:.2f}% {summary['seconds_per_question']:.3f} s/q", flush=True)
+    lines = [
+        "## Tuning on the pool (leave-one-image-out), not on dev",
+        "",
+        f"`{command_line()}` — {machine()}.",
+        "",
+        f"{args.n} pool questions (shuffled, seed 0) answered with examples from the pool index; a"
+        " question never sees examples of its own image. ± is one standard error of the mean score.",
+        "",
+        "| setting | flags | accuracy % | s/question | prompt tokens/question |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in rows:
+        lines.append(f"| {name} | `{' '.join(SETTINGS[name])}` | {s['accuracy']:.2f} ± {stderr(name):.1f} |"
+                     f" {s['seconds_per_question']:.3f} | {s['prompt_tokens_per_question']:.0f} |")
+    update_section("tuning", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

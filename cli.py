@@ -7,6 +7,7 @@ Each command builds the settings, calls one library function and prints. Errors 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
@@ -99,14 +100,44 @@ Config = Annotated[Path | None, typer.Option(
     help="TOML config file (default ./pica.toml or $PICA_CONFIG); CLI options win.")]
 
 
-def settings_from(config: Path | None, values: dict[str, Any]):
-    """Settings from a command's option values (its ``locals()``; only ``Settings`` fields are
-    used) over the config file over the defaults."""
+# The options every answering command shares, by Settings field name (plus the config file).
+SETTING_OPTIONS: dict[str, Any] = {
+    "captioner": Captioner, "question_aware": QuestionAware, "index": Index, "embedder": Embedder,
+    "shots": Shots, "ensemble": Ensemble, "choose": Choose, "selection": Selection, "weights": Weights,
+    "candidates": Candidates, "template": Template, "llm": Llm, "api_base": ApiBase,
+    "api_key_env": ApiKeyEnv, "n_ctx": NCtx, "threads": Threads, "max_tokens": MaxTokens, "seed": Seed,
+    "config": Config,
+}
+
+
+def setting_options(func):
+    """Give a command the shared settings options; it receives their values as ``options``.
+
+    Typer reads a command's parameters from its signature, so the wrapper advertises the command's
+    own parameters followed by :data:`SETTING_OPTIONS`, and folds the latter into one dict.
+    """
+    signature = inspect.signature(func, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "options"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+              for name, kind in SETTING_OPTIONS.items()]
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        options = {name: kwargs.pop(name, None) for name in SETTING_OPTIONS}
+        return func(*args, options=options, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + shared)
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **SETTING_OPTIONS}
+    return wrapper
+
+
+def settings_from(options: dict[str, Any]):
+    """Settings from the shared options over the config file over the defaults."""
     from pica.config import FIELDS, make_settings, parse_weights
 
-    cli = {name: value for name, value in values.items() if name in FIELDS}
+    cli = {name: value for name, value in options.items() if name in FIELDS}
     cli["weights"] = parse_weights(cli.get("weights"))
-    return make_settings(cli, config)
+    return make_settings(cli, options.get("config"))
 
 
 def cached_captions(captions: Path | None, captioner: str | None) -> str | None:
@@ -123,6 +154,7 @@ def cached_captions(captions: Path | None, captioner: str | None) -> str | None:
 # -- answer -------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
+@setting_options
 def answer(
     image: Annotated[Path, typer.Argument(help="Image file (JPEG, PNG, ...).")],
     question: Annotated[str, typer.Argument(help="The question about the image.")],
@@ -130,27 +162,10 @@ def answer(
     captions: Annotated[Path | None, typer.Option(
         help="Cached captions file keyed by image id; the id is read from the image file name"
         " (e.g. COCO_val2014_000000297147.jpg).")] = None,
-    captioner: Captioner = None,
-    question_aware: QuestionAware = None,
-    index: Index = None,
-    embedder: Embedder = None,
-    shots: Shots = None,
-    ensemble: Ensemble = None,
-    choose: Choose = None,
-    selection: Selection = None,
-    weights: Weights = None,
-    candidates: Candidates = None,
-    template: Template = None,
-    llm: Llm = None,
-    api_base: ApiBase = None,
-    api_key_env: ApiKeyEnv = None,
-    n_ctx: NCtx = None,
-    threads: Threads = None,
-    max_tokens: MaxTokens = None,
-    seed: Seed = None,
-    config: Config = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object with details.")] = False,
     show_prompt: Annotated[bool, typer.Option(help="Print the prompt(s) before the answer.")] = False,
+    *,
+    options: dict[str, Any],
 ) -> None:
     """Answer a question about an image."""
     from pica.images import load_image
@@ -161,8 +176,8 @@ def answer(
         raise InputError("the question is empty; ask something about the image")
     if caption is not None and not caption.strip():
         raise InputError("--caption is empty; give a caption or leave the option out")
-    captioner = cached_captions(captions, captioner)
-    settings = settings_from(config, locals())
+    options["captioner"] = cached_captions(captions, options["captioner"])
+    settings = settings_from(options)
     load_image(image)  # validate early: a bad image is an input error even with --caption
     pipeline = Pipeline(settings)
     if pipeline.zero_shot:
@@ -291,6 +306,7 @@ def index_list(root: Annotated[Path | None, typer.Option(
 # -- eval ---------------------------------------------------------------------------------------
 @eval_app.callback()
 @handle_errors
+@setting_options
 def evaluate(
     ctx: typer.Context,
     dataset: Annotated[Path | None, typer.Option(
@@ -309,26 +325,9 @@ def evaluate(
         help="Start over in a run folder made with another configuration.")] = False,
     concurrency: Annotated[int | None, typer.Option(
         help="Parallel requests for API backends.")] = None,
-    captioner: Captioner = None,
-    question_aware: QuestionAware = None,
-    index: Index = None,
-    embedder: Embedder = None,
-    shots: Shots = None,
-    ensemble: Ensemble = None,
-    choose: Choose = None,
-    selection: Selection = None,
-    weights: Weights = None,
-    candidates: Candidates = None,
-    template: Template = None,
-    llm: Llm = None,
-    api_base: ApiBase = None,
-    api_key_env: ApiKeyEnv = None,
-    n_ctx: NCtx = None,
-    threads: Threads = None,
-    max_tokens: MaxTokens = None,
-    seed: Seed = None,
-    config: Config = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    *,
+    options: dict[str, Any],
 ) -> None:
     """Evaluate on a dataset: `pica eval --dataset D --out RUN ...`; `pica eval report RUN`."""
     if ctx.invoked_subcommand is not None:
@@ -338,8 +337,8 @@ def evaluate(
 
     if out is None:
         raise InputError("--out RUN_FOLDER is required (e.g. --out runs/dev)")
-    captioner = cached_captions(captions, captioner)
-    settings = settings_from(config, locals())
+    options["captioner"] = cached_captions(captions, options["captioner"])
+    settings = settings_from({**options, "concurrency": concurrency})
     qs = load_questions(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
                         hf_dataset=hf_dataset, split=split, images_dir=images, limit=limit)
     identity = {k: str(v) for k, v in dict(dataset=dataset, questions=questions,

@@ -249,6 +249,19 @@ def test_parallel_requests_keep_input_order(concurrency):
         assert 2 <= server.max_in_flight <= 3
 
 
+def test_concurrency_bounds_requests_across_calling_threads():
+    # The pipeline answers questions in parallel and each sends an ensemble's prompts: the bound is
+    # on requests in flight, not per call.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with FlakyServer([("slow", 0.15, (200, answer_with_index))]) as server:
+        b = backend(server, concurrency=2)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            results = list(pool.map(lambda q: b.complete([f"{q} {i}" for i in range(3)]), "abc"))
+    assert [[c.text for c in r] for r in results] == [["0", "1", "2"]] * 3
+    assert server.max_in_flight == 2
+
+
 def test_parallel_failure_raises_backend_error():
     with (FlakyServer([(200, OK), (400, {}, error_json("bad prompt"))]) as server,
           pytest.raises(BackendError, match="bad prompt")):

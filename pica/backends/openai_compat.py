@@ -101,6 +101,7 @@ class OpenAICompatBackend(Backend):
         self.id = f"openai:{model}@{parts.netloc.rpartition('@')[2]}"
         self._key = Secret(os.environ.get(api_key_env))
         self._lock = threading.Lock()
+        self._in_flight = threading.BoundedSemaphore(self.concurrency)
         self._chat = False
         self._noted = False
         self._optional = {path: dict(params) for path, params in OPTIONAL_PARAMS.items()}
@@ -272,7 +273,9 @@ class OpenAICompatBackend(Backend):
             retry_after = None
             request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                # At most `concurrency` requests in flight, however many threads call in (the
+                # pipeline runs questions in parallel, and each may send an ensemble's prompts).
+                with self._in_flight, urllib.request.urlopen(request, timeout=self.timeout) as response:
                     raw = response.read()
             except urllib.error.HTTPError as e:
                 message = self._scrub(error_message(e))

@@ -6,6 +6,9 @@ Each setting runs as its own `pica eval` process (so peak memory is that run's) 
 
     python bench/okvqa.py                     # every setting, all 1285 dev questions
     python bench/okvqa.py --only default --limit 300
+
+The table lists every setting that has a finished run in bench/out (from this or an earlier
+invocation), so settings can be re-run one at a time.
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
     "question": ("PICa prompt, 16 nearest by question (MiniLM)", [*BASELINE, "--selection", "question"]),
     "caption+question": ("PICa prompt, 16 nearest by question + caption (MiniLM; the text stand-in for"
                          " PICa's image + question)", [*BASELINE, "--selection", "caption+question"]),
-    "default": ("pica defaults (see README)", []),
+    "pica-8": ("PICa prompt, 8 nearest by question + caption (caption weight 0.5)",
+               ["--template", "pica", "--shots", "8", "--candidates", "0", "--weights", "question=1,caption=0.5"]),
+    "default": ("pica defaults (see README): PICa prompt, 4 nearest by question + caption (caption"
+                " weight 0.5)", []),
 }
 
 
@@ -44,19 +50,25 @@ def ensure_index() -> None:
                         "--captions", str(CAPTIONS)], check=True)
 
 
-def run(name: str, flags: list[str], limit: int | None, dataset: Path = DEV) -> tuple[str, dict]:
-    """Run one setting as its own `pica eval` process; return the command shown and the summary."""
+def command(name: str, flags: list[str], limit: int | None, dataset: Path = DEV) -> tuple[Path, list[str]]:
+    """The run folder and `pica eval` command of one setting."""
     out = OUT / name if limit is None else OUT / f"{name}-{limit}"
     cmd = ["pica", "eval", "--dataset", str(dataset), "--captions", str(CAPTIONS), "--index", str(INDEX),
            "--out", str(out), *flags, "--force-new", "--no-progress"]
-    if limit:
-        cmd += ["--limit", str(limit)]
-    for name_ in ("results.jsonl",):
-        (out / name_).unlink(missing_ok=True)  # measure from scratch, never a resumed run
+    return out, cmd + (["--limit", str(limit)] if limit else [])
+
+
+def shown(cmd: list[str]) -> str:
+    """A command as a user would type it from the repository root."""
+    return " ".join(shlex.quote(str(Path(a).relative_to(ROOT)) if a.startswith(str(ROOT)) else a) for a in cmd)
+
+
+def run(name: str, flags: list[str], limit: int | None, dataset: Path = DEV) -> tuple[str, dict]:
+    """Run one setting as its own `pica eval` process; return the command shown and the summary."""
+    out, cmd = command(name, flags, limit, dataset)
+    (out / "results.jsonl").unlink(missing_ok=True)  # measure from scratch, never a resumed run
     subprocess.run([sys.executable, "-m", "pica", *cmd[1:]], check=True, cwd=ROOT)
-    shown = " ".join(shlex.quote(str(Path(a).relative_to(ROOT)) if a.startswith(str(ROOT)) else a)
-                     for a in cmd)
-    return shown, json.loads((out / "summary.json").read_text())
+    return shown(cmd), json.loads((out / "summary.json").read_text())
 
 
 def main() -> None:
@@ -65,13 +77,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="first N dev questions only")
     args = parser.parse_args()
     ensure_index()
-    names = args.only or list(SETTINGS)
-    rows = []
-    for name in names:
-        description, flags = SETTINGS[name]
-        shown, summary = run(name, flags, args.limit)
-        rows.append((name, description, shown, summary))
+    for name in args.only or list(SETTINGS):
+        _, summary = run(name, SETTINGS[name][1], args.limit)
         print(f"{name}: {summary['accuracy']:.2f}% {summary['seconds_per_question']:.3f} s/q", flush=True)
+    rows = []
+    for name, (description, flags) in SETTINGS.items():
+        out, cmd = command(name, flags, args.limit)
+        if (out / "summary.json").is_file():
+            rows.append((name, description, shown(cmd), json.loads((out / "summary.json").read_text())))
     n = rows[0][3]["n"]
     lines = [
         "## OK-VQA dev: example selection and settings",
@@ -83,15 +96,18 @@ def main() -> None:
         " Gemma 3 270M Q4_K_M through llama.cpp on the CPU. Seconds per question are wall time of the"
         " whole pipeline (retrieval + prompt + LLM); prompt tokens/s counts prompt tokens over LLM time.",
         "",
-        "| setting | accuracy % | s/question | prompt tokens/question | prompt tokens/s | peak RSS MB |",
+        "| setting | accuracy % | s/question (mean / median) | prompt tokens/question | prompt tokens/s |"
+        " peak RSS MB |",
         "|---|---|---|---|---|---|",
     ]
     for name, description, _, s in rows:
-        lines.append(f"| **{name}**: {description} | {s['accuracy']:.2f} | {s['seconds_per_question']:.3f} |"
-                     f" {s['prompt_tokens_per_question']:.0f} | {s['prompt_tokens_per_second'] or 0:.0f} |"
-                     f" {s['peak_rss_mb']:.0f} |")
+        out = Path(command(name, SETTINGS[name][1], args.limit)[0])
+        seconds = sorted(json.loads(line)["seconds"] for line in (out / "results.jsonl").read_text().splitlines())
+        lines.append(f"| **{name}**: {description} | {s['accuracy']:.2f} | {s['seconds_per_question']:.3f} /"
+                     f" {seconds[len(seconds) // 2]:.3f} | {s['prompt_tokens_per_question']:.0f} |"
+                     f" {s['prompt_tokens_per_second'] or 0:.0f} | {s['peak_rss_mb']:.0f} |")
     lines += ["", "Exact commands:", ""]
-    lines += [f"- {name}: `{shown}`" for name, _, shown, _ in rows]
+    lines += [f"- {name}: `{cmd}`" for name, _, cmd, _ in rows]
     update_section("okvqa" if args.limit is None else f"okvqa-{args.limit}", "\n".join(lines))
 
 

@@ -1,10 +1,11 @@
 """llama.cpp vs HF transformers on the same model and the same prompts.
 
-Builds the prompts of the first N dev questions with pica's default settings, then answers each
+Builds the prompts of the first N dev questions with pica's default settings (4 shots) and with
+PICa's 16 shots, then answers each
 with (a) pica's llama.cpp backend on the packaged Gemma 3 270M Q4_K_M GGUF and (b) HF transformers
 running the same GGUF (dequantized to fp32, the way transformers loads GGUF files), both greedy,
 at most 5 new tokens, stopping at a newline, on the same CPU threads. Each engine runs in its own
-process (own peak memory). The speed ratio comes from this one run.
+process (own peak memory). The speed ratios come from this one run.
 
     python bench/hf_compare.py --n 100
 """
@@ -27,16 +28,21 @@ CAPTIONS = SHARED / "VinVL_base_val2014.tsv"
 INDEX = Path(__file__).resolve().parents[1] / "indexes" / "okvqa-pool"
 
 
-def make_prompts(n: int, flags: list[str]) -> list[dict]:
+# Prompt sets compared: name -> pica settings. The default prompt and PICa's 16-shot prompt.
+PROMPT_SETS: dict[str, dict] = {
+    "pica defaults (4 shots)": {},
+    "PICa 16 shots": {"shots": 16, "weights": {"question": 1.0, "caption": 1.0}},
+}
+
+
+def make_prompts(n: int, overrides: dict) -> list[dict]:
     """The prompts pica builds for the first n dev questions (one per question)."""
     from pica.config import make_settings
     from pica.datasets import load_questions
     from pica.evaluation import _attach_cached_captions
     from pica.pipeline import Pipeline
 
-    cli = dict(zip(flags[::2], flags[1::2]))
-    settings = make_settings({"captioner": str(CAPTIONS), "index": str(INDEX),
-                              **{k.lstrip("-").replace("-", "_"): _value(v) for k, v in cli.items()}})
+    settings = make_settings({"captioner": str(CAPTIONS), "index": str(INDEX), **overrides})
     pipeline = Pipeline(settings)
     questions = load_questions(dataset=DEV, limit=n)
     _attach_cached_captions(pipeline, questions)
@@ -45,13 +51,6 @@ def make_prompts(n: int, flags: list[str]) -> list[dict]:
         prompt = pipeline.build_prompts(item.question, item.caption, item.hits)[0]
         prompts.append({"id": item.question.id, "prompt": prompt.text, "label": item.question.label})
     return prompts
-
-
-def _value(text: str):
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def run_llama(prompts: list[dict], threads: int) -> dict:
@@ -102,60 +101,67 @@ def run_hf(prompts: list[dict], threads: int) -> dict:
     return {"seconds": time.perf_counter() - start, "answers": answers, "prompt_tokens": tokens}
 
 
+def compare(prompts: list[dict], threads: int, tmp: Path) -> dict:
+    """Both engines on the same prompts, each in its own process; their results and agreement."""
+    from pica.answers import normalize_answer, soft_score
+
+    file = tmp / "prompts.json"
+    file.write_text(json.dumps(prompts))
+    results = {}
+    for engine in ("llama.cpp", "transformers"):
+        cmd = [sys.executable, __file__, "--engine", engine, "--prompts", str(file), "--threads", str(threads)]
+        results[engine] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        r = results[engine]
+        r["accuracy"] = 100 * sum(soft_score(a, p["label"]) for a, p in zip(r["answers"], prompts)) / len(prompts)
+        print(engine, f"{r['seconds']:.1f} s", flush=True)
+    results["same"] = sum(normalize_answer(a) == normalize_answer(b) for a, b in
+                          zip(results["llama.cpp"]["answers"], results["transformers"]["answers"])) / len(prompts)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100, help="dev questions (prompts)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="*", choices=sorted(PROMPT_SETS), help="prompt sets to compare")
     parser.add_argument("--engine", choices=["llama.cpp", "transformers"], help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
-    parser.add_argument("--settings", nargs="*", default=[],
-                        help="pica settings for the prompts, e.g. --settings --shots 16 --template pica")
-    args, extra = parser.parse_known_args()
-    flags = args.settings + extra
+    args = parser.parse_args()
     if args.engine:
         prompts = json.loads(Path(args.prompts).read_text())
         result = (run_llama if args.engine == "llama.cpp" else run_hf)(prompts, args.threads)
         result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
-    from pica.answers import normalize_answer, soft_score
-
-    prompts = make_prompts(args.n, flags)
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        file = Path(tmp) / "prompts.json"
-        file.write_text(json.dumps(prompts))
-        for engine in ("llama.cpp", "transformers"):
-            cmd = [sys.executable, __file__, "--engine", engine, "--prompts", str(file), "--threads",
-                   str(args.threads)]
-            results[engine] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            print(engine, results[engine]["seconds"], flush=True)
-    rows = []
-    for engine, r in results.items():
-        acc = sum(soft_score(a, p["label"]) for a, p in zip(r["answers"], prompts)) / len(prompts)
-        rows.append((engine, r["seconds"] / len(prompts), r["prompt_tokens"] / r["seconds"], 100 * acc,
-                     r["peak_rss_mb"]))
-    same = sum(normalize_answer(a) == normalize_answer(b) for a, b in
-               zip(results["llama.cpp"]["answers"], results["transformers"]["answers"])) / len(prompts)
-    ratio = results["transformers"]["seconds"] / results["llama.cpp"]["seconds"]
-    tokens = results["llama.cpp"]["prompt_tokens"] / len(prompts)
     lines = [
         "## llama.cpp vs HF transformers, same model and prompts",
         "",
         f"`{command_line()}` — {machine()}.",
         "",
-        f"{len(prompts)} prompts of the first dev questions ({tokens:.0f} prompt tokens each on average,"
-        f" settings: {' '.join(flags) or 'pica defaults'}), Gemma 3 270M from the packaged Q4_K_M GGUF:"
-        " llama.cpp runs it quantized; transformers loads the same file dequantized to fp32."
-        f" {args.threads} threads each, greedy, <= 5 new tokens, stop at newline; one warm-up prompt"
-        " not timed.",
+        f"The prompts pica builds for the first {args.n} dev questions, Gemma 3 270M from the packaged Q4_K_M"
+        " GGUF: llama.cpp runs it quantized; transformers loads the same file dequantized to fp32 (the"
+        f" way it reads GGUF files). {args.threads} threads each, greedy, <= 5 new tokens, stop at"
+        " newline; one warm-up prompt not timed; each engine in its own process.",
         "",
-        "| engine | s/question | prompt tokens/s | accuracy % on these | peak RSS MB |",
-        "|---|---|---|---|---|",
+        "| prompts | tokens/prompt | engine | s/question | prompt tokens/s | accuracy % on these |"
+        " peak RSS MB | llama.cpp speed-up | same answer |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {e} | {s:.3f} | {t:.0f} | {a:.1f} | {m:.0f} |" for e, s, t, a, m in rows]
-    lines += ["", f"**llama.cpp is {ratio:.2f}x faster** than transformers in this run; the two give the"
-              f" same normalized answer for {100 * same:.0f}% of the prompts (quantized vs fp32 weights)."]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.only or list(PROMPT_SETS):
+            prompts = make_prompts(args.n, PROMPT_SETS[name])
+            res = compare(prompts, args.threads, Path(tmp))
+            ratio = res["transformers"]["seconds"] / res["llama.cpp"]["seconds"]
+            tokens = res["llama.cpp"]["prompt_tokens"] / len(prompts)
+            for engine in ("llama.cpp", "transformers"):
+                r = res[engine]
+                tail = f" **{ratio:.2f}x** | {100 * res['same']:.0f}% |" if engine == "llama.cpp" else " | |"
+                lines.append(f"| {name} | {tokens:.0f} | {engine} | {r['seconds'] / len(prompts):.3f} |"
+                             f" {r['prompt_tokens'] / r['seconds']:.0f} | {r['accuracy']:.1f} |"
+                             f" {r['peak_rss_mb']:.0f} |{tail}")
+    lines += ["", "Speed-up = transformers seconds / llama.cpp seconds on the same prompts in this run; 'same"
+              " answer' = share of prompts where both give the same normalized answer (quantized vs fp32"
+              " weights)."]
     update_section("hf_compare", "\n".join(lines))
 
 

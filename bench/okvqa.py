@@ -44,6 +44,23 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+REFERENCE = "caption+question"  # the straightforward PICa 16-shot setting the others are compared with
+
+
+def per_question(out: Path) -> dict[str, dict]:
+    """question id -> result line of a finished run."""
+    lines = (out / "results.jsonl").read_text().splitlines()
+    return {row["question_id"]: row for row in map(json.loads, lines)}
+
+
+def paired_difference(a: dict[str, dict], b: dict[str, dict]) -> tuple[float, float]:
+    """Mean per-question score difference a - b over shared questions, and its standard error (points)."""
+    diffs = [a[k]["score"] - b[k]["score"] for k in a if k in b]
+    mean = sum(diffs) / len(diffs)
+    var = sum((x - mean) ** 2 for x in diffs) / (len(diffs) - 1)
+    return 100 * mean, 100 * (var / len(diffs)) ** 0.5
+
+
 def ensure_index() -> None:
     if not (INDEX / "manifest.json").is_file():
         subprocess.run([sys.executable, "-m", "pica", "index", "build", str(INDEX), "--dataset", str(POOL),
@@ -60,7 +77,12 @@ def command(name: str, flags: list[str], limit: int | None, dataset: Path = DEV)
 
 def shown(cmd: list[str]) -> str:
     """A command as a user would type it from the repository root."""
-    return " ".join(shlex.quote(str(Path(a).relative_to(ROOT)) if a.startswith(str(ROOT)) else a) for a in cmd)
+    def short(arg: str) -> str:
+        if arg.startswith(str(SHARED.parent)):
+            return "../shared/" + str(Path(arg).relative_to(SHARED.parent))
+        return str(Path(arg).relative_to(ROOT)) if arg.startswith(str(ROOT)) else arg
+
+    return " ".join(shlex.quote(short(a)) for a in cmd)
 
 
 def run(name: str, flags: list[str], limit: int | None, dataset: Path = DEV) -> tuple[str, dict]:
@@ -75,9 +97,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", choices=sorted(SETTINGS), help="settings to run")
     parser.add_argument("--limit", type=int, help="first N dev questions only")
+    parser.add_argument("--table", action="store_true", help="only rewrite the table from finished runs")
     args = parser.parse_args()
     ensure_index()
-    for name in args.only or list(SETTINGS):
+    for name in [] if args.table else args.only or list(SETTINGS):
         _, summary = run(name, SETTINGS[name][1], args.limit)
         print(f"{name}: {summary['accuracy']:.2f}% {summary['seconds_per_question']:.3f} s/q", flush=True)
     rows = []
@@ -89,23 +112,31 @@ def main() -> None:
     lines = [
         "## OK-VQA dev: example selection and settings",
         "",
-        f"`{command_line()}` — {machine()}.",
+        f"`python bench/okvqa.py` runs every setting; `--only NAME ...` re-runs some and `--table` rewrites"
+        f" this table from the finished runs in bench/out (last: `{command_line()}`) — {machine()}.",
         "",
         f"{n} questions of `okvqa_val2014_dev.json` (soft-label accuracy, as the official VQA metric"
         " reduces to on LXMERT labels), VinVL captions, examples from the 2,509-question pool index,"
         " Gemma 3 270M Q4_K_M through llama.cpp on the CPU. Seconds per question are wall time of the"
         " whole pipeline (retrieval + prompt + LLM); prompt tokens/s counts prompt tokens over LLM time.",
         "",
-        "| setting | accuracy % | s/question (mean / median) | prompt tokens/question | prompt tokens/s |"
-        " peak RSS MB |",
-        "|---|---|---|---|---|---|",
+        f"| setting | accuracy % | vs {REFERENCE} (paired, ± 1 SE) | s/question (mean / median) |"
+        f" speed vs {REFERENCE} | prompt tokens/question | prompt tokens/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    results = {name: per_question(command(name, SETTINGS[name][1], args.limit)[0]) for name, *_ in rows}
+    summaries = {name: s for name, _, _, s in rows}
     for name, description, _, s in rows:
-        out = Path(command(name, SETTINGS[name][1], args.limit)[0])
-        seconds = sorted(json.loads(line)["seconds"] for line in (out / "results.jsonl").read_text().splitlines())
-        lines.append(f"| **{name}**: {description} | {s['accuracy']:.2f} | {s['seconds_per_question']:.3f} /"
-                     f" {seconds[len(seconds) // 2]:.3f} | {s['prompt_tokens_per_question']:.0f} |"
-                     f" {s['prompt_tokens_per_second'] or 0:.0f} | {s['peak_rss_mb']:.0f} |")
+        seconds = sorted(r["seconds"] for r in results[name].values())
+        delta, speed = "", ""
+        if REFERENCE in results and name != REFERENCE:
+            d, se = paired_difference(results[name], results[REFERENCE])
+            delta = f"{d:+.2f} ± {se:.2f}"
+            speed = f"{summaries[REFERENCE]['seconds_per_question'] / s['seconds_per_question']:.2f}x"
+        lines.append(f"| **{name}**: {description} | {s['accuracy']:.2f} | {delta} |"
+                     f" {s['seconds_per_question']:.3f} / {seconds[len(seconds) // 2]:.3f} | {speed} |"
+                     f" {s['prompt_tokens_per_question']:.0f} | {s['prompt_tokens_per_second'] or 0:.0f} |"
+                     f" {s['peak_rss_mb']:.0f} |")
     lines += ["", "Exact commands:", ""]
     lines += [f"- {name}: `{cmd}`" for name, _, cmd, _ in rows]
     update_section("okvqa" if args.limit is None else f"okvqa-{args.limit}", "\n".join(lines))

@@ -360,7 +360,8 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     typer.echo(f"accuracy {summary['accuracy']:.2f}  n={summary['n']}  "
                f"{summary['seconds_per_question']:.3f} s/question  -> {out}")
     for category, row in summary["per_category"].items():
-        typer.echo(f"  category {category:>6}: {row['accuracy']:6.2f}  (n={row['n']})")
+        label = f"{category:>2} {row['name']}" if row.get("name") else category
+        typer.echo(f"  {label:<44} {row['accuracy']:6.2f}  (n={row['n']})")
 
 
 @eval_app.command("report")

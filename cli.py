@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 index_app = typer.Typer(help="Build, inspect and list example indexes.", no_args_is_help=True)
 eval_app = typer.Typer(help="Batch OK-VQA evaluation (official VQA accuracy), resumable.",
-                       invoke_without_command=True)
+                       invoke_without_command=True, no_args_is_help=True)
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
 

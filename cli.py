@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 index_app = typer.Typer(help="Build, inspect and list example indexes.", no_args_is_help=True)
 eval_app = typer.Typer(help="Batch OK-VQA evaluation (official VQA accuracy), resumable.",
-                       invoke_without_command=True)
+                       invoke_without_command=True, no_args_is_help=True)
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
 
@@ -360,7 +360,8 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     typer.echo(f"accuracy {summary['accuracy']:.2f}  n={summary['n']}  "
                f"{summary['seconds_per_question']:.3f} s/question  -> {out}")
     for category, row in summary["per_category"].items():
-        typer.echo(f"  category {category:>6}: {row['accuracy']:6.2f}  (n={row['n']})")
+        label = f"{category:>2} {row['name']}" if row.get("name") else category
+        typer.echo(f"  {label:<44} {row['accuracy']:6.2f}  (n={row['n']})")
 
 
 @eval_app.command("report")

@@ -24,6 +24,7 @@ from pica.answers import score
 from pica.config import Settings
 from pica.errors import InputError, RunConfigError
 from pica.progress import progress_bar
+from pica.questionrows import category_name
 from pica.types import Answer, Question
 from pica.util import atomic_write_text
 
@@ -211,7 +212,8 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict[st
     llm_seconds = sum(r.get("seconds_llm", 0.0) for r in rows)
     return {
         **acc(rows),
-        "per_category": {k: acc(v) for k, v in sorted(by_cat.items(), key=lambda kv: _natural(kv[0]))},
+        "per_category": {k: _named(k, acc(v))
+                         for k, v in sorted(by_cat.items(), key=lambda kv: _natural(kv[0]))},
         "per_question_type": {k: acc(v) for k, v in sorted(by_type.items())},
         "seconds_per_question": round(sum(r["seconds"] for r in rows) / len(rows), 4),
         "prompt_tokens_per_second": round(sum(r["prompt_tokens"] for r in rows) / llm_seconds, 1)
@@ -222,6 +224,12 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict[st
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "pica_version": __version__,
     }
+
+
+def _named(code: str, stats: dict[str, Any]) -> dict[str, Any]:
+    """Category stats with the OK-VQA category name when the code is one of OK-VQA's."""
+    name = category_name(code)
+    return {**stats, "name": name} if name else stats
 
 
 def _natural(key: str) -> tuple:

@@ -28,6 +28,25 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".
 _NUMERIC_ID = re.compile(r"(?:COCO_)?(?:[A-Za-z-]+\d{4}_)?(\d+)", re.IGNORECASE)
 
 
+# OK-VQA's knowledge categories: the LXMERT files' ``class`` numbers and the official
+# annotations' ``question_type`` words name the same eleven categories.
+OKVQA_CATEGORIES = {
+    "1": "Vehicles and Transportation", "2": "Brands, Companies and Products",
+    "3": "Objects, Material and Clothing", "4": "Sports and Recreation", "5": "Cooking and Food",
+    "6": "Geography, History, Language and Culture", "7": "People and Everyday Life",
+    "8": "Plants and Animals", "9": "Science and Technology", "10": "Weather and Climate",
+    "0": "Other",
+}
+_CATEGORY_WORDS = dict(zip(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                            "ten"], map(str, range(11))), other="0")
+
+
+def category_name(code: str) -> str | None:
+    """The OK-VQA name of a category code (``"8"`` or ``"eight"``), or None for other codes."""
+    key = str(code).strip().lower()
+    return OKVQA_CATEGORIES.get(_CATEGORY_WORDS.get(key, key))
+
+
 class QuestionList(list[Question]):
     """A list of questions that also records where they came from.
 

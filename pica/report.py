@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pica.errors import InputError
+from pica.questionrows import category_name
 from pica.util import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
 
 # SVG bar chart geometry, in pixels.
-_LABEL_W = 190
+_LABEL_W = 260
 _BAR_W = 360
 _ROW_H = 26
 _BAR_H = 18
@@ -142,11 +143,12 @@ def bar_chart_svg(stats: Mapping[str, Mapping[str, Any]], title: str) -> str:
         y = 6 + i * _ROW_H
         width = 0.0 if acc is None else max(0.0, min(100.0, acc)) / 100 * _BAR_W
         label = f"{_fmt(acc, '{:.1f}')}% (n={_fmt(n, '{}')})"
+        shown = f"{name} {stats[name]['name']}" if stats[name].get("name") else name
         out.append(
             f'<g class="row" data-name="{_esc(name)}">'
-            f'<text x="{_LABEL_W - 8}" y="{y + _BAR_H - 4}" text-anchor="end">{_esc(_clip(name, 26))}</text>'
+            f'<text x="{_LABEL_W - 8}" y="{y + _BAR_H - 4}" text-anchor="end">{_esc(_clip(shown, 36))}</text>'
             f'<rect class="bar" x="{_LABEL_W}" y="{y}" width="{width:.1f}" height="{_BAR_H}" rx="3">'
-            f"<title>{_esc(name)}: {_esc(label)}</title></rect>"
+            f"<title>{_esc(shown)}: {_esc(label)}</title></rect>"
             f'<text class="value" x="{_LABEL_W + width + 6:.1f}" y="{y + _BAR_H - 4}">{_esc(label)}</text>'
             "</g>"
         )
@@ -265,7 +267,7 @@ def _stats_table(stats: Mapping[str, Mapping[str, Any]], label: str) -> str:
 
 def _gallery(rows: list[dict[str, Any]], left_out: int, total: int, thumb_px: int) -> str:
     categories = sorted({_category(r) for r in rows}, key=natural_key)
-    options = "".join(f'<option value="{_esc(c)}">{_esc(c)}</option>' for c in categories)
+    options = "".join(f'<option value="{_esc(c)}">{_esc(_category_label(c))}</option>' for c in categories)
     note = (
         f'<p class="note" id="truncated">Showing the first {len(rows):,} of {total:,} questions;'
         f" {left_out:,} left out.</p>"
@@ -301,7 +303,7 @@ def _card(row: Mapping[str, Any], thumb_px: int) -> str:
     )
     meta = [
         f"id {_esc(_text(row.get('question_id')))}",
-        f"category {_esc(category)}",
+        f"category {_esc(_category_label(category))}",
     ]
     if _present(row.get("question_type")):
         meta.append(f"type {_esc(row.get('question_type'))}")
@@ -334,6 +336,11 @@ def _card(row: Mapping[str, Any], thumb_px: int) -> str:
 
 def _category(row: Mapping[str, Any]) -> str:
     return _text(row.get("category")) or _NO_CATEGORY
+
+
+def _category_label(code: str) -> str:
+    name = category_name(code)
+    return f"{code} {name}" if name else code
 
 
 def _present(value: Any) -> bool:

@@ -155,3 +155,9 @@ def test_cached_captions_are_found_by_the_image_file_name(tmp_path):
     Image.new("RGB", (32, 32)).save(other)
     assert_one_line_error(run("answer", other, "What is flying?", "--captions", tsv), 2, "no caption")
     assert_one_line_error(run("answer", photo, "q?", "--captions", tsv, "--captioner", "x"), 2, "not both")
+
+
+def test_eval_without_arguments_shows_its_help():
+    result = run("eval")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Usage: pica eval" in result.output and "--dataset" in result.output and "report" in result.output

@@ -262,6 +262,18 @@ def test_read_lxmert(tmp_path):
     assert qs[1].category is None and qs[1].image_path is None
 
 
+@pytest.mark.parametrize(
+    ("code", "name"),
+    [("8", "Plants and Animals"), ("eight", "Plants and Animals"), (" Four ", "Sports and Recreation"),
+     ("10", "Weather and Climate"), ("ten", "Weather and Climate"), ("0", "Other"), ("other", "Other"),
+     ("11", None), ("what sport", None), ("", None)],
+)
+def test_okvqa_category_names(code, name):
+    from pica.questionrows import category_name
+
+    assert category_name(code) == name
+
+
 def test_read_lxmert_row_without_sent(tmp_path):
     path = write_json(tmp_path / "dev.json", [LXMERT[0], {"question": "x", "question_id": 1}])
     with pytest.raises(InputError, match=r"dev\.json\[1\]: missing 'sent'"):

@@ -54,6 +54,7 @@ def test_outputs_are_complete_and_consistent(finished_run):
     assert len(frame) == len(questions) == summary["n"]
     assert summary["accuracy"] == pytest.approx(100 * frame["score"].mean(), abs=0.01)
     assert set(summary["per_category"]) == {str(q.category) for q in questions}
+    assert summary["per_category"]["8"]["name"] == "Plants and Animals"  # OK-VQA class 8
     assert summary["config"]["settings"]["shots"] == 4
     assert json.loads((out / "summary.json").read_text()) == summary
     html = (out / "report.html").read_text()

@@ -167,6 +167,9 @@ def test_category_bars_sorted_and_labelled(results, summary, tmp_path):
     values = [g.find_all("text", "value")[0].text() for g in groups]
     assert labels == ["2", "10"]
     assert values == ["57.5% (n=4)", "40.0% (n=4)"]
+    summary["per_category"]["10"]["name"] = "Weather and Climate"  # summaries name OK-VQA categories
+    _, root = render(results, summary, tmp_path)
+    assert [g.find_all("text")[0].text() for g in root.find_all("g", "row")] == ["2", "10 Weather and Climate"]
     widths = [float(b.attrs["width"]) for b in bars]
     assert widths[0] > widths[1] > 0
     assert widths[0] / widths[1] == pytest.approx(57.5 / 40.0, rel=1e-2)

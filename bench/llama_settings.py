@@ -1,7 +1,8 @@
 """llama.cpp thread and batch settings for pica's prompts on this machine.
 
 Times greedy answers to the default prompts of the first N dev questions for each combination of
-CPU threads and prompt batch size (each prompt evaluated from an empty cache, as pica does).
+CPU threads and prompt batch size, and with flash attention (each prompt evaluated from an empty
+cache, as pica does). A second pass evaluates the prompts alone, to split prompt and answer time.
 
     python bench/llama_settings.py --n 60
 """
@@ -25,32 +26,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=60)
     args = parser.parse_args()
-    prompts = [p["prompt"] for p in make_prompts(args.n, [])]
+    prompts = [p["prompt"] for p in make_prompts(args.n, {})]
+    configs = [(t, b, False) for t in sorted({1, os.cpu_count() or 1}) for b in (32, 128, 512)]
+    configs.append((os.cpu_count() or 1, 512, True))
     rows = []
-    for threads in sorted({1, os.cpu_count() or 1}):
-        for n_batch in (32, 128, 512):
-            backend = LlamaCppBackend("gemma3-270m", n_ctx=2048, threads=threads, n_batch=n_batch)
-            backend.complete(prompts[:1])
-            start = time.perf_counter()
-            tokens = 0
-            for p in prompts:
-                backend.reset_cache()
-                tokens += backend.complete([p])[0].prompt_tokens
-            seconds = time.perf_counter() - start
-            rows.append((threads, n_batch, seconds / len(prompts), tokens / seconds))
-            backend.close()
-            print(rows[-1], flush=True)
+    for threads, n_batch, flash in configs:
+        backend = LlamaCppBackend("gemma3-270m", n_ctx=2048, threads=threads, n_batch=n_batch, flash_attn=flash)
+        backend.complete(prompts[:1])
+        start = time.perf_counter()
+        tokens = answer_tokens = 0
+        for p in prompts:
+            backend.reset_cache()
+            completion = backend.complete([p])[0]
+            tokens += completion.prompt_tokens
+            answer_tokens += completion.completion_tokens
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        for p in prompts:
+            backend.reset_cache()
+            backend._feed(backend.tokenize(p))
+        prompt_seconds = time.perf_counter() - start
+        rows.append((threads, n_batch, "on" if flash else "off", seconds / len(prompts), tokens / prompt_seconds,
+                     1000 * (seconds - prompt_seconds) / max(answer_tokens, 1)))
+        backend.close()
+        print(rows[-1], flush=True)
     lines = [
-        "## llama.cpp threads and batch size",
+        "## llama.cpp threads, batch size and flash attention",
         "",
         f"`{command_line()}` — {machine()}.",
         "",
-        f"Default prompts of the first {len(prompts)} dev questions, each answered from an empty cache.",
+        f"Default prompts of the first {len(prompts)} dev questions, each answered from an empty cache."
+        " Prompt tokens/s comes from a second pass that evaluates the prompts alone; the rest of the"
+        " time, per generated token, is the answer's cost.",
         "",
-        "| threads | n_batch | s/question | tokens/s (prompt) |",
-        "|---|---|---|---|",
+        "| threads | n_batch | flash attention | s/question | prompt tokens/s | ms per answer token |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {t} | {b} | {s:.3f} | {tps:.0f} |" for t, b, s, tps in rows]
+    lines += [f"| {t} | {b} | {fa} | {s:.3f} | {tps:.0f} | {ms:.1f} |" for t, b, fa, s, tps, ms in rows]
     update_section("llama_settings", "\n".join(lines))
 
 

@@ -94,10 +94,11 @@ class LlamaCppBackend(Backend):
         n_ctx: Context window in tokens.
         threads: CPU threads (``None`` = all cores).
         n_batch: Prompt tokens evaluated per llama.cpp batch.
+        flash_attn: llama.cpp's flash attention (measured slower on pica's short prompts on CPU).
     """
 
     def __init__(self, model: str = "gemma3-270m", n_ctx: int = 2048,
-                 threads: int | None = None, n_batch: int = 512) -> None:
+                 threads: int | None = None, n_batch: int = 512, flash_attn: bool = False) -> None:
         import llama_cpp
 
         self._llama_cpp = llama_cpp
@@ -107,7 +108,7 @@ class LlamaCppBackend(Backend):
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                n_batch=n_batch, n_ubatch=n_batch, logits_all=False, verbose=False,
+                n_batch=n_batch, n_ubatch=n_batch, flash_attn=flash_attn, logits_all=False, verbose=False,
             )
         except (ValueError, RuntimeError) as e:
             raise ModelLoadError(f"llama.cpp could not load {path}: {e}") from e

@@ -53,12 +53,16 @@ def per_question(out: Path) -> dict[str, dict]:
     return {row["question_id"]: row for row in map(json.loads, lines)}
 
 
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean of per-question scores (0-1) and its standard error, both in points."""
+    mean = sum(values) / len(values)
+    var = sum((x - mean) ** 2 for x in values) / (len(values) - 1)
+    return 100 * mean, 100 * (var / len(values)) ** 0.5
+
+
 def paired_difference(a: dict[str, dict], b: dict[str, dict]) -> tuple[float, float]:
     """Mean per-question score difference a - b over shared questions, and its standard error (points)."""
-    diffs = [a[k]["score"] - b[k]["score"] for k in a if k in b]
-    mean = sum(diffs) / len(diffs)
-    var = sum((x - mean) ** 2 for x in diffs) / (len(diffs) - 1)
-    return 100 * mean, 100 * (var / len(diffs)) ** 0.5
+    return mean_se([a[k]["score"] - b[k]["score"] for k in a if k in b])
 
 
 def ensure_index() -> None:
@@ -107,8 +111,10 @@ def main() -> None:
     for name, (description, flags) in SETTINGS.items():
         out, cmd = command(name, flags, args.limit)
         if (out / "summary.json").is_file():
-            rows.append((name, description, shown(cmd), json.loads((out / "summary.json").read_text())))
+            rows.append((name, description, shown(cmd), json.loads((out / "summary.json").read_text()), out))
     n = rows[0][3]["n"]
+    results = {name: per_question(out) for name, *_, out in rows}
+    summaries = {name: s for name, _, _, s, _ in rows}
     lines = [
         "## OK-VQA dev: example selection and settings",
         "",
@@ -124,9 +130,7 @@ def main() -> None:
         f" speed vs {REFERENCE} | prompt tokens/question | prompt tokens/s | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    results = {name: per_question(command(name, SETTINGS[name][1], args.limit)[0]) for name, *_ in rows}
-    summaries = {name: s for name, _, _, s in rows}
-    for name, description, _, s in rows:
+    for name, description, _, s, _ in rows:
         seconds = sorted(r["seconds"] for r in results[name].values())
         delta, speed = "", ""
         if REFERENCE in results and name != REFERENCE:
@@ -138,7 +142,7 @@ def main() -> None:
                      f" {s['prompt_tokens_per_question']:.0f} | {s['prompt_tokens_per_second'] or 0:.0f} |"
                      f" {s['peak_rss_mb']:.0f} |")
     lines += ["", "Exact commands:", ""]
-    lines += [f"- {name}: `{cmd}`" for name, _, cmd, _ in rows]
+    lines += [f"- {name}: `{cmd}`" for name, _, cmd, *_ in rows]
     update_section("okvqa" if args.limit is None else f"okvqa-{args.limit}", "\n".join(lines))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, machine, update_section  # noqa: E402
-from okvqa import OUT, POOL, ensure_index, run  # noqa: E402
+from okvqa import OUT, POOL, ensure_index, mean_se, per_question, run  # noqa: E402
 
 SETTINGS: dict[str, list[str]] = {
     "pica-16": ["--template", "pica", "--shots", "16", "--weights", "question=1,caption=1"],
@@ -38,12 +38,14 @@ SETTINGS: dict[str, list[str]] = {
 }
 
 
+def run_name(name: str) -> str:
+    """The run folder name (under bench/out) of a tuning setting."""
+    return "tune-" + name.replace(" ", "_")
+
+
 def stderr(name: str) -> float:
     """Standard error (in points) of a run's mean score."""
-    lines = (OUT / ("tune-" + name.replace(" ", "_")) / "results.jsonl").read_text().splitlines()
-    scores = [json.loads(line)["score"] for line in lines]
-    mean = sum(scores) / len(scores)
-    return 100 * (sum((x - mean) ** 2 for x in scores) / (len(scores) - 1) / len(scores)) ** 0.5
+    return mean_se([r["score"] for r in per_question(OUT / run_name(name)).values()])[1]
 
 
 def tuning_split(n: int) -> Path:
@@ -64,7 +66,7 @@ def main() -> None:
     dataset = tuning_split(args.n)
     rows = []
     for name in args.only or list(SETTINGS):
-        _, summary = run("tune-" + name.replace(" ", "_"), SETTINGS[name], None, dataset)
+        _, summary = run(run_name(name), SETTINGS[name], None, dataset)
         rows.append((name, summary))
         print(f"{name}: {summary['accuracy']:.2f}% {summary['seconds_per_question']:.3f} s/q", flush=True)
     lines = [

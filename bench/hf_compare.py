@@ -74,7 +74,7 @@ def run_hf(prompts: list[dict], threads: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from pica.backends.base import cut_at_stop
-    from pica.util import quiet_transformers
+    from pica.hub import quiet_transformers
 
     quiet_transformers()
     torch.set_num_threads(threads)

@@ -1,6 +1,6 @@
 """``python -m pica`` runs the CLI."""
 
-from cli import main
+from pica.cli import main
 
 if __name__ == "__main__":
     main()

@@ -11,40 +11,61 @@
 from __future__ import annotations
 
 import functools
-import os
-import socket
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 from pica.config import DEFAULT_CAPTIONER, PROMPTCAP_PROMPT
 from pica.errors import InputError, ModelLoadError
-from pica.util import quiet_transformers
+from pica.hub import (
+    first_line,
+    hub_cached,
+    hub_offline,
+    hub_reachable,
+    looks_like_path,
+    quiet_transformers,
+    require,
+)
+from pica.registry import resolve
+from pica.types import Question
 
 CAPTION_FILE_SUFFIXES = (".tsv", ".jsonl", ".csv", ".json")
 LOAD_HINT = "pass --caption TEXT, cached captions (--captions FILE) or a local model folder"
 
 
 class Captioner(ABC):
-    """Turns images into one-line captions.
+    """Turns the images of questions into one-line captions.
 
     Attributes:
         id: Names the captioner in run configs (``hf:MODEL`` or ``cache:FILE``).
+        reads_pixels: Whether :meth:`caption` looks at the images (a model) or only at the
+            questions' image ids (cached captions); callers load images only for the former.
     """
 
     id: str
+    reads_pixels: bool = True
 
     @abstractmethod
-    def caption(self, images: Sequence, questions: Sequence[str] | None = None) -> list[str]:
-        """Caption a batch of PIL images.
+    def caption(self, questions: Sequence[Question], images: Sequence | None = None) -> list[str]:
+        """Caption the image of each question.
 
         Args:
-            images: RGB PIL images.
-            questions: One question per image; used by question-aware captioners.
+            questions: The questions; each carries its image (path or loader), image id and text.
+            images: The questions' images as PIL images, when the caller already decoded them for
+                another stage (one per question, ``None`` where not loaded); else loaded here.
 
         Returns:
-            One stripped, single-line caption per image, in order.
+            One stripped, single-line caption per question, in order.
+
+        Raises:
+            InputError: a question has no image (or no cached caption) to caption.
+        """
+
+    def check(self, questions: Sequence[Question]) -> None:
+        """Fail early, before a long run, if some questions cannot be captioned (default: no check).
+
+        Raises:
+            InputError: naming how many questions cannot be captioned and the first few.
         """
 
 
@@ -78,54 +99,6 @@ def strip_prompt(text: str, *prompts: str) -> str:
             if matched == len(wanted):
                 return one_line(text[pos + 1 :])
     return one_line(text)
-
-
-def _looks_like_path(model: str) -> bool:
-    return (
-        model.startswith(("/", ".", "~"))
-        or "\\" in model
-        or model.count("/") > 1
-        or Path(model).expanduser().exists()
-    )
-
-
-def _hub_offline() -> bool:
-    """Offline mode, read at call time (huggingface_hub reads the variable only at import)."""
-    from huggingface_hub import constants
-
-    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
-    return constants.HF_HUB_OFFLINE or any(
-        (v or "").strip().upper() in {"1", "ON", "YES", "TRUE"} for v in flags
-    )
-
-
-def _hub_cached(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # invalid repo id and the like: not cached
-        return False
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Quick TCP probe of the hub, so an offline machine fails in seconds, not after minutes of
-    retries. With a proxy configured we cannot probe directly and assume it is reachable."""
-    from huggingface_hub import constants
-
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(constants.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _first_line(error: Exception, limit: int = 200) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {(text[0] if text else '')[:limit]}"
 
 
 class HFCaptioner(Captioner):
@@ -179,10 +152,10 @@ class HFCaptioner(Captioner):
     @staticmethod
     def _load(model: str):
         """Return ``(processor, tokenizer, model, name)``; ``name`` is the hub id or resolved folder."""
-        import torch
-
+        torch = require("torch", "captioning images")
+        require("transformers", "captioning images")
         quiet_transformers()
-        if _looks_like_path(model):
+        if looks_like_path(model):
             path = Path(model).expanduser()
             if not path.is_dir():
                 raise ModelLoadError(f"captioner model folder not found: {path}; {LOAD_HINT}")
@@ -195,15 +168,15 @@ class HFCaptioner(Captioner):
             attempts = [True]
         else:
             source = name = model
-            offline = _hub_offline()
-            if _hub_cached(model):
+            offline = hub_offline()
+            if hub_cached(model):
                 attempts = [True] if offline else [True, False]
             elif offline:
                 raise ModelLoadError(
                     f"captioner '{model}' is neither a model folder nor in the local Hugging Face"
                     f" cache, and the hub is offline (HF_HUB_OFFLINE is set); {LOAD_HINT}"
                 )
-            elif not _hub_reachable():
+            elif not hub_reachable():
                 raise ModelLoadError(
                     f"captioner '{model}' is neither a model folder nor in the local Hugging Face"
                     f" cache, and the hub cannot be reached; {LOAD_HINT}"
@@ -219,11 +192,29 @@ class HFCaptioner(Captioner):
             except Exception as e:  # missing files, unknown architecture, network: "cannot load"
                 error = e
         raise ModelLoadError(
-            f"could not load captioner '{model}': {_first_line(error)}; {LOAD_HINT}"
+            f"could not load captioner '{model}': {first_line(error)}; {LOAD_HINT}"
         ) from error
 
-    def caption(self, images: Sequence, questions: Sequence[str] | None = None) -> list[str]:
-        """Caption ``images``; in question-aware mode ``questions`` is required (one per image).
+    def caption(self, questions: Sequence[Question], images: Sequence | None = None) -> list[str]:
+        """Caption each question's image; in question-aware mode the question goes into the prompt.
+
+        Raises:
+            InputError: a question has no image.
+        """
+        pictures = list(images) if images is not None else [None] * len(questions)
+        if len(pictures) != len(questions):
+            raise ValueError(f"got {len(pictures)} images for {len(questions)} questions")
+        for i, q in enumerate(questions):
+            if pictures[i] is None:
+                pictures[i] = q.load_image()
+            if pictures[i] is None:
+                raise InputError(f"question {q.id} has no image and no caption;"
+                                 " pass an image, --caption TEXT or a captions file")
+        texts = [q.question for q in questions] if self.question_aware else None
+        return self.caption_images(pictures, texts)
+
+    def caption_images(self, images: Sequence, questions: Sequence[str] | None = None) -> list[str]:
+        """Caption PIL images; in question-aware mode ``questions`` is required (one per image).
 
         Raises:
             InputError: questions missing or of the wrong length in question-aware mode.
@@ -327,7 +318,7 @@ def _auto_model(source: str, local_only: bool, dtype):
             if "Unrecognized configuration class" not in str(e):
                 raise
             error = e
-    raise ValueError(f"not an image-to-text model ({_first_line(error)})")
+    raise ValueError(f"not an image-to-text model ({first_line(error)})")
 
 
 class CachedCaptioner(Captioner):
@@ -347,34 +338,32 @@ class CachedCaptioner(Captioner):
         self.captions: dict[str, str] = read_captions(self.path)
         self.id = f"cache:{self.path.name}"
 
-    def caption_ids(self, image_ids: Sequence[str]) -> list[str]:
-        """Return the caption of each image id (ids are normalized: ``COCO_val2014_000…42`` = ``42``).
+    reads_pixels = False
+
+    def caption(self, questions: Sequence[Question], images: Sequence | None = None) -> list[str]:
+        """The cached caption of each question's image id (``COCO_val2014_000…42`` = ``42``).
 
         Raises:
-            InputError: some ids have no caption; names how many and the first few.
+            InputError: some questions have no cached caption; names how many and the first few.
         """
-        from pica.datasets import normalize_image_id
+        self.check(questions)
+        return [one_line(self.captions[self._key(q)]) for q in questions]
 
-        keys = [normalize_image_id(i) for i in image_ids]
-        missing = [str(i) for i, key in zip(image_ids, keys, strict=True) if key not in self.captions]
+    def check(self, questions: Sequence[Question]) -> None:
+        """Raise ``InputError`` if some questions' image ids have no caption in the file."""
+        missing = [q.image_id or q.id for q in questions if self._key(q) not in self.captions]
         if missing:
             raise InputError(
-                f"{len(missing)} of {len(keys)} image ids have no caption in {self.path}"
-                f" (first: {', '.join(missing[:5])}); use a captions file that covers them"
+                f"{len(missing)} of {len(questions)} image ids have no caption in {self.path}"
+                f" (first: {', '.join(map(str, missing[:5]))}); use a captions file that covers them"
                 " or a captioner model"
             )
-        return [one_line(self.captions[key]) for key in keys]
 
-    def caption(self, images: Sequence, questions: Sequence[str] | None = None) -> list[str]:
-        """Always raises: cached captions are looked up by image id, not pixels.
+    @staticmethod
+    def _key(question: Question) -> str:
+        from pica.datasets import normalize_image_id
 
-        Raises:
-            InputError: always; use :meth:`caption_ids`.
-        """
-        raise InputError(
-            f"cached captions ({self.path.name}) are looked up by image id, not pixels;"
-            " give questions with image ids or use a captioner model"
-        )
+        return normalize_image_id(question.image_id or question.id)
 
 
 def is_captions_file(spec: str) -> bool:
@@ -402,5 +391,5 @@ def make_captioner(
         path = Path(spec).expanduser()
         if not path.is_file():
             raise InputError(f"captions file not found: {path}")
-        return CachedCaptioner(path)
-    return HFCaptioner(spec, question_aware=question_aware, prompt=prompt)
+        return resolve("captioner", "cache")(path)
+    return resolve("captioner", "hf")(spec, question_aware=question_aware, prompt=prompt)

@@ -27,6 +27,45 @@ DEFAULT_SHOTS = 4
 DEFAULT_WEIGHTS = {"caption": 0.5}
 PROMPTCAP_PROMPT = "please describe this image according to the given question: {question}"
 CONFIG_FILE_NAME = "pica.toml"
+# Answer candidates shown per example and query by templates with {candidates} when --candidates
+# is not given.
+DEFAULT_CANDIDATES = 5
+DEFAULT_INDEX_ROOT = "indexes"
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+
+# pica's environment variables, read here and nowhere else.
+ENV_CONFIG = "PICA_CONFIG"
+ENV_INDEX_DIR = "PICA_INDEX_DIR"
+ENV_CACHE = "PICA_CACHE"
+ENV_API_BASE = "PICA_API_BASE"
+ENV_TEXT_ENGINE = "PICA_TEXT_ENGINE"
+ENV_DEBUG = "PICA_DEBUG"
+
+
+def index_root() -> Path:
+    """Folder whose subfolders ``pica index list`` shows and ``--index NAME`` finds
+    (``$PICA_INDEX_DIR`` or ``./indexes``)."""
+    return Path(os.environ.get(ENV_INDEX_DIR, DEFAULT_INDEX_ROOT))
+
+
+def cache_dir() -> Path:
+    """pica's cache folder, home of the built starter index (``$PICA_CACHE`` or ``~/.cache/pica``)."""
+    return Path(os.environ.get(ENV_CACHE, Path.home() / ".cache" / "pica"))
+
+
+def env_api_base() -> str | None:
+    """The OpenAI-compatible API base from ``$PICA_API_BASE``, if set."""
+    return os.environ.get(ENV_API_BASE) or None
+
+
+def text_engine() -> str:
+    """Engine of the packaged text embedder: ``numpy`` (default) or ``torch`` (``$PICA_TEXT_ENGINE``)."""
+    return os.environ.get(ENV_TEXT_ENGINE, "numpy")
+
+
+def debug() -> bool:
+    """Whether ``$PICA_DEBUG`` asks for tracebacks and library logs."""
+    return bool(os.environ.get(ENV_DEBUG))
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "choose": ("logprob", "vote"),
@@ -76,7 +115,7 @@ class Settings:
     template: str = "pica"
     llm: str = DEFAULT_LLM
     api_base: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = DEFAULT_API_KEY_ENV
     n_ctx: int = 2048
     threads: int | None = None
     max_tokens: int = 5
@@ -124,8 +163,8 @@ def load_config_file(path: Path | None) -> dict[str, Any]:
     Raises:
         InputError: The file is missing (when explicit), not TOML, or has unknown keys.
     """
-    explicit = path is not None or "PICA_CONFIG" in os.environ
-    path = Path(path or os.environ.get("PICA_CONFIG") or CONFIG_FILE_NAME)
+    explicit = path is not None or ENV_CONFIG in os.environ
+    path = Path(path or os.environ.get(ENV_CONFIG) or CONFIG_FILE_NAME)
     if not path.is_file():
         if explicit:
             raise InputError(f"config file not found: {path}")

@@ -15,17 +15,16 @@ All vectors are L2-normalised float32, so inner product = cosine similarity.
 from __future__ import annotations
 
 import functools
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from pica.config import DEFAULT_TEXT_EMBEDDER
+from pica.config import DEFAULT_TEXT_EMBEDDER, text_engine
 from pica.errors import InputError, ModelLoadError, did_you_mean
+from pica.hub import quiet_transformers, require
 from pica.registry import resolve
-from pica.util import quiet_transformers
 
 
 class Embedder(ABC):
@@ -83,8 +82,8 @@ class OpenClipEmbedder(Embedder):
     can_embed_images = True
 
     def __init__(self, name: str) -> None:
-        import open_clip
-        import torch
+        open_clip = require("open_clip", "open_clip image and text vectors")
+        torch = require("torch", "open_clip image and text vectors")
 
         self._torch = torch
         if Path(name).is_dir() or name.startswith(("/", ".", "~")):
@@ -186,15 +185,15 @@ class SentenceTransformerEmbedder(Embedder):
         self.engine = "torch"
         from pica import textencoder
 
-        if os.environ.get("PICA_TEXT_ENGINE", "numpy") == "numpy" and textencoder.supports(source):
+        if text_engine() == "numpy" and textencoder.supports(source):
             # Same vectors as sentence-transformers without importing torch (~1 GB less memory).
             self.engine = "numpy"
             self.model = textencoder.NumpyBertEncoder(source)
             self.dim = self.model.dim
             return
+        SentenceTransformer = require("sentence_transformers",
+                                      f"text embedder '{name}' (not the packaged MiniLM)").SentenceTransformer
         try:
-            from sentence_transformers import SentenceTransformer
-
             quiet_transformers()
             self.model = SentenceTransformer(source, device="cpu")
         except Exception as e:

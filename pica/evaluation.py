@@ -23,10 +23,28 @@ from pica import __version__
 from pica.answers import score
 from pica.config import Settings
 from pica.errors import InputError, RunConfigError
+from pica.fileio import atomic_write_text
 from pica.progress import progress_bar
-from pica.questionrows import category_name
 from pica.types import Answer, Question
-from pica.util import atomic_write_text
+
+# OK-VQA's knowledge categories: the LXMERT files' ``class`` numbers and the official
+# annotations' ``question_type`` words name the same eleven categories.
+OKVQA_CATEGORIES = {
+    "1": "Vehicles and Transportation", "2": "Brands, Companies and Products",
+    "3": "Objects, Material and Clothing", "4": "Sports and Recreation", "5": "Cooking and Food",
+    "6": "Geography, History, Language and Culture", "7": "People and Everyday Life",
+    "8": "Plants and Animals", "9": "Science and Technology", "10": "Weather and Climate",
+    "0": "Other",
+}
+_CATEGORY_WORDS = dict(zip(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                            "ten"], map(str, range(11))), other="0")
+
+
+def category_name(code: str) -> str | None:
+    """The OK-VQA name of a category code (``"8"`` or ``"eight"``), or None for other codes."""
+    key = str(code).strip().lower()
+    return OKVQA_CATEGORIES.get(_CATEGORY_WORDS.get(key, key))
+
 
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
@@ -164,7 +182,7 @@ def evaluate(
     done = {row["question_id"]: row for row in read_results(results_path, repair=True)}
     todo = [q for q in questions if q.id not in done]
     pipeline = pipeline or Pipeline(settings)
-    _attach_cached_captions(pipeline, todo)
+    pipeline.check(todo)
     total_score = sum(done[q.id]["score"] for q in questions if q.id in done)
     finished = len(questions) - len(todo)
     fd = os.open(results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -182,19 +200,6 @@ def evaluate(
     finally:
         os.close(fd)
     return write_outputs(out, questions_order=[q.id for q in questions])
-
-
-def _attach_cached_captions(pipeline, questions: Sequence[Question]) -> None:
-    """With a captions file, look every caption up before starting (fails early if missing)."""
-    from pica.captioners import is_captions_file
-
-    if not is_captions_file(pipeline.settings.captioner):
-        return
-    todo = [q for q in questions if q.caption is None]
-    if todo:
-        texts = pipeline.captioner.caption_ids([q.image_id or q.id for q in todo])
-        for q, text in zip(todo, texts):
-            q.caption = text
 
 
 def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from pica.errors import IndexFormatError, InputError
+from pica.fileio import atomic_write_text, fsync_dir, sha256_file
 from pica.types import Example
-from pica.util import atomic_write_text, fsync_dir, sha256_file
 
 FORMAT = "pica-index"
 FORMAT_VERSION = 1
@@ -68,6 +68,7 @@ class ExampleIndex:
         self.search_index = search
         self._combined: dict[tuple[str, ...], Any] = {}
         self._cache: dict[int, Example] = {}
+        self._rows_by_image: dict[str, list[int]] | None = None
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -159,6 +160,7 @@ class ExampleIndex:
         k: int,
         weights: Mapping[str, float] | None = None,
         exclude: Sequence[Iterable[int]] | None = None,
+        exclude_images: Sequence[str | None] | None = None,
     ) -> list[list[Hit]]:
         """The ``k`` most similar examples for each query.
 
@@ -166,7 +168,9 @@ class ExampleIndex:
             queries: kind -> ``(n, dim)`` unit vectors; every kind must exist in the index.
             k: Number of neighbours per query.
             weights: kind -> weight of its cosine in the summed score (default 1 each).
-            exclude: Per query, rows never to return (e.g. the query's own image).
+            exclude: Per query, rows never to return.
+            exclude_images: Per query, an image id whose examples are never returned (the query's
+                own picture, so a photo that is also in the index cannot leak its answer).
 
         Returns:
             Per query, up to ``k`` hits, most similar first.
@@ -180,25 +184,42 @@ class ExampleIndex:
             )
         weights = weights or {}
         n = len(next(iter(queries.values())))
+        exclude = [list(rows) for rows in exclude] if exclude else [[] for _ in range(n)]
+        if exclude_images:
+            for rows, image_id in zip(exclude, exclude_images):
+                rows.extend(self.rows_of_image(image_id))
         query = np.concatenate(
             [np.asarray(queries[kind], dtype=np.float32) * float(weights.get(kind, 1.0))
              for kind in kinds], axis=1)
-        extra = max((len(list(e)) for e in exclude), default=0) if exclude else 0
+        extra = max((len(e) for e in exclude), default=0)
         want = min(k + extra, len(self))
         if want <= 0:
             return [[] for _ in range(n)]
         index = self.search_index if (self.search_index is not None and kinds == tuple(self.kinds)) \
-            else self._combined_index(kinds)
+            else self.flat_index(kinds)
         scores, rows = index.search(np.ascontiguousarray(query), want)
         results = []
         for i in range(n):
-            banned = set(exclude[i]) if exclude else set()
+            banned = set(exclude[i])
             hits = [Hit(int(r), float(s)) for r, s in zip(rows[i], scores[i])
                     if r >= 0 and int(r) not in banned]
             results.append(hits[:k])
         return results
 
-    def _combined_index(self, kinds: tuple[str, ...]):
+    def rows_of_image(self, image_id: str | None) -> list[int]:
+        """Rows of the examples made from image ``image_id`` (none for ``None``)."""
+        if image_id is None:
+            return []
+        if self._rows_by_image is None:
+            rows: dict[str, list[int]] = {}
+            for row, value in enumerate(self.examples["image_id"]):
+                if value is not None:
+                    rows.setdefault(str(value), []).append(row)
+            self._rows_by_image = rows
+        return self._rows_by_image.get(str(image_id), [])
+
+    def flat_index(self, kinds: tuple[str, ...]):
+        """The exact FAISS inner-product index over the concatenated vectors of ``kinds``."""
         if len(kinds) == 1:
             return self.vectors[kinds[0]]
         if kinds not in self._combined:

@@ -13,20 +13,19 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pica.answers import normalize_answer
-from pica.config import Settings
+from pica.answers import choose, normalize_answer
+from pica.config import DEFAULT_CANDIDATES, Settings
 from pica.errors import InputError
 from pica.index import ExampleIndex, Hit
 from pica.prompts import Prompt, build_prompt, format_candidates, load_template
-from pica.selection import candidates_from, choose, ensemble_slices, kinds_for, random_hits
+from pica.selection import candidates_from, ensemble_slices, kinds_for, random_hits
 from pica.types import Answer, Question
 
 STOP = ("\n",)
-DEFAULT_CANDIDATES = 5
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """A question after the batched stages, ready for its LLM call."""
 
     question: Question
@@ -62,7 +61,7 @@ class Pipeline:
     @functools.cached_property
     def index(self) -> ExampleIndex | None:
         """The example index, or ``None`` for zero-shot."""
-        from pica.catalog import resolve_index
+        from pica.index_store import resolve_index
 
         path = resolve_index(self.settings.index)
         if path is None:
@@ -101,14 +100,6 @@ class Pipeline:
         """Whether prompts carry no examples (no index, or ``shots == 0``)."""
         return self.settings.shots == 0 or self.index is None
 
-    @functools.cached_property
-    def _rows_by_image(self) -> dict[str, list[int]]:
-        rows: dict[str, list[int]] = {}
-        for row, image_id in enumerate(self.index.examples["image_id"]):
-            if image_id is not None:
-                rows.setdefault(str(image_id), []).append(row)
-        return rows
-
     # -- public API ---------------------------------------------------------------------------
     def answer(self, question: Question) -> Answer:
         """Answer one question (see :meth:`answer_stream`)."""
@@ -125,15 +116,26 @@ class Pipeline:
         pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
         try:
             for start in range(0, len(questions), chunk):
-                prepared = self._prepare(questions[start:start + chunk])
+                prepared = self.prepare(questions[start:start + chunk])
                 if pool is None:
                     for item in prepared:
-                        yield self._generate(item)
+                        yield self.generate(item)
                 else:
-                    yield from pool.map(self._generate, prepared)
+                    yield from pool.map(self.generate, prepared)
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
+
+    def check(self, questions: Sequence[Question]) -> None:
+        """Fail before a long run if some questions cannot be captioned (e.g. a captions file
+        that lacks their image ids).
+
+        Raises:
+            InputError: naming how many questions and the first few.
+        """
+        uncaptioned = [q for q in questions if q.caption is None]
+        if uncaptioned:
+            self.captioner.check(uncaptioned)
 
     def build_prompts(self, question: Question, caption: str, hits: Sequence[Hit]) -> list[Prompt]:
         """The ensemble's prompts for one question, from its retrieved hits (most similar first)."""
@@ -158,23 +160,27 @@ class Pipeline:
         return prompts
 
     # -- stages -------------------------------------------------------------------------------
-    def _prepare(self, questions: Sequence[Question]) -> list[_Prepared]:
+    def prepare(self, questions: Sequence[Question]) -> list[Prepared]:
+        """The batched stages for a chunk of questions: images, captions, vectors, search.
+
+        Raises:
+            InputError: an empty question, a bad image, a question that cannot be captioned.
+        """
         for q in questions:
             if not q.question or not q.question.strip():
                 raise InputError(f"question {q.id} is empty; ask something about the image")
         t0 = time.perf_counter()
-        from pica.captioners import is_captions_file
-
-        captioning = not is_captions_file(self.settings.captioner)
+        uncaptioned = any(q.caption is None for q in questions)
+        pixels = uncaptioned and self.captioner.reads_pixels
         wants_image = self._wants_image()
         images = {q.id: q.load_image() for q in questions
-                  if q.has_image and (wants_image or (q.caption is None and captioning))}
+                  if q.has_image and (wants_image or (q.caption is None and pixels))}
         captions = self._captions(questions, images)
         t1 = time.perf_counter()
         hits = self._retrieve(questions, captions, images)
         t2 = time.perf_counter()
         n = len(questions)
-        return [_Prepared(q, c, h, {"caption": (t1 - t0) / n, "retrieval": (t2 - t1) / n})
+        return [Prepared(q, c, h, {"caption": (t1 - t0) / n, "retrieval": (t2 - t1) / n})
                 for q, c, h in zip(questions, captions, hits)]
 
     def _wants_image(self) -> bool:
@@ -187,17 +193,8 @@ class Pipeline:
         todo = [i for i, c in enumerate(captions) if c is None]
         if not todo:
             return captions
-        captioner = self.captioner
-        if hasattr(captioner, "caption_ids"):
-            ids = [questions[i].image_id or questions[i].id for i in todo]
-            texts = captioner.caption_ids(ids)
-        else:
-            missing = [questions[i].id for i in todo if questions[i].id not in images]
-            if missing:
-                raise InputError(f"question {missing[0]} has no image and no caption;"
-                                 " pass an image, --caption TEXT or a captions file")
-            texts = captioner.caption([images[questions[i].id] for i in todo],
-                                      [questions[i].question for i in todo])
+        texts = self.captioner.caption([questions[i] for i in todo],
+                                       images=[images.get(questions[i].id) for i in todo])
         for i, text in zip(todo, texts):
             captions[i] = text
         return captions
@@ -223,8 +220,8 @@ class Pipeline:
                 queries["caption"] = self.embedder.embed_texts([captions[i] for i in members])
             if "image" in kinds:
                 queries["image"] = self.embedder.embed_images([images[questions[i].id] for i in members])
-            exclude = [self._rows_by_image.get(str(questions[i].image_id), []) for i in members]
-            for i, hits in zip(members, self.index.nearest(queries, k, s.weights, exclude)):
+            own = [questions[i].image_id for i in members]
+            for i, hits in zip(members, self.index.nearest(queries, k, s.weights, exclude_images=own)):
                 results[i] = hits
         return results
 
@@ -235,18 +232,17 @@ class Pipeline:
             return None
         queries = {kind: self.index.row_vectors(kind, rows) for kind in self.index.kinds}
         pool = max(self.settings.shots, 16)
-        exclude = [[row, *self._rows_by_image.get(str(self.index.example(row).image_id), [])]
-                   for row in rows]
-        found = self.index.nearest(queries, pool, self.settings.weights, exclude)
+        found = self.index.nearest(queries, pool, self.settings.weights, exclude=[[row] for row in rows],
+                                   exclude_images=[self.index.example(row).image_id for row in rows])
         by_id = {self.index.example(row).id: format_candidates(candidates_from(self.index, nb, top))
                  for row, nb in zip(rows, found)}
         return lambda ex: by_id.get(ex.id, "")
 
-    def _generate(self, item: _Prepared) -> Answer:
+    def generate(self, item: Prepared) -> Answer:
+        """The LLM stage for one prepared question: prompts, completions, choice, normalization."""
         s = self.settings
         t0 = time.perf_counter()
         prompts = self.build_prompts(item.question, item.caption, item.hits)
-        self.backend.reset_cache()
         completions = self.backend.complete([p.text for p in prompts], max_tokens=s.max_tokens, stop=STOP)
         answers = [normalize_answer(c.text) for c in completions]
         win = choose(answers, [c.logprob for c in completions], s.choose)

@@ -11,6 +11,8 @@ from typing import Any
 
 from pica.errors import unknown_name
 
+# ``--llm KIND:MODEL`` picks a backend by name; other values go to the local one.
+LOCAL_BACKEND = "llama-cpp"
 BACKENDS: dict[str, str] = {
     "llama-cpp": "pica.backends.llama_cpp:LlamaCppBackend",
     "openai": "pica.backends.openai_compat:OpenAICompatBackend",

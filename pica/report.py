@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pica.errors import InputError
-from pica.questionrows import category_name
-from pica.util import atomic_write_text
+from pica.evaluation import category_name
+from pica.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -61,6 +61,27 @@ class Question:
     question_type: str | None = None
     image: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def from_image(cls, path: str | Path, question: str, *, caption: str | None = None,
+                   id: str = "q") -> Question:
+        """A question about one image file; the image id comes from the file name
+        (``COCO_val2014_000000297147.jpg`` -> ``297147``), so cached captions are found and the
+        index never shows examples of this very picture.
+
+        Raises:
+            InputError: the question (or a given caption) is empty.
+        """
+        from pica.datasets.rows import normalize_image_id
+        from pica.errors import InputError
+
+        if not question or not question.strip():
+            raise InputError("the question is empty; ask something about the image")
+        if caption is not None and not caption.strip():
+            raise InputError("the caption (--caption) is empty; give a caption or leave it out")
+        path = Path(path)
+        return cls(id=id, question=question.strip(), image_path=path,
+                   image_id=normalize_image_id(path.name), caption=caption)
+
     @property
     def has_image(self) -> bool:
         """Whether an image can be loaded for this question."""

@@ -28,6 +28,22 @@ def isolated_dirs(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture
+def fake_backend():
+    """A fake LLM (canned answers, records prompts); see tests/fakes.py."""
+    from fakes import FakeBackend
+
+    return FakeBackend()
+
+
+@pytest.fixture
+def fake_embedder():
+    """A deterministic fake text embedder; see tests/fakes.py."""
+    from fakes import FakeEmbedder
+
+    return FakeEmbedder()
+
+
 @pytest.fixture(scope="session")
 def gemma():
     """The packaged Gemma 3 270M GGUF through llama.cpp, loaded once per session."""
@@ -66,8 +82,8 @@ def okvqa_files(tmp_path_factory):
 @pytest.fixture(scope="session")
 def text_index(okvqa_files, tmp_path_factory):
     """A question + caption index of the fixture pool, built with the packaged MiniLM."""
-    from pica.building import build_index
     from pica.datasets import load_questions, read_captions
+    from pica.index_build import build_index
 
     out = tmp_path_factory.mktemp("idx") / "pool"
     build_index(out, load_questions(dataset=okvqa_files["pool"]),

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from cli import app
+from pica.cli import app
 from pica.evaluation import RESULTS_FILE, read_results
 
 runner = CliRunner()

@@ -18,6 +18,7 @@ from pica.captioners import (
 )
 from pica.config import PROMPTCAP_PROMPT
 from pica.errors import InputError, ModelLoadError
+from pica.types import Question
 
 QUESTIONS = ["what color is the car?", "what is this?", "why is the zzyzx here?"]
 
@@ -76,48 +77,48 @@ def test_one_line():
 def test_caption_batch_is_deterministic_and_batch_independent(model_dir, images):
     captioner = HFCaptioner(str(model_dir), max_new_tokens=8, batch_size=2)
     assert captioner.id == f"hf:{model_dir.resolve()}"
-    first = captioner.caption(images)
+    first = captioner.caption_images(images)
     assert len(first) == len(images)
     assert all(isinstance(c, str) and c == one_line(c) for c in first)
     assert any(first)
-    assert captioner.caption(images) == first
+    assert captioner.caption_images(images) == first
     # Batching (2 + 1 here) must not change any caption or its order.
-    assert [captioner.caption([im])[0] for im in images] == first
+    assert [captioner.caption_images([im])[0] for im in images] == first
     assert captioner.caption([]) == []
 
 
 def test_captions_depend_on_the_image(model_dir, images):
-    captions = HFCaptioner(str(model_dir), max_new_tokens=8).caption(images)
+    captions = HFCaptioner(str(model_dir), max_new_tokens=8).caption_images(images)
     assert len(set(captions)) > 1
 
 
 def test_question_aware_strips_prompt_and_groups_prompts(model_dir, images):
     captioner = HFCaptioner(str(model_dir), question_aware=True, max_new_tokens=8)
-    captions = captioner.caption(images, QUESTIONS)
+    captions = captioner.caption_images(images, QUESTIONS)
     assert len(captions) == 3
     for caption, question in zip(captions, QUESTIONS, strict=True):
         assert caption == one_line(caption)
         assert not caption.lower().startswith("please describe")
         assert question not in caption
-    assert captioner.caption(images, QUESTIONS) == captions
+    assert captioner.caption_images(images, QUESTIONS) == captions
     # Prompts of different token lengths are generated in separate groups; order is preserved.
-    singles = [captioner.caption([im], [q])[0] for im, q in zip(images, QUESTIONS, strict=True)]
+    singles = [captioner.caption_images([im], [q])[0] for im, q in zip(images, QUESTIONS, strict=True)]
     assert singles == captions
 
 
 def test_question_conditions_the_caption(model_dir, images):
     captioner = HFCaptioner(str(model_dir), question_aware=True, max_new_tokens=8)
     image = images[0]
-    by_question = {q: captioner.caption([image], [q])[0] for q in QUESTIONS}
+    by_question = {q: captioner.caption_images([image], [q])[0] for q in QUESTIONS}
     assert len(set(by_question.values())) > 1
-    plain = HFCaptioner(str(model_dir), max_new_tokens=8).caption([image])[0]
+    plain = HFCaptioner(str(model_dir), max_new_tokens=8).caption_images([image])[0]
     assert plain not in by_question.values()
 
 
 def test_custom_prompt(git_dir, images):
     captioner = HFCaptioner(str(git_dir), question_aware=True, prompt="question: {question} answer:",
                             max_new_tokens=5)
-    (caption,) = captioner.caption(images[:1], ["what is this?"])
+    (caption,) = captioner.caption_images(images[:1], ["what is this?"])
     assert not caption.startswith("question")
 
 
@@ -125,9 +126,9 @@ def test_separate_image_processor_and_tokenizer(tmp_path, images):
     # ViT-GPT2-style checkpoints: AutoProcessor returns only the tokenizer.
     folder = make_tiny_vision_encoder_decoder(tmp_path / "ved")
     captioner = HFCaptioner(str(folder), max_new_tokens=6)
-    captions = captioner.caption(images)
+    captions = captioner.caption_images(images)
     assert len(captions) == 3 and all(isinstance(c, str) for c in captions)
-    assert captioner.caption(images) == captions
+    assert captioner.caption_images(images) == captions
     with pytest.raises(InputError, match="takes no text prompt"):
         HFCaptioner(str(folder), question_aware=True)
 
@@ -135,9 +136,9 @@ def test_separate_image_processor_and_tokenizer(tmp_path, images):
 def test_question_aware_needs_questions(blip_dir, images):
     captioner = HFCaptioner(str(blip_dir), question_aware=True, max_new_tokens=4)
     with pytest.raises(InputError, match="question"):
-        captioner.caption(images)
+        captioner.caption_images(images)
     with pytest.raises(InputError, match="3 images but 1 questions"):
-        captioner.caption(images, ["what?"])
+        captioner.caption_images(images, ["what?"])
 
 
 @pytest.mark.parametrize("prompt", ["describe the image", "describe {thing}: {question}"])
@@ -189,7 +190,7 @@ def test_unknown_hub_id_unreachable_hub_fails_fast(monkeypatch):
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(pica.captioners, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(pica.captioners, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(ModelLoadError) as excinfo:
         HFCaptioner("no-such-org/no-such-captioner-xyz")
     _assert_load_error(excinfo, "no-such-org/no-such-captioner-xyz", "cannot be reached")
@@ -210,32 +211,39 @@ def captions_tsv(tmp_path):
     return path
 
 
+def by_ids(ids):
+    """Questions carrying only image ids, as a dataset without image files gives them."""
+    return [Question(id=f"q{i}", question="what is this?", image_id=image_id) for i, image_id in enumerate(ids)]
+
+
 def test_cached_captions_by_coco_ids(captions_tsv):
     captioner = CachedCaptioner(captions_tsv)
     assert captioner.id == "cache:captions.tsv"
     ids = ["COCO_val2014_000000391895", "000000522418.jpg", "42", "391895"]
-    assert captioner.caption_ids(ids) == [
+    assert captioner.caption(by_ids(ids)) == [
         "a man riding a motorcycle down a dirt road.",
         "a woman cutting a cake with a knife.",
         "a dog on a couch",
         "a man riding a motorcycle down a dirt road.",
     ]
-    assert captioner.caption_ids([]) == []
+    assert captioner.caption([]) == []
 
 
 def test_cached_captions_missing_ids(captions_tsv):
     captioner = CachedCaptioner(captions_tsv)
     ids = ["42", "COCO_val2014_000000000007", "8", "9", "10", "11", "12"]
     with pytest.raises(InputError, match=r"6 of 7 image ids have no caption.*COCO_val2014_000000000007, 8"):
-        captioner.caption_ids(ids)
+        captioner.caption(by_ids(ids))
     with pytest.raises(InputError) as excinfo:
-        captioner.caption_ids(ids)
+        captioner.caption(by_ids(ids))
     assert "12" not in str(excinfo.value).split("first:")[1]  # only the first few are named
 
 
-def test_cached_captioner_refuses_pixels(captions_tsv, images):
-    with pytest.raises(InputError, match="image id"):
-        CachedCaptioner(captions_tsv).caption(images)
+def test_cached_captioner_reads_ids_not_pixels(captions_tsv, tmp_path):
+    captioner = CachedCaptioner(captions_tsv)
+    assert captioner.reads_pixels is False
+    gone = Question(id="q", question="what?", image_id="42", image_path=tmp_path / "missing.jpg")
+    assert captioner.caption([gone]) == ["a dog on a couch"]  # the file is never opened
 
 
 def test_cached_captioner_missing_file(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
+from pica.cli import app
 from pica.config import Settings
 
 runner = CliRunner()
@@ -137,7 +137,7 @@ def test_config_file_is_read_and_cli_wins(photo, tmp_path):
 
 
 def test_help_is_light_and_python_dash_m_works():
-    code = "import cli, sys; assert not {'torch', 'llama_cpp', 'faiss'} & set(sys.modules)"
+    code = "import pica.cli, sys; assert not {'torch', 'llama_cpp', 'faiss'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run([sys.executable, "-m", "pica", "--help"], capture_output=True, text=True, check=True)
     assert "answer" in out.stdout and "index" in out.stdout and "eval" in out.stdout

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from pica.cli import app
 from pica.config import Settings
 from pica.datasets import load_questions
 from pica.errors import RunConfigError

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
+from pica.cli import app
 from pica.index import ExampleIndex
 
 runner = CliRunner()

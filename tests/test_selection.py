@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from pica.answers import choose
 from pica.index import ExampleIndex, Hit, IndexWriter
-from pica.selection import candidates_from, choose, ensemble_slices
+from pica.selection import candidates_from, ensemble_slices
 
 
 def test_ensemble_slices_are_disjoint_consecutive_blocks():

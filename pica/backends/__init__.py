@@ -1,31 +1,34 @@
 """LLM backends: ``llama_cpp`` (local GGUF, default) and ``openai_compat`` (any OpenAI-style API).
 
-``--llm`` values: ``openai:MODEL`` selects the API backend; anything else (a packaged model name,
-a .gguf path, ``ORG/REPO:FILE.gguf``) the local llama.cpp backend.
+``--llm`` values are ``KIND:MODEL`` where ``KIND`` is a name in :data:`pica.registry.BACKENDS`
+(``openai:MODEL``, ``llama-cpp:PATH``); anything else (a packaged model name, a .gguf path,
+``ORG/REPO:FILE.gguf``) goes to the local llama.cpp backend.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pica.registry import resolve
+from pica.registry import BACKENDS, LOCAL_BACKEND, resolve
 
 if TYPE_CHECKING:
     from pica.backends.base import Backend
     from pica.config import Settings
 
-API_PREFIX = "openai:"
+
+def split_llm(spec: str) -> tuple[str, str]:
+    """``(backend name, model)`` of an ``--llm`` value (see the module docstring)."""
+    kind, sep, model = spec.partition(":")
+    if sep and kind in BACKENDS:
+        return kind, model
+    return LOCAL_BACKEND, spec
 
 
 def make_backend(settings: Settings) -> Backend:
-    """Build the backend that ``settings.llm`` names.
+    """Build the backend that ``settings.llm`` names, configured from ``settings``.
 
     Raises:
         InputError / ModelLoadError: bad model name or path, missing API base.
     """
-    if settings.llm.startswith(API_PREFIX):
-        cls = resolve("backend", "openai")
-        return cls(settings.llm.removeprefix(API_PREFIX), api_base=settings.api_base,
-                   api_key_env=settings.api_key_env, concurrency=settings.concurrency)
-    cls = resolve("backend", "llama-cpp")
-    return cls(settings.llm, n_ctx=settings.n_ctx, threads=settings.threads)
+    kind, model = split_llm(settings.llm)
+    return resolve("backend", kind).from_settings(model, settings)

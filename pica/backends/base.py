@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pica.types import Completion
+
+if TYPE_CHECKING:
+    from pica.config import Settings
 
 
 class Backend(ABC):
@@ -23,6 +27,11 @@ class Backend(ABC):
     n_ctx: int | None = None
     supports_logprobs: bool = True
     thread_safe: bool = False
+
+    @classmethod
+    def from_settings(cls, model: str, settings: Settings) -> Backend:
+        """Build the backend for ``model`` with the options of ``settings`` that concern it."""
+        raise NotImplementedError(f"{cls.__name__} does not say how to build itself from settings")
 
     @abstractmethod
     def complete(
@@ -53,14 +62,6 @@ class Backend(ABC):
             NotImplementedError: The backend cannot score text.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot score continuations")
-
-    def reset_cache(self) -> None:
-        """Forget cached prompt state, so the next answers depend only on their own prompts.
-
-        The pipeline calls this before each question: reusing a KV cache across questions would
-        make results depend (numerically) on which question came before, and resumed runs must
-        reproduce uninterrupted ones exactly.
-        """
 
     def close(self) -> None:
         """Release resources (model memory, connections)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pica.backends.base import Backend, cut_at_stop
+from pica.config import debug
 from pica.errors import BackendError, ModelLoadError, did_you_mean
 from pica.types import Completion
 
@@ -75,7 +76,7 @@ def _silence_llama_logs() -> None:
 
     import llama_cpp
 
-    if os.environ.get("PICA_DEBUG"):
+    if debug():
         return
 
     @llama_cpp.llama_log_callback
@@ -117,6 +118,11 @@ class LlamaCppBackend(Backend):
         self.n_vocab = self.llm.n_vocab()
         self.prompt_tokens_evaluated = 0
 
+    @classmethod
+    def from_settings(cls, model: str, settings) -> LlamaCppBackend:
+        """A local model with the settings' context window and threads."""
+        return cls(model, n_ctx=settings.n_ctx, threads=settings.threads)
+
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` with the model's BOS token."""
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True)
@@ -124,7 +130,7 @@ class LlamaCppBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
-    def _feed(self, tokens: list[int]) -> None:
+    def prefill(self, tokens: list[int]) -> None:
         """Make the KV cache hold exactly ``tokens``, reusing the longest cached prefix."""
         if len(tokens) > self.n_ctx:
             raise BackendError(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
@@ -136,7 +142,7 @@ class LlamaCppBackend(Backend):
         if prefix > 0 and self.llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
             self.llm.n_tokens = prefix
         else:
-            self.reset_cache()
+            self._reset()
             prefix = 0
         self.llm.eval(tokens[prefix:])
         self.prompt_tokens_evaluated += len(tokens) - prefix
@@ -149,7 +155,7 @@ class LlamaCppBackend(Backend):
 
     def _complete_one(self, prompt: str, max_tokens: int, stop: Sequence[str]) -> Completion:
         tokens = self.tokenize(prompt)
-        self._feed(tokens)
+        self.prefill(tokens)
         generated: list[int] = []
         logprob = 0.0
         text = ""
@@ -172,17 +178,26 @@ class LlamaCppBackend(Backend):
 
     def complete(self, prompts: Sequence[str], max_tokens: int = 5,
                  stop: Sequence[str] = ("\n",)) -> list[Completion]:
+        """Greedy completions; the prompts of one call share their common prefixes in the KV cache.
+
+        Each call starts from a cache that holds at most the BOS token: reusing more across calls
+        would make results depend (numerically) on what came before, and a resumed run must
+        reproduce an uninterrupted one.
+        """
+        self._reset()
         return [self._complete_one(p, max_tokens, stop) for p in prompts]
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
-        """Summed log-prob of each continuation after ``prompt``; the prompt is evaluated once."""
+        """Summed log-prob of each continuation after ``prompt``; the prompt is evaluated once
+        (after the same reset as in :meth:`complete`)."""
+        self._reset()
         base = self.tokenize(prompt)
         scores = []
         for cont in continuations:
             full = self.tokenize(prompt + cont)
             if full[: len(base)] != base:  # tokenization merged across the boundary
                 full = base + self.llm.tokenize(cont.encode("utf-8"), add_bos=False)
-            self._feed(base)
+            self.prefill(base)
             total = 0.0
             for token in full[len(base):]:
                 total += float(self._last_logprobs()[token])
@@ -190,9 +205,19 @@ class LlamaCppBackend(Backend):
             scores.append(total)
         return scores
 
-    def reset_cache(self) -> None:
-        self.llm.reset()
-        self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    def _reset(self) -> None:
+        """Forget every cached prompt token but a leading BOS.
+
+        Keeping the BOS matters for numerics only: llama.cpp's CPU kernels give batch-dependent
+        logits, and a prompt evaluated after a cached BOS goes through the same batches as in
+        llama.cpp's server, whose cache keeps the prefix shared with the previous prompt.
+        """
+        llm = self.llm
+        if llm.n_tokens > 1 and llm.input_ids[0] == llm.token_bos() and llm._ctx.kv_cache_seq_rm(-1, 1, -1):
+            llm.n_tokens = 1
+            return
+        llm.reset()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
 
     def close(self) -> None:
         self.llm.close() if hasattr(self.llm, "close") else None

@@ -106,6 +106,12 @@ class OpenAICompatBackend(Backend):
         self._noted = False
         self._optional = {path: dict(params) for path, params in OPTIONAL_PARAMS.items()}
 
+    @classmethod
+    def from_settings(cls, model: str, settings) -> OpenAICompatBackend:
+        """An API model with the settings' API base, key variable and concurrency."""
+        return cls(model, api_base=settings.api_base, api_key_env=settings.api_key_env,
+                   concurrency=settings.concurrency)
+
     def __repr__(self) -> str:
         return (f"OpenAICompatBackend(model={self.model!r}, api_base={self.server!r},"
                 f" api_key_env={self.api_key_env!r}, key={self._key!r})")

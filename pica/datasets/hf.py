@@ -10,8 +10,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from pica.datasets.rows import QuestionList, check_questions, question_from_row
 from pica.errors import InputError
-from pica.questionrows import QuestionList, check_questions, question_from_row
 
 _HF_FIELDS = ("question", "sent", "question_id", "id", "image_id", "img_id", "answers",
               "direct_answers", "label", "category", "class", "question_type")

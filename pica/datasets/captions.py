@@ -1,6 +1,6 @@
 """Cached caption files (PICa TSV, JSONL, CSV, JSON), read by :func:`read_captions`.
 
-Captions are keyed by :func:`~pica.questionrows.normalize_image_id`, so they match the image ids
+Captions are keyed by :func:`~pica.datasets.rows.normalize_image_id`, so they match the image ids
 of questions from any dataset reader.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pica.datasets.rows import normalize_image_id, parse_json, read_text
 from pica.errors import InputError
-from pica.questionrows import normalize_image_id, parse_json, read_text
 
 _ID_KEYS = ("image_id", "img_id", "id")
 

@@ -124,7 +124,7 @@ def build_index(
             examples = [ex for _, ex in batch]
             images = [q.load_image() for q in qs] if (have_images and (cap or "image" in kinds)) else []
             if cap is not None:
-                texts = cap.caption(images)
+                texts = cap.caption(qs, images=images)
                 examples = [Example(**{**ex.__dict__, "caption": t}) for ex, t in zip(examples, texts)]
             writer.add(examples, _vectors(emb, kinds, examples, images))
             bar.update(len(batch))

@@ -7,8 +7,9 @@
 - :func:`question_from_row` / :func:`check_questions`: any supported row shape (LXMERT, VQA,
   A-OKVQA, HF ``datasets``) to a :class:`~pica.types.Question`, and the checks on the result.
 
-The readers themselves live in :mod:`pica.datasets`, :mod:`pica.hf_datasets` and
-:mod:`pica.captionfiles`.
+- :func:`example_answer`: the answer a question shows when it is an in-context example.
+
+The readers themselves live beside this module in :mod:`pica.datasets`.
 """
 
 from __future__ import annotations
@@ -20,31 +21,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pica.answers import normalize_answer
 from pica.errors import InputError
 from pica.types import Question
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 # "COCO_val2014_000000297147", "val2014_000000297147", "000000297147", "297147".
 _NUMERIC_ID = re.compile(r"(?:COCO_)?(?:[A-Za-z-]+\d{4}_)?(\d+)", re.IGNORECASE)
-
-
-# OK-VQA's knowledge categories: the LXMERT files' ``class`` numbers and the official
-# annotations' ``question_type`` words name the same eleven categories.
-OKVQA_CATEGORIES = {
-    "1": "Vehicles and Transportation", "2": "Brands, Companies and Products",
-    "3": "Objects, Material and Clothing", "4": "Sports and Recreation", "5": "Cooking and Food",
-    "6": "Geography, History, Language and Culture", "7": "People and Everyday Life",
-    "8": "Plants and Animals", "9": "Science and Technology", "10": "Weather and Climate",
-    "0": "Other",
-}
-_CATEGORY_WORDS = dict(zip(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-                            "ten"], map(str, range(11))), other="0")
-
-
-def category_name(code: str) -> str | None:
-    """The OK-VQA name of a category code (``"8"`` or ``"eight"``), or None for other codes."""
-    key = str(code).strip().lower()
-    return OKVQA_CATEGORIES.get(_CATEGORY_WORDS.get(key, key))
 
 
 class QuestionList(list[Question]):
@@ -233,3 +216,24 @@ def check_questions(questions: list[Question], source: str) -> QuestionList:
         raise InputError(f"{len(duplicates)} duplicate question ids in {source}"
                          f" (first: {', '.join(duplicates[:3])}); question ids must be unique")
     return QuestionList(questions, source=source)
+
+
+def example_answer(q: Question) -> tuple[str, dict[str, float]]:
+    """The answer shown when ``q`` is an in-context example, and the weights of all its answers.
+
+    With human answers: the majority normalized answer (``raw_answers`` if present, else
+    ``answers``; ties go to the first given), weighted by counts. With a soft label: the
+    highest-scored non-empty answer (ties: first) and the label without empty answers.
+    ``("", {})`` when there are none.
+    """
+    counts: dict[str, float] = {}
+    for answer in q.raw_answers or q.answers:
+        norm = normalize_answer(answer)
+        if norm:
+            counts[norm] = counts.get(norm, 0.0) + 1.0
+    if counts:
+        return max(counts, key=counts.__getitem__), counts
+    label = {a: s for a, s in q.label.items() if a.strip()}  # LXMERT files hold some empty keys
+    if label:
+        return max(label, key=label.__getitem__), label
+    return "", {}

@@ -1,32 +1,21 @@
 """Where indexes live: the index root (``./indexes`` or ``$PICA_INDEX_DIR``), names, the starter.
 
-The starter index is built on first use from ``data/starter_examples.jsonl`` (examples written by
+The starter index is built on first use from ``pica/data/starter_examples.jsonl`` (examples written by
 this project) with the packaged all-MiniLM-L6-v2 text embedder, into the cache folder
 (``$PICA_CACHE`` or ``~/.cache/pica``), keyed by the file's hash so edits rebuild it.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from pica.config import STARTER_INDEX
+from pica.config import STARTER_INDEX, cache_dir, index_root
 from pica.errors import IndexFormatError
 from pica.index import MANIFEST, read_manifest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-STARTER_FILE = PROJECT_ROOT / "data" / "starter_examples.jsonl"
-
-
-def index_root() -> Path:
-    """Folder whose subfolders ``pica index list`` shows and ``--index NAME`` finds."""
-    return Path(os.environ.get("PICA_INDEX_DIR", "indexes"))
-
-
-def cache_dir() -> Path:
-    """pica's cache folder (built starter index)."""
-    return Path(os.environ.get("PICA_CACHE", Path.home() / ".cache" / "pica"))
+# Package data, so a wheel carries it; the repository's data/ folder points here.
+STARTER_FILE = Path(__file__).resolve().parent / "data" / "starter_examples.jsonl"
 
 
 def resolve_index(name: str | None) -> Path | None:
@@ -56,13 +45,13 @@ def resolve_index(name: str | None) -> Path | None:
 
 def starter_index() -> Path:
     """The starter index folder, building it on first use."""
-    from pica.util import sha256_file
+    from pica.fileio import sha256_file
 
     if not STARTER_FILE.is_file():
         raise IndexFormatError(f"starter examples missing: {STARTER_FILE}; reinstall pica")
     path = cache_dir() / "indexes" / f"starter-{sha256_file(STARTER_FILE)[:12]}"
     if not (path / MANIFEST).is_file():
-        from pica.building import build_from_examples_file
+        from pica.index_build import build_from_examples_file
 
         build_from_examples_file(STARTER_FILE, path, overwrite=True, progress=False)
     return path

@@ -1,18 +1,10 @@
-"""Small helpers shared by several stages."""
+"""Files written safely: atomic text writes, directory fsync, content hashes."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' weight-loading progress bars and advisory warnings."""
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

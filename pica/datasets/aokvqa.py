@@ -1,0 +1,21 @@
+"""A-OKVQA reader: JSON lists with ``question_id``, ``image_id``, ``question``, ``direct_answers``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pica.datasets.images import maybe_attach
+from pica.datasets.okvqa import expect_list, from_rows
+from pica.datasets.rows import QuestionList, read_json
+
+
+def read_aokvqa(path: str | Path, images_dir: Path | None = None,
+                skip_missing: bool = False) -> QuestionList:
+    """Read an A-OKVQA JSON list; ``direct_answers`` become the answers (choices are ignored).
+
+    Raises:
+        InputError: Missing/empty/malformed file, wrong structure, duplicate ids, missing images.
+    """
+    path, data = read_json(path, "dataset")
+    rows = expect_list(data, path, "A-OKVQA rows with question_id, image_id, question")
+    return maybe_attach(from_rows(rows, path, "question"), images_dir, skip_missing)

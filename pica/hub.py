@@ -1,0 +1,90 @@
+"""Hugging Face hub access: local path or hub id, offline mode, cache look-ups, quiet loading.
+
+Loading a model by hub id on a machine without network must fail in seconds with a message that
+says what to pass instead, not after minutes of retries.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+VISION_EXTRA_HINT = "install it with: pip install 'pica[vision]' (torch, transformers, open_clip)"
+
+
+def require(module: str, purpose: str):
+    """Import ``module`` for ``purpose``, or fail with one line that says how to install it.
+
+    torch and the libraries on it are the ``vision`` extra: a text-only install (cached or given
+    captions, the packaged MiniLM and Gemma) runs without them.
+
+    Raises:
+        ModelLoadError: the module is not installed.
+    """
+    import importlib
+
+    from pica.errors import ModelLoadError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ModelLoadError(f"{purpose} needs the Python package '{module.split('.')[0]}';"
+                             f" {VISION_EXTRA_HINT}") from e
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' weight-loading progress bars and advisory warnings."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def looks_like_path(model: str) -> bool:
+    return (
+        model.startswith(("/", ".", "~"))
+        or "\\" in model
+        or model.count("/") > 1
+        or Path(model).expanduser().exists()
+    )
+
+
+def hub_offline() -> bool:
+    """Offline mode, read at call time (huggingface_hub reads the variable only at import)."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(
+        (v or "").strip().upper() in {"1", "ON", "YES", "TRUE"} for v in flags
+    )
+
+
+def hub_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # invalid repo id and the like: not cached
+        return False
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Quick TCP probe of the hub, so an offline machine fails in seconds, not after minutes of
+    retries. With a proxy configured we cannot probe directly and assume it is reachable."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def first_line(error: Exception, limit: int = 200) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {(text[0] if text else '')[:limit]}"

@@ -38,6 +38,10 @@ class RunConfigError(InputError):
     """An evaluation run folder was made with another configuration."""
 
 
+class RunInUseError(InputError):
+    """An evaluation run folder is locked by another running process (one writer per folder)."""
+
+
 class BackendError(PicaError):
     """An LLM backend failed at run time (server down, retries exhausted)."""
 

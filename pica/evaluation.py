@@ -6,6 +6,10 @@ append-only descriptor and fsynced. A killed run therefore loses at most the que
 torn last line is cut off on resume, finished questions are skipped, none is ever written twice.
 When every question is done the standard outputs are written (atomically): ``predictions.json``
 (VQA results format), ``results.parquet``, ``summary.json`` and ``report.html``.
+
+A folder has one writer: :func:`evaluate` and :func:`write_outputs` hold its
+:class:`~pica.runlock.RunLock` (``.lock``) while they write, so a second ``pica eval`` or
+``pica eval report`` on a folder in use fails at once with a message naming the holder.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pica.config import Settings
 from pica.errors import InputError, RunConfigError
 from pica.fileio import atomic_write_text
 from pica.progress import progress_bar
+from pica.runlock import RunLock
 from pica.types import Answer, Question
 
 # OK-VQA's knowledge categories: the LXMERT files' ``class`` numbers and the official
@@ -56,14 +61,31 @@ def run_config(settings: Settings, dataset: dict[str, Any]) -> dict[str, Any]:
     return {"settings": settings.fingerprint(), "dataset": dataset}
 
 
+def make_run_folder(out: Path) -> None:
+    """Create the run folder ``out`` (and its parents) unless it exists.
+
+    Raises:
+        InputError: ``out`` is an existing file, or the folder cannot be created.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a run folder; pass a folder path (e.g. --out runs/dev)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create run folder {out}: {e.strerror or e}") from e
+
+
 def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
     """Create the run folder or check that an existing one was made with ``config``.
 
+    Call it with the folder's :class:`~pica.runlock.RunLock` held: ``force_new`` moves files.
+
     Raises:
+        InputError: ``out`` is a file or cannot be created.
         RunConfigError: the folder holds a run with another configuration (unless ``force_new``,
             which moves the old results aside as ``results.<time>.jsonl.bak``).
     """
-    out.mkdir(parents=True, exist_ok=True)
+    make_run_folder(out)
     run_file = out / RUN_FILE
     if run_file.is_file():
         try:
@@ -170,14 +192,24 @@ def evaluate(
         The summary (also written to ``summary.json``).
 
     Raises:
+        RunInUseError: another process is writing to ``out`` (its lock is held for the whole run).
         InputError / RunConfigError / BackendError as the stages do.
     """
-    from pica.pipeline import Pipeline
-
     if not questions:
         raise InputError("no questions to evaluate: the dataset is empty")
     out = Path(out)
-    open_run(out, run_config(settings, dataset), force_new)
+    make_run_folder(out)
+    with RunLock(out):
+        open_run(out, run_config(settings, dataset), force_new)
+        _run_questions(settings, questions, out, progress, pipeline)
+        return _write_outputs(out, questions_order=[q.id for q in questions])
+
+
+def _run_questions(settings: Settings, questions: Sequence[Question], out: Path, progress: bool,
+                   pipeline) -> None:
+    """Answer the questions ``results.jsonl`` lacks, appending one fsynced line per answer."""
+    from pica.pipeline import Pipeline
+
     results_path = out / RESULTS_FILE
     done = {row["question_id"]: row for row in read_results(results_path, repair=True)}
     todo = [q for q in questions if q.id not in done]
@@ -199,7 +231,6 @@ def evaluate(
                 bar.update(1)
     finally:
         os.close(fd)
-    return write_outputs(out, questions_order=[q.id for q in questions])
 
 
 def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
@@ -244,16 +275,26 @@ def _natural(key: str) -> tuple:
 def write_outputs(out: str | Path, questions_order: Sequence[str] | None = None) -> dict[str, Any]:
     """Write predictions.json, results.parquet, summary.json and report.html from results.jsonl.
 
+    Takes the folder's lock: a running ``pica eval`` writes these outputs itself when it ends, and
+    two writers would race on the files, so a folder in use is refused rather than waited for.
+
     Raises:
         InputError: the folder holds no run or no results.
+        RunInUseError: a ``pica eval`` is running in the folder.
     """
+    out = Path(out)
+    if not (out / RUN_FILE).is_file():
+        raise InputError(f"{out} is not a pica run folder ({RUN_FILE} missing)")
+    with RunLock(out, hint="wait for it to finish: it writes the report itself when done"):
+        return _write_outputs(out, questions_order)
+
+
+def _write_outputs(out: Path, questions_order: Sequence[str] | None) -> dict[str, Any]:
+    """:func:`write_outputs` for a caller that holds the folder's lock."""
     import pandas as pd
 
     from pica.report import write_report
 
-    out = Path(out)
-    if not (out / RUN_FILE).is_file():
-        raise InputError(f"{out} is not a pica run folder ({RUN_FILE} missing)")
     rows = read_results(out / RESULTS_FILE)
     if not rows:
         raise InputError(f"run folder {out} has no results yet")

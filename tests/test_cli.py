@@ -161,3 +161,12 @@ def test_eval_without_arguments_shows_its_help():
     result = run("eval")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "Usage: pica eval" in result.output and "--dataset" in result.output and "report" in result.output
+
+
+def test_eval_out_that_is_a_file_exits_2_with_one_line(okvqa_files, text_index, tmp_path):
+    out = tmp_path / "notes.txt"
+    out.write_text("not a run folder\n")
+    result = run("eval", "--dataset", okvqa_files["dev"], "--captions", okvqa_files["captions"],
+                 "--index", text_index, "--out", out, "--no-progress")
+    assert_one_line_error(result, 2, f"--out {out} is a file, not a run folder")
+    assert out.read_text() == "not a run folder\n"

@@ -1,4 +1,5 @@
-"""Batch evaluation: outputs, scoring, resume after SIGKILL, refusal of changed configurations."""
+"""Batch evaluation: outputs, scoring, resume after SIGKILL, refusal of changed configurations,
+one writer per run folder."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pica.datasets import load_questions
 from pica.errors import RunConfigError
 from pica.evaluation import RESULTS_FILE, evaluate, read_results
 from pica.pipeline import Pipeline
+from pica.runlock import RunLock
 
 runner = CliRunner()
 
@@ -147,4 +149,56 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(finished_run, 
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     ids = [json.loads(line)["question_id"] for line in results.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 10  # nothing lost, nothing twice
+    assert json.loads((out / "predictions.json").read_text()) == json.loads((src / "predictions.json").read_text())
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def test_eval_and_report_on_a_folder_in_use_exit_2_naming_the_holder(finished_run, okvqa_files, text_index):
+    out, _, _ = finished_run
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with RunLock(out):  # this test process plays the running `pica eval`
+        result = runner.invoke(app, eval_args(okvqa_files, text_index, out))
+        assert result.exit_code == 2, result.output
+        line = one_error_line(result.stderr)
+        assert f"run folder {out} is in use by pid {os.getpid()} on host " in line
+        assert "wait for it or use another --out" in line
+        report = runner.invoke(app, ["eval", "report", str(out)])
+        assert report.exit_code == 2, report.output
+        assert f"is in use by pid {os.getpid()}" in one_error_line(report.stderr)
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {k: v for k, v in after.items() if k != ".lock"} == {k: v for k, v in before.items() if k != ".lock"}
+    assert runner.invoke(app, ["eval", "report", str(out)]).exit_code == 0  # free again
+
+
+@pytest.mark.slow
+def test_two_concurrent_evals_give_one_error_and_one_complete_run(finished_run, okvqa_files, text_index,
+                                                                   tmp_path):
+    src, _, _ = finished_run
+    out = tmp_path / "shared"
+    cmd = [sys.executable, "-m", "pica", *eval_args(okvqa_files, text_index, out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        results = out / RESULTS_FILE
+        deadline = time.time() + 240
+        while time.time() < deadline and first.poll() is None:
+            if results.exists() and results.read_bytes().count(b"\n") >= 1:
+                break
+            time.sleep(0.05)
+        assert first.poll() is None, f"first run ended too soon: {first.stderr.read()[-500:]}"
+        first.send_signal(signal.SIGSTOP)  # frozen mid-run, holding the lock, however slow the second start is
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 2, second.stderr[-2000:]
+    line = one_error_line(second.stderr)
+    assert f"run folder {out} is in use by pid {first.pid} on host " in line, line
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+    ids = [json.loads(line)["question_id"] for line in results.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 10  # each question once: the second run wrote nothing
     assert json.loads((out / "predictions.json").read_text()) == json.loads((src / "predictions.json").read_text())

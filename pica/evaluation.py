@@ -51,6 +51,16 @@ def category_name(code: str) -> str | None:
     return OKVQA_CATEGORIES.get(_CATEGORY_WORDS.get(key, key))
 
 
+def category_label(code: str, name: str | None) -> str:
+    """A category for display: ``"10 Weather and Climate"``, or just the code when ``name`` is empty.
+
+    Args:
+        code: The category code as it appears in the data (``"10"``).
+        name: Its name, e.g. from :func:`category_name` or a summary's ``per_category`` entry.
+    """
+    return f"{code} {name}" if name else str(code)
+
+
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
 OUTPUTS = ("predictions.json", "results.parquet", "summary.json", "report.html")

@@ -2,32 +2,40 @@
 
 One file with inline CSS, inline SVG charts, inline JPEG thumbnails (``data:`` URIs) and a little
 inline JavaScript for filtering: it opens from disk in any browser, with no server and no network.
-Everything that comes from the data (questions, captions, prompts, config values) is HTML-escaped.
-The CSS and JavaScript are package data (``pica/templates/report.css``, ``report.js``), inlined
-into every page.
+
+The page is the Jinja2 template ``pica/templates/report.html.j2`` (its chart macro is in
+``report_chart.html.j2``), rendered with autoescape on, so everything that comes from the data
+(questions, captions, prompts, config values) is HTML-escaped. The CSS and JavaScript are package
+data too (``report.css``, ``report.js``), inlined into every page. This module only prepares the
+data: rows, formatted numbers, thumbnails and chart geometry.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-import html
 import io
 import json
 import math
 import re
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jinja2
+
 from pica.errors import InputError
-from pica.evaluation import category_name
+from pica.evaluation import category_label, category_name
 from pica.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
+
+_TEMPLATE = "report.html.j2"
+_CHART_TEMPLATE = "report_chart.html.j2"
 
 # SVG bar chart geometry, in pixels.
 _LABEL_W = 260
@@ -39,10 +47,74 @@ _CHART_W = _LABEL_W + _BAR_W + 150
 _NO_CATEGORY = "(none)"
 
 
+@dataclass(frozen=True)
+class Bar:
+    """One row of a :class:`Chart`: a key, its labels and its geometry in pixels."""
+
+    name: str
+    label: str  # the key, with its category name when there is one
+    short_label: str  # ``label`` clipped to fit left of the bar
+    value: str  # "57.5% (n=4)"
+    y: int
+    text_y: int
+    width: float
+    value_x: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    """What the ``bar_chart`` macro draws: a titled horizontal bar chart, accuracy 0-100 %."""
+
+    title: str
+    bars: list[Bar]
+    width: int = _CHART_W
+    height: int = 0
+    label_x: int = _LABEL_W - 8  # right edge of the key labels
+    bar_x: int = _LABEL_W  # where the bars (and the 0 % axis) start
+    full_x: int = _LABEL_W + _BAR_W  # the 100 % line
+    bar_h: int = _BAR_H
+    axis_y: int = 0
+
+
+@dataclass(frozen=True)
+class Card:
+    """One question of the gallery, every field ready to show (missing values are ``""``)."""
+
+    kind: str  # "ok", "part", "bad" or "na" (no score)
+    category: str
+    data_score: str
+    thumbnail: str | None
+    image_id: str
+    question: str
+    caption: str
+    answer: str
+    score: str
+    gold: list[tuple[str, str]]
+    meta: list[str]
+    raw: str
+    example_ids: str
+    prompt: str
+
+
 @functools.cache
 def _asset(name: str) -> str:
     """Text of a packaged report asset (``report.css``, ``report.js``) from ``pica/templates``."""
     return (resources.files("pica") / "templates" / name).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The Jinja2 environment of the report templates (package data, autoescape on)."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pica", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["thousands"] = lambda number: f"{number:,}"
+    return env
 
 
 def write_report(
@@ -98,24 +170,56 @@ def render_report(
 ) -> str:
     """Return the report page of :func:`write_report` as an HTML string (nothing is written)."""
     rows = results.head(max_gallery).to_dict("records") if max_gallery > 0 else []
-    left_out = max(0, len(results) - len(rows))
     title = "pica report" + (f" — {summary['dataset']}" if _present(summary.get("dataset")) else "")
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>{_esc(title)}</title><style>\n{_asset('report.css')}</style></head><body><main>",
-        _header(summary, title),
-        _config_table(summary.get("config") or {}),
-        "<h2>Accuracy per category</h2>",
-        bar_chart_svg(summary.get("per_category") or {}, "Accuracy per category"),
-    ]
-    per_type = summary.get("per_question_type") or {}
-    if per_type:
-        parts += ["<h2>Accuracy per question type</h2>", _stats_table(per_type, "question type")]
-    parts.append(_gallery(rows, left_out, len(results), thumb_px))
-    parts.append(f"<script>\n{_asset('report.js')}</script></main></body></html>\n")
-    return "\n".join(parts)
+    categories = sorted({_category(r) for r in rows}, key=natural_key)
+    return _environment().get_template(_TEMPLATE).render(
+        title=title,
+        subtitle=[
+            (label, str(summary[key]))
+            for key, label in (("dataset", "dataset"), ("created", "created"))
+            if _present(summary.get(key))
+        ],
+        stats=_header_stats(summary),
+        config=[(str(key), _config_value(value)) for key, value in (summary.get("config") or {}).items()],
+        chart=bar_chart_data(summary.get("per_category") or {}, "Accuracy per category"),
+        question_types=_stats_rows(summary.get("per_question_type") or {}),
+        categories=[(c, category_label(c, category_name(c))) for c in categories],
+        cards=[_card(row, thumb_px) for row in rows],
+        total=len(results),
+        left_out=max(0, len(results) - len(rows)),
+        css=_asset("report.css"),
+        js=_asset("report.js"),
+    )
+
+
+def bar_chart_data(stats: Mapping[str, Mapping[str, Any]], title: str) -> Chart:
+    """The bars of a horizontal accuracy chart, one per key, sorted numeric-aware.
+
+    Args:
+        stats: ``{name: {"accuracy": percent, "n": count}}``, optionally with a ``"name"`` (an
+            OK-VQA category name) shown after the key.
+        title: Accessible title of the chart.
+
+    Returns:
+        The :class:`Chart` that the template's ``bar_chart`` macro draws.
+    """
+    bars = []
+    for i, key in enumerate(sorted(stats, key=natural_key)):
+        acc = _float(stats[key].get("accuracy"))
+        width = 0.0 if acc is None else max(0.0, min(100.0, acc)) / 100 * _BAR_W
+        label = category_label(key, stats[key].get("name"))
+        y = 6 + i * _ROW_H
+        bars.append(Bar(
+            name=str(key),
+            label=label,
+            short_label=_clip(label, 36),
+            value=f"{_fmt(acc, '{:.1f}')}% (n={_fmt(stats[key].get('n'), '{}')})",
+            y=y,
+            text_y=y + _BAR_H - 4,
+            width=width,
+            value_x=_LABEL_W + width + 6,
+        ))
+    return Chart(title=title, bars=bars, height=_ROW_H * len(bars) + 30, axis_y=6 + len(bars) * _ROW_H)
 
 
 def bar_chart_svg(stats: Mapping[str, Mapping[str, Any]], title: str) -> str:
@@ -128,40 +232,8 @@ def bar_chart_svg(stats: Mapping[str, Mapping[str, Any]], title: str) -> str:
     Returns:
         The ``<svg>`` element as a string (a short note when ``stats`` is empty).
     """
-    if not stats:
-        return '<p class="sub">No categories in these results.</p>'
-    names = sorted(stats, key=natural_key)
-    height = _ROW_H * len(names) + 30
-    out = [
-        f'<svg class="chart" width="{_CHART_W}" height="{height}"'
-        f' viewBox="0 0 {_CHART_W} {height}" role="img" aria-label="{_esc(title)}">',
-        f"<title>{_esc(title)}</title>",
-    ]
-    for i, name in enumerate(names):
-        acc = _float(stats[name].get("accuracy"))
-        n = stats[name].get("n")
-        y = 6 + i * _ROW_H
-        width = 0.0 if acc is None else max(0.0, min(100.0, acc)) / 100 * _BAR_W
-        label = f"{_fmt(acc, '{:.1f}')}% (n={_fmt(n, '{}')})"
-        shown = f"{name} {stats[name]['name']}" if stats[name].get("name") else name
-        out.append(
-            f'<g class="row" data-name="{_esc(name)}">'
-            f'<text x="{_LABEL_W - 8}" y="{y + _BAR_H - 4}" text-anchor="end">{_esc(_clip(shown, 36))}</text>'
-            f'<rect class="bar" x="{_LABEL_W}" y="{y}" width="{width:.1f}" height="{_BAR_H}" rx="3">'
-            f"<title>{_esc(shown)}: {_esc(label)}</title></rect>"
-            f'<text class="value" x="{_LABEL_W + width + 6:.1f}" y="{y + _BAR_H - 4}">{_esc(label)}</text>'
-            "</g>"
-        )
-    axis_y = 6 + len(names) * _ROW_H
-    out.append(
-        f'<line x1="{_LABEL_W}" y1="2" x2="{_LABEL_W}" y2="{axis_y}" stroke="#8c959f"/>'
-        f'<text x="{_LABEL_W}" y="{axis_y + 16}" text-anchor="middle">0</text>'
-        f'<text x="{_LABEL_W + _BAR_W}" y="{axis_y + 16}" text-anchor="middle">100</text>'
-        f'<line x1="{_LABEL_W + _BAR_W}" y1="2" x2="{_LABEL_W + _BAR_W}" y2="{axis_y}"'
-        ' stroke="#d0d7de" stroke-dasharray="3,3"/>'
-    )
-    out.append("</svg>")
-    return "".join(out)
+    macro = _environment().get_template(_CHART_TEMPLATE).module.bar_chart
+    return str(macro(bar_chart_data(stats, title)))
 
 
 def natural_key(text: str) -> list[tuple[int, int | str]]:
@@ -215,29 +287,14 @@ def thumbnail_data_uri(path: Any, thumb_px: int) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _header(summary: Mapping[str, Any], title: str) -> str:
-    stats = [
+def _header_stats(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The headline numbers as ``(value, label)`` pairs."""
+    return [
         (_fmt(_float(summary.get("accuracy")), "{:.1f}%"), "accuracy"),
         (_fmt(summary.get("n"), "{:,}"), "questions"),
         (_fmt(_float(summary.get("seconds_per_question")), "{:.2f}"), "seconds / question"),
         (_fmt(_float(summary.get("prompt_tokens_per_second")), "{:,.0f}"), "prompt tokens / s"),
     ]
-    sub = " · ".join(
-        f"{label}: {_esc(summary[key])}"
-        for key, label in (("dataset", "dataset"), ("created", "created"))
-        if _present(summary.get(key))
-    )
-    cards = "".join(f'<div class="stat"><b>{_esc(v)}</b><span>{_esc(k)}</span></div>' for v, k in stats)
-    return f'<h1>{_esc(title)}</h1><p class="sub">{sub}</p><div class="stats" id="summary">{cards}</div>'
-
-
-def _config_table(config: Mapping[str, Any]) -> str:
-    if not config:
-        return "<h2>Configuration</h2><p class=\"sub\">No configuration recorded.</p>"
-    rows = "".join(
-        f"<tr><td>{_esc(key)}</td><td>{_esc(_config_value(value))}</td></tr>" for key, value in config.items()
-    )
-    return f'<h2>Configuration</h2><table class="config"><tbody>{rows}</tbody></table>'
 
 
 def _config_value(value: Any) -> str:
@@ -249,42 +306,21 @@ def _config_value(value: Any) -> str:
         return str(value)
 
 
-def _stats_table(stats: Mapping[str, Mapping[str, Any]], label: str) -> str:
+def _stats_rows(stats: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the per-question-type table: name, accuracy and n as text, bar width in percent."""
     rows = []
     for name in sorted(stats, key=natural_key):
         acc = _float(stats[name].get("accuracy"))
-        width = 0.0 if acc is None else max(0.0, min(100.0, acc))
-        rows.append(
-            f"<tr><td>{_esc(name)}</td><td class=\"num\">{_fmt(acc, '{:.1f}')}</td>"
-            f"<td class=\"num\">{_esc(_fmt(stats[name].get('n'), '{}'))}</td>"
-            f'<td><div class="hbar"><div style="width:{width:.1f}%"></div></div></td></tr>'
-        )
-    return (
-        f'<table class="qtypes"><thead><tr><th>{_esc(label)}</th><th class="num">accuracy %</th>'
-        f'<th class="num">n</th><th></th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
-    )
+        rows.append({
+            "name": str(name),
+            "accuracy": _fmt(acc, "{:.1f}"),
+            "n": _fmt(stats[name].get("n"), "{}"),
+            "width": 0.0 if acc is None else max(0.0, min(100.0, acc)),
+        })
+    return rows
 
 
-def _gallery(rows: list[dict[str, Any]], left_out: int, total: int, thumb_px: int) -> str:
-    categories = sorted({_category(r) for r in rows}, key=natural_key)
-    options = "".join(f'<option value="{_esc(c)}">{_esc(_category_label(c))}</option>' for c in categories)
-    note = (
-        f'<p class="note" id="truncated">Showing the first {len(rows):,} of {total:,} questions;'
-        f" {left_out:,} left out.</p>"
-        if left_out
-        else ""
-    )
-    controls = (
-        '<div class="controls"><label>Category <select id="f-cat"><option value="">all</option>'
-        f'{options}</select></label><label><input type="checkbox" id="f-wrong"> only wrong answers</label>'
-        '<label>Search <input type="search" id="f-text" placeholder="question, caption, answer"></label>'
-        '<span id="f-count"></span></div>'
-    )
-    cards = "".join(_card(row, thumb_px) for row in rows)
-    return f'<h2>Questions</h2>{note}{controls}<div class="gallery">{cards}</div>'
-
-
-def _card(row: Mapping[str, Any], thumb_px: int) -> str:
+def _card(row: Mapping[str, Any], thumb_px: int) -> Card:
     score = _float(row.get("score"))
     if score is None:
         kind = "na"
@@ -295,52 +331,38 @@ def _card(row: Mapping[str, Any], thumb_px: int) -> str:
     else:
         kind = "part"
     category = _category(row)
-    thumb = thumbnail_data_uri(row.get("image_path"), thumb_px)
-    img = f'<img src="{thumb}" alt="{_esc(_text(row.get("image_id")))}">' if thumb else ""
-    gold = "".join(
-        f"<li>{_esc(answer)}{f' <small>{_esc(note)}</small>' if note else ''}</li>"
-        for answer, note in gold_items(row.get("gold"))
-    )
     meta = [
-        f"id {_esc(_text(row.get('question_id')))}",
-        f"category {_esc(_category_label(category))}",
+        f"id {_text(row.get('question_id'))}",
+        f"category {category_label(category, category_name(category))}",
     ]
     if _present(row.get("question_type")):
-        meta.append(f"type {_esc(row.get('question_type'))}")
+        meta.append(f"type {row.get('question_type')}")
     meta.append(f"{_fmt(_float(row.get('seconds')), '{:.2f}')} s")
     if _present(row.get("prompt_tokens")):
-        meta.append(f"{_esc(_fmt(row.get('prompt_tokens'), '{}'))} prompt tokens")
+        meta.append(f"{_fmt(row.get('prompt_tokens'), '{}')} prompt tokens")
     logprob = _float(row.get("logprob"))
     if logprob is not None:
         meta.append(f"log-prob {logprob:.3f}")
-    prompt = _text(row.get("prompt")) or "(no prompt recorded)"
-    extra = ""
-    if _text(row.get("raw")):
-        extra += f"<p>raw completion: <code>{_esc(_text(row.get('raw')))}</code></p>"
-    if _text(row.get("example_ids")):
-        extra += f"<p>example ids: <code>{_esc(_text(row.get('example_ids')))}</code></p>"
-    data_score = "" if score is None else f"{score:g}"
-    return (
-        f'<div class="card {kind}" data-category="{_esc(category)}" data-score="{data_score}">'
-        f"{img}"
-        f'<p class="q">{_esc(_text(row.get("question")))}</p>'
-        f'<p class="cap">{_esc(_text(row.get("caption")))}</p>'
-        f'<p class="pred">predicted <b>{_esc(_text(row.get("answer")))}</b>'
-        f' <span class="score">{_fmt(score, "{:.2f}")}</span></p>'
-        f'<ul class="gold" title="gold answers">{gold}</ul>'
-        f'<div class="meta">{" · ".join(meta)}</div>'
-        f"<details><summary>prompt</summary>{extra}<pre>{_esc(prompt)}</pre></details>"
-        "</div>"
+    return Card(
+        kind=kind,
+        category=category,
+        data_score="" if score is None else f"{score:g}",
+        thumbnail=thumbnail_data_uri(row.get("image_path"), thumb_px),
+        image_id=_text(row.get("image_id")),
+        question=_text(row.get("question")),
+        caption=_text(row.get("caption")),
+        answer=_text(row.get("answer")),
+        score=_fmt(score, "{:.2f}"),
+        gold=gold_items(row.get("gold")),
+        meta=meta,
+        raw=_text(row.get("raw")),
+        example_ids=_text(row.get("example_ids")),
+        prompt=_text(row.get("prompt")) or "(no prompt recorded)",
     )
 
 
 def _category(row: Mapping[str, Any]) -> str:
     return _text(row.get("category")) or _NO_CATEGORY
-
-
-def _category_label(code: str) -> str:
-    name = category_name(code)
-    return f"{code} {name}" if name else code
 
 
 def _present(value: Any) -> bool:
@@ -376,10 +398,6 @@ def _fmt(value: Any, spec: str) -> str:
         return spec.format(value)
     except (TypeError, ValueError):
         return str(value)
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _clip(text: str, limit: int) -> str:

@@ -90,7 +90,7 @@ Template = Annotated[str | None, typer.Option(
 Llm = Annotated[str | None, typer.Option(
     help="gemma3-270m (packaged), a .gguf path, ORG/REPO:FILE.gguf, or openai:MODEL.")]
 ApiBase = Annotated[str | None, typer.Option(
-    help="Base URL of an OpenAI-compatible API (else $PICA_API_BASE).")]
+    help="Base URL of an OpenAI-compatible API (else $PICA_API_BASE, then $OPENAI_BASE_URL).")]
 ApiKeyEnv = Annotated[str | None, typer.Option(
     help="Environment variable holding the API key (default OPENAI_API_KEY).")]
 NCtx = Annotated[int | None, typer.Option(help="Context window of a local model (tokens).")]

@@ -92,7 +92,8 @@ class Settings:
         candidates: Answer candidates (from the neighbours) shown per example and query; 0 = none.
         template: Prompt template name (package data in ``pica/templates``).
         llm: ``gemma3-270m`` (packaged), a .gguf path, ``REPO:FILE`` on the HF hub, or ``openai:MODEL``.
-        api_base: Base URL of an OpenAI-compatible API (else ``$PICA_API_BASE``).
+        api_base: Base URL of an OpenAI-compatible API (else ``$PICA_API_BASE``, then
+            ``$OPENAI_BASE_URL``).
         api_key_env: Name of the environment variable holding the API key.
         n_ctx: Context window of a local model, in tokens.
         threads: CPU threads for a local model (``None`` = all cores).

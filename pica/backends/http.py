@@ -1,16 +1,16 @@
-"""HTTP plumbing for API backends, standard library only: secrets, URLs, error messages, Retry-After.
+"""Helpers for API backends that the ``openai`` client leaves to us: the key, URLs and messages fit for logs.
 
 Nothing here knows about any particular API; :mod:`pica.backends.openai_compat` builds on it.
 """
 
 from __future__ import annotations
 
-import email.utils
-import http.client
 import json
-import urllib.error
-from datetime import UTC, datetime
+import socket
+import ssl
 from urllib.parse import urlsplit
+
+from pica.errors import BackendError
 
 MESSAGE_CHARS = 200
 
@@ -22,6 +22,7 @@ class Secret:
         self._value = value or None
 
     def reveal(self) -> str | None:
+        """The value itself (to hand to the HTTP client, never to a message)."""
         return self._value
 
     def __bool__(self) -> bool:
@@ -33,41 +34,24 @@ class Secret:
     __str__ = __repr__
 
 
-def error_message(e: urllib.error.HTTPError) -> str:
-    """The server's error message: OpenAI ``{"error": {"message"}}``, FastAPI ``detail``, or text."""
-    try:
-        raw = e.read().decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException):
+def server_message(body: object) -> str:
+    """The message of an error body, one line: OpenAI ``{"error": {"message"}}``, FastAPI ``detail``, or text.
+
+    Args:
+        body: The parsed error body (the ``openai`` client already unwraps ``{"error": ...}``), a
+            string when it was not JSON, or ``None``.
+    """
+    if body is None:
         return ""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return clip(raw)
-    if isinstance(data, dict):
-        error = data.get("error")
+    if isinstance(body, dict):
+        error = body.get("error")
         if isinstance(error, dict):
             error = error.get("message")
-        found = error or data.get("detail") or data.get("message")
+        found = body.get("message") or error or body.get("detail")
         if found:
             return clip(found if isinstance(found, str) else json.dumps(found))
-    return clip(raw)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or ``None``."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+        return clip(json.dumps(body))
+    return clip(str(body))
 
 
 def display_url(url: str) -> str:
@@ -83,3 +67,33 @@ def clip(text: str) -> str:
     """``text`` on one line, cut to :data:`MESSAGE_CHARS` characters (``...`` marks a cut)."""
     text = " ".join(text.split())
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
+
+
+def network_failure(error: BaseException, shown: str) -> str:
+    """Describe a retryable network failure from ``error``'s chain of causes, for a one-line message.
+
+    Args:
+        error: The client's exception; its ``__cause__`` / ``__context__`` chain holds the socket error.
+        shown: The URL to name in messages (already passed through :func:`display_url`).
+
+    Raises:
+        BackendError: a permanent failure (unknown host, TLS certificate rejected).
+    """
+    causes: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for c in causes:
+        if isinstance(c, socket.gaierror):
+            raise BackendError(f"cannot resolve the host of {shown}; check --api-base") from None
+        if isinstance(c, ssl.SSLCertVerificationError):
+            raise BackendError(f"TLS certificate of {shown} failed verification: {c.verify_message}"
+                               ) from None
+    text = " ".join(str(c) for c in causes).lower()
+    if any(isinstance(c, ConnectionRefusedError) for c in causes) or "refused" in text:
+        return "connection refused"
+    if any(isinstance(c, ConnectionResetError | ConnectionAbortedError | BrokenPipeError) for c in causes
+           ) or "reset" in text:
+        return "connection reset"
+    return f"connection error ({type(causes[-1]).__name__})"

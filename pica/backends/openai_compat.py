@@ -1,48 +1,83 @@
 """Any OpenAI-compatible HTTP API: llama.cpp / llama-cpp-python servers, vLLM, OpenAI itself.
 
-Standard library HTTP only. Requests go to ``{api_base}/completions`` (greedy, ``logprobs: 1``);
-a server that offers only chat completions is detected once and then used through
+Requests go through the official ``openai`` client to ``{api_base}/completions`` (greedy,
+``logprobs: 1``); a server that offers only chat completions is detected once and then used through
 ``{api_base}/chat/completions``, without log-probs unless it returns them.
 
-Transient failures (HTTP 429, 5xx, timeouts, refused or reset connections) are retried with
-exponential backoff and full jitter, honouring ``Retry-After``; anything else fails at once with
-the server's own message. The API key is read from the environment once, sent only in the
-``Authorization`` header, and scrubbed from every message this module builds.
+The client keeps connections pooled and retries transient failures (HTTP 408/409/429/5xx,
+timeouts, refused or reset connections) with exponential backoff and jitter, honouring
+``Retry-After`` / ``retry-after-ms``; :class:`_PicaClient` sets the backoff's first delay and cap.
+Anything else fails at once, in one line naming the server and the last status. The API key is read
+from the environment once, sent only in the ``Authorization`` header, and scrubbed from every
+message this module builds.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
+import math
 import os
 import random
 import re
-import socket
-import ssl
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
+import openai
+
 from pica.backends.base import Backend, cut_at_stop
-from pica.backends.http import Secret, clip, display_url, error_message, parse_retry_after
+from pica.backends.http import Secret, clip, display_url, network_failure, server_message
+from pica.config import ENV_API_BASE, env_api_base
 from pica.errors import BackendError, InputError
 from pica.types import Completion
 
-API_BASE_ENV = "PICA_API_BASE"
+OPENAI_BASE_ENV = "OPENAI_BASE_URL"
+# The client refuses to start without a key; local servers need none. Never sent: the backend then
+# omits the Authorization header.
+NO_KEY = "not-needed"
 # Sampling parameters some servers need for true greedy decoding but others reject (OpenAI answers
 # 400 "Unrecognized request argument"). llama-cpp-python defaults repeat_penalty to 1.1, which
-# changes greedy answers that repeat a token. Dropped for good after the first 400 naming them.
+# changes greedy answers that repeat a token. Sent as extra body; dropped for good after the first
+# 400 naming them.
 OPTIONAL_PARAMS: dict[str, dict[str, Any]] = {
     "completions": {"repeat_penalty": 1.0},
     "chat/completions": {"repeat_penalty": 1.0, "logprobs": True},
 }
 CHAT_ONLY_HINT = re.compile(r"chat|not supported|unsupported|does not support", re.IGNORECASE)
+RETRY_COUNT_HEADER = "x-stainless-retry-count"  # set by the client on every attempt
+
+
+class _PicaClient(openai.OpenAI):
+    """``openai.OpenAI`` with pica's backoff: ``backoff`` doubling per retry, full jitter, every
+    delay (``Retry-After`` included) capped at ``backoff_cap``.
+
+    The client's own constants (0.5 s doubling to 8 s; a ``Retry-After`` over two minutes is not
+    retried at all) are not settable through its public API, so this overrides two private methods.
+    pyproject bounds the tested ``openai`` versions; tests/test_openai_client.py fails if the
+    methods change.
+    """
+
+    def __init__(self, *, backoff: float, backoff_cap: float, **kwargs: Any) -> None:
+        self._pica_backoff = backoff
+        self._pica_backoff_cap = backoff_cap
+        super().__init__(**kwargs)
+
+    def _parse_retry_after_header(self, response_headers: Any = None) -> float | None:
+        delay = super()._parse_retry_after_header(response_headers)
+        if delay is None or math.isnan(delay):
+            return None
+        return min(max(delay, 0.0), self._pica_backoff_cap)
+
+    def _calculate_retry_timeout(self, remaining_retries: int, options: Any,
+                                 response_headers: Any = None) -> float:
+        delay = self._parse_retry_after_header(response_headers)
+        if delay is not None:
+            return delay
+        attempt = min(max(self.max_retries - remaining_retries, 0), 60)
+        return min(self._pica_backoff_cap, self._pica_backoff * 2.0**attempt) * random.random()
 
 
 class _StatusError(Exception):
@@ -59,14 +94,14 @@ class OpenAICompatBackend(Backend):
     Args:
         model: Model name sent in every request (``openai:MODEL`` on the command line).
         api_base: Base URL used exactly as given, e.g. ``http://127.0.0.1:8080/v1``; requests go to
-            ``{api_base}/completions``. Falls back to ``$PICA_API_BASE``.
+            ``{api_base}/completions``. Falls back to ``$PICA_API_BASE``, then ``$OPENAI_BASE_URL``.
         api_key_env: Name of the environment variable holding the API key; when it is unset no
             ``Authorization`` header is sent (fine for local servers).
         timeout: Seconds to wait for a connection or for each read of the answer.
         max_retries: Retries of a transient failure before giving up.
         backoff: First backoff delay in seconds; doubles on each retry (full jitter).
         backoff_cap: Upper bound of any single delay, ``Retry-After`` included.
-        concurrency: Requests in flight at once when ``complete`` gets several prompts.
+        concurrency: Requests in flight at once, across every thread calling this backend.
 
     Raises:
         InputError: no API base, a malformed URL, or out-of-range settings.
@@ -79,9 +114,10 @@ class OpenAICompatBackend(Backend):
                  backoff_cap: float = 30.0, concurrency: int = 1) -> None:
         if not model:
             raise InputError("openai:MODEL needs a model name, e.g. openai:gpt-3.5-turbo-instruct")
-        api_base = api_base or os.environ.get(API_BASE_ENV)
+        api_base = api_base or env_api_base() or os.environ.get(OPENAI_BASE_ENV)
         if not api_base:
-            raise InputError(f"--api-base URL or {API_BASE_ENV} is required for openai:MODEL")
+            raise InputError(f"--api-base URL or {ENV_API_BASE} is required for openai:MODEL"
+                             f" ({OPENAI_BASE_ENV} is read last)")
         parts = urlsplit(api_base.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(f"--api-base must be an http(s) URL such as http://127.0.0.1:8080/v1,"
@@ -94,12 +130,17 @@ class OpenAICompatBackend(Backend):
         self.api_key_env = api_key_env
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.backoff_cap = float(backoff_cap)
         self.concurrency = int(concurrency)
         self.server = display_url(self.api_base)
         self.id = f"openai:{model}@{parts.netloc.rpartition('@')[2]}"
         self._key = Secret(os.environ.get(api_key_env))
+        self._client = _PicaClient(
+            base_url=self.api_base, api_key=self._key.reveal() or NO_KEY, max_retries=self.max_retries,
+            timeout=self.timeout, backoff=float(backoff), backoff_cap=float(backoff_cap),
+            default_headers={"User-Agent": f"OpenAI/Python {openai.__version__}"},  # not the subclass
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [_spell_authorization]}))
+        # Without a key no Authorization header at all (the placeholder is never sent).
+        self._headers = None if self._key else {"Authorization": openai.Omit()}
         self._lock = threading.Lock()
         self._in_flight = threading.BoundedSemaphore(self.concurrency)
         self._chat = False
@@ -115,6 +156,10 @@ class OpenAICompatBackend(Backend):
     def __repr__(self) -> str:
         return (f"OpenAICompatBackend(model={self.model!r}, api_base={self.server!r},"
                 f" api_key_env={self.api_key_env!r}, key={self._key!r})")
+
+    def close(self) -> None:
+        """Close the client's pooled connections."""
+        self._client.close()
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -252,7 +297,7 @@ class OpenAICompatBackend(Backend):
             with self._lock:
                 optional = dict(self._optional[path])
             try:
-                return self._post(path, {**body, **optional})
+                return self._post(path, body, optional)
             except _StatusError as e:
                 rejected = [k for k in optional if e.status in (400, 422) and k in e.message]
                 if not rejected:
@@ -261,73 +306,49 @@ class OpenAICompatBackend(Backend):
                     for k in rejected:
                         self._optional[path].pop(k, None)
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One JSON POST with retries of transient failures.
+    def _post(self, path: str, body: dict[str, Any], optional: dict[str, Any]) -> dict[str, Any]:
+        """One request through the client, which retries transient failures.
 
         Raises:
             _StatusError: a non-retryable HTTP status.
             BackendError: retries exhausted, or an unusable answer.
         """
-        url = f"{self.api_base}/{path}"
         shown = f"{self.server}/{path}"
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key.reveal()}"
-        payload = json.dumps(body).encode("utf-8")
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            retry_after = None
-            request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
-            try:
-                # At most `concurrency` requests in flight, however many threads call in (the
-                # pipeline runs questions in parallel, and each may send an ensemble's prompts).
-                with self._in_flight, urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    raw = response.read()
-            except urllib.error.HTTPError as e:
-                message = self._scrub(error_message(e))
-                e.close()
-                if e.code != 429 and e.code < 500:
-                    raise _StatusError(shown, e.code, message) from None
-                last = f"HTTP {e.code}" + (f" ({message})" if message else "")
-                retry_after = parse_retry_after(e.headers.get("Retry-After"))
-            except (OSError, http.client.HTTPException) as e:
-                last = self._transient(e, shown)
-            else:
-                try:
-                    data = json.loads(raw)
-                except ValueError:
-                    raise BackendError(f"{shown} did not answer JSON: {clip(raw.decode('utf-8', 'replace'))}"
-                                       ) from None
-                if not isinstance(data, dict):
-                    raise BackendError(f"{shown} answered unexpected JSON: {clip(str(data))}")
-                return data
-            if attempt < self.max_retries:
-                time.sleep(self._delay(attempt, retry_after))
-        raise BackendError(f"{shown} failed after {self.max_retries + 1} attempts (last: {last});"
-                           " check that the server is up, or raise max_retries / timeout")
+        create: Callable[..., Any] = (self._client.completions.create if path == "completions"
+                                      else self._client.chat.completions.create)
+        try:
+            # At most `concurrency` requests in flight, however many threads call in (the pipeline
+            # runs questions in parallel, and each may send an ensemble's prompts).
+            with self._in_flight:
+                answer = create(**body, extra_body=optional or None, extra_headers=self._headers)
+        except openai.APIStatusError as e:
+            message = self._scrub(server_message(e.body))
+            if not _retryable(e.status_code, e.response.headers):
+                raise _StatusError(shown, e.status_code, message) from None
+            last = f"HTTP {e.status_code}" + (f" ({message})" if message else "")
+            raise self._exhausted(shown, e.request.headers, last) from None
+        except openai.APITimeoutError as e:
+            raise self._exhausted(shown, e.request.headers, f"timed out after {self.timeout:g} s") from None
+        except openai.APIConnectionError as e:
+            raise self._exhausted(shown, e.request.headers, network_failure(e, shown)) from None
+        except openai.APIError as e:
+            raise BackendError(f"{shown} answered unusably: {self._scrub(clip(e.message))}") from None
+        except json.JSONDecodeError:
+            raise BackendError(f"{shown} did not answer valid JSON") from None
+        if isinstance(answer, str):
+            raise BackendError(f"{shown} did not answer JSON: {self._scrub(clip(answer))}")
+        data = answer.to_dict() if isinstance(answer, openai.BaseModel) else answer
+        if not isinstance(data, dict):
+            raise BackendError(f"{shown} answered unexpected JSON: {self._scrub(clip(str(data)))}")
+        return data
 
-    def _transient(self, error: Exception, shown: str) -> str:
-        """Describe a retryable network failure, or raise BackendError for a permanent one."""
-        reason = error.reason if isinstance(error, urllib.error.URLError) else error
-        if isinstance(reason, TimeoutError):
-            return f"timed out after {self.timeout:g} s"
-        if isinstance(reason, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(reason, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
-            return "connection reset"
-        if isinstance(reason, socket.gaierror):
-            raise BackendError(f"cannot resolve the host of {shown}; check --api-base") from None
-        if isinstance(reason, ssl.SSLCertVerificationError):
-            raise BackendError(f"TLS certificate of {shown} failed verification: {reason.verify_message}"
-                               ) from None
-        if isinstance(reason, OSError | http.client.HTTPException):
-            return f"connection error ({type(reason).__name__})"
-        raise BackendError(f"cannot reach {shown}: {self._scrub(str(reason))}") from None
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(self.backoff_cap, retry_after)
-        return min(self.backoff_cap, self.backoff * 2**attempt) * random.random()
+    def _exhausted(self, shown: str, headers: Mapping[str, str], last: str) -> BackendError:
+        try:
+            attempts = int(headers.get(RETRY_COUNT_HEADER, self.max_retries)) + 1
+        except ValueError:
+            attempts = self.max_retries + 1
+        return BackendError(f"{shown} failed after {attempts} attempts (last: {last});"
+                            " check that the server is up, or raise max_retries / timeout")
 
     def _status_failure(self, e: _StatusError) -> BackendError:
         if e.status in (401, 403):
@@ -348,6 +369,22 @@ class OpenAICompatBackend(Backend):
         return text
 
 
+def _spell_authorization(request: Any) -> None:
+    """Send the key's header as ``Authorization``, as pica always has: openai 3 sends header names in
+    lower case, which some hand-written servers (tests/servers.py among them) do not look up."""
+    value = request.headers.get("authorization")
+    if value is not None:
+        request.headers["Authorization"] = value
+
+
+def _retryable(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether the client retried this status (its rule: 408, 409, 429, 5xx unless told otherwise)."""
+    told = headers.get("x-should-retry")
+    if told in ("true", "false"):
+        return told == "true"
+    return status in (408, 409, 429) or status >= 500
+
+
 def _means_chat_only(e: _StatusError) -> bool:
     """Whether a failed /completions request says the server offers only chat completions."""
     return e.status in (404, 405) or (e.status == 400 and bool(CHAT_ONLY_HINT.search(e.message)))
@@ -362,5 +399,5 @@ def _completion(text: str, logprob: float | None, data: dict[str, Any]) -> Compl
 def _first_choice(data: dict[str, Any], server: str) -> dict[str, Any]:
     choices = data.get("choices")
     if not choices or not isinstance(choices[0], dict):
-        raise BackendError(f"{server} answered without choices: {clip(json.dumps(data))}")
+        raise BackendError(f"{server} answered without choices: {clip(json.dumps(data, default=str))}")
     return choices[0]

@@ -336,7 +336,8 @@ def serve(settings, options: ServeOptions) -> None:
 
     options.validate()
     check_port_free(options.host, options.port)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    log.setLevel(logging.INFO)
     service = Service(Pipeline(settings), options)
     seconds = service.warm_up()
     log.info("pica serve: llm %s, index %s; warm-up answer in %.2f s; %d answer slot(s)",

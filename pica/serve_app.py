@@ -106,13 +106,13 @@ def _too_large(limit_mb: float):
 
 def create_app(service: Service) -> FastAPI:
     """The FastAPI app serving ``service`` (already warmed up)."""
-    offline_docs = _swagger_assets()
-    app = FastAPI(title="pica", version="1", docs_url=None if offline_docs else "/docs", redoc_url=None,
-                  description="Knowledge-based VQA: caption -> retrieved examples -> few-shot LLM.")
+    from fastapi_offline import FastAPIOffline
+
+    # /docs with swagger-ui files from the package, so the API docs work without a network.
+    app = FastAPIOffline(title="pica", version="1", redoc_url=None, static_url="/docs-assets",
+                         description="Knowledge-based VQA: caption -> retrieved examples -> few-shot LLM.")
     _add_error_handlers(app)
     _add_routes(app, service)
-    if offline_docs:
-        _add_offline_docs(app, offline_docs)
     app.add_middleware(UploadLimit, max_bytes=service.options.max_upload_bytes + FORM_OVERHEAD,
                        limit_mb=service.options.max_upload_mb)
     return app
@@ -235,27 +235,3 @@ def _render_page(config: dict[str, Any], health: dict[str, Any]) -> str:
 
     env = Environment(loader=PackageLoader("pica", "templates"), autoescape=select_autoescape(["html"]))
     return env.get_template("serve.html").render(config=config, health=health)
-
-
-def _swagger_assets():
-    """The folder of swagger-ui's JS and CSS from the ``swagger-ui-bundle`` package, if installed."""
-    try:
-        from swagger_ui_bundle import swagger_ui_path
-    except ImportError:
-        return None
-    return swagger_ui_path
-
-
-def _add_offline_docs(app: FastAPI, folder) -> None:
-    """``/docs`` from local swagger-ui files, so the API docs work without a network."""
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.staticfiles import StaticFiles
-
-    app.mount("/docs-assets", StaticFiles(directory=str(folder)), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="pica API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")

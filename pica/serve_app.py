@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -234,4 +235,5 @@ def _render_page(config: dict[str, Any], health: dict[str, Any]) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("pica", "templates"), autoescape=select_autoescape(["html"]))
-    return env.get_template("serve.html").render(config=config, health=health)
+    index_name = Path(health["index"]).name if health["index"] else None  # not the server's path
+    return env.get_template("serve.html").render(config=config, health=health, index_name=index_name)

@@ -103,6 +103,8 @@ class Service:
         self._executor: ThreadPoolExecutor | None = None
         self._thumbnails: dict[str, Path] | None = None
         self._thumb_lock = threading.Lock()
+        # Uploads are checked (fully decoded) at most two at a time, outside the answer queue.
+        self._decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pica-decode")
 
     # -- start-up -------------------------------------------------------------------------------
     def warm_up(self) -> float:
@@ -168,9 +170,12 @@ class Service:
             raise RequestFailed(400, "the question is empty; ask something about the image")
         if image is None and caption is None:
             raise RequestFailed(400, "send an image, a caption, or both")
-        pil = None
         if image is not None:
-            pil = await asyncio.to_thread(self.decode_image, image)
+            # Check now (a bad image is a 400 even with a caption), then let the decoded pixels go:
+            # a queued request holds only the compressed upload, and the pipeline decodes it again
+            # only if it needs the pixels (captioning, image retrieval).
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._decoder, self.decode_image, image)
             if caption is None and self.captioner_error is not None:
                 raise RequestFailed(503, f"captioning is unavailable on this server"
                                          f" ({self.captioner_error}); send a caption with the image")
@@ -180,7 +185,7 @@ class Service:
 
             image_id = normalize_image_id(Path(filename.replace("\\", "/")).name)
         q = Question(id="request", question=question, caption=caption, image_id=image_id,
-                     image=(lambda: pil) if pil is not None else None)
+                     image=(lambda: self.decode_image(image)) if image is not None else None)
         result = await self._run(lambda: self.pipeline.answer(q))
         return result.to_dict(llm=self.pipeline.backend.id, index=self.index_path)
 
@@ -298,6 +303,7 @@ class Service:
 
     def close(self) -> None:
         """Stop the answer threads and release the model."""
+        self._decoder.shutdown(wait=False, cancel_futures=True)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self.pipeline.backend.close()

@@ -167,10 +167,10 @@ def test_server_is_still_healthy_after_the_bad_requests(server):
 # -- API backend: parallel answers, timeout, the key never shows -------------------------------
 def test_api_backend_answers_in_parallel_times_out_with_504_and_never_shows_the_key():
     ok = (200, completion_json(" baseball", [-0.25]))
-    slow = ("slow", 1.5, ok)
-    script = [ok, slow, slow, slow, slow, ("slow", 30, ok)]
+    slow = ("slow", 1.0, ok)
+    script = [ok, slow, slow, slow, slow, ("slow", 120, ok)]  # warm-up, 4 parallel, then one too slow
     with FlakyServer(script) as api, pica_server(
-            "--llm", "openai:test", "--api-base", api.base_url, "--concurrency", "4", "--timeout", "4",
+            "--llm", "openai:test", "--api-base", api.base_url, "--concurrency", "4", "--timeout", "15",
             env={"OPENAI_API_KEY": SECRET}) as server:
         replies = []
 
@@ -186,10 +186,46 @@ def test_api_backend_answers_in_parallel_times_out_with_504_and_never_shows_the_
         assert all(r.json["answer"] == "baseball" for r in replies)
         assert api.max_in_flight >= 2  # answered in parallel, not one by one
         late = server.post_json("/v1/answer", {"question": QUESTION, "caption": CAPTION})
-        assert_error(late, 504, "no answer within 4 s")
+        assert_error(late, 504, "no answer within 15 s")
         health = server.get("/healthz")
         assert health.json["slots"] == 4 and health.json["llm"].startswith("openai:test@")
         assert any(r.headers.get("Authorization") == f"Bearer {SECRET}" for r in api.received)
         for reply in [*replies, late, health]:
             assert SECRET not in reply.text
         assert SECRET not in server.log()
+
+
+# -- start-up errors and page extras, without a server -----------------------------------------
+def test_serve_refuses_a_bad_port_and_a_port_in_use_before_loading_anything():
+    import socket
+
+    from cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--port", "70000"])
+    assert result.exit_code == 2 and "--port must be between 0 and 65535" in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(port)])
+    assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_thumbnails_come_from_the_images_folder_the_index_names(tmp_path):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from pica.serve import Service
+
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(tmp_path / "COCO_val2014_000000000042.jpg")
+    index = SimpleNamespace(path=tmp_path, manifest={"sources": {"images": str(tmp_path)}},
+                            examples=pd.DataFrame({"id": ["q1", "q2"], "image_id": ["42", "7"]}))
+    service = Service(SimpleNamespace(index=index))
+    assert service.has_thumbnails
+    thumb = Image.open(io.BytesIO(service.thumbnail("q1")))
+    assert thumb.format == "JPEG" and max(thumb.size) == 192
+    assert service.thumbnail("q2") is None and service.thumbnail("../../etc/passwd") is None
+    no_images = Service(SimpleNamespace(index=SimpleNamespace(manifest={"sources": {}})))
+    assert not no_images.has_thumbnails and no_images.thumbnail("q1") is None

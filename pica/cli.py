@@ -185,14 +185,8 @@ def answer(
         for i, prompt in enumerate(result.prompts, 1):
             typer.echo(f"----- prompt {i}/{len(result.prompts)} -----\n{prompt}\n-----")
     if as_json:
-        typer.echo(json.dumps({
-            "answer": result.answer, "raw": result.raw, "caption": result.caption,
-            "logprob": result.logprob, "example_ids": result.example_ids,
-            "candidates": result.candidates, "prompt_tokens": result.prompt_tokens,
-            "seconds": {k: round(v, 4) for k, v in result.seconds.items()},
-            "llm": pipeline.backend.id,
-            "index": str(pipeline.index.path) if pipeline.index is not None else None,
-        }, ensure_ascii=False))
+        index = str(pipeline.index.path) if pipeline.index is not None else None
+        typer.echo(json.dumps(result.to_dict(llm=pipeline.backend.id, index=index), ensure_ascii=False))
     else:
         typer.echo(result.answer)
 
@@ -365,6 +359,34 @@ def eval_report(run: Annotated[Path, typer.Argument(help="Run folder of `pica ev
     summary = write_outputs(run)
     _print_summary(summary, run)
     typer.echo(f"report: {run / 'report.html'}")
+
+
+# -- serve --------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+@setting_options
+def serve(
+    host: Annotated[str, typer.Option(
+        help="Interface to listen on (127.0.0.1 = this machine only; 0.0.0.0 = every interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 7860,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload, in MB.")] = 20.0,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Answers in parallel with an API backend (the local model answers one at a time).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per request, queueing included (then 504).")
+    ] = 120.0,
+    examples_dir: Annotated[Path | None, typer.Option(
+        help="Folder of example images offered on the page.")] = None,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Serve a web page and a JSON API (POST /v1/answer) with the same settings as `answer`."""
+    from pica.serve import ServeOptions
+    from pica.serve import serve as run_server
+
+    settings = settings_from({**options, "concurrency": concurrency})
+    run_server(settings, ServeOptions(host=host, port=port, max_upload_mb=max_upload_mb,
+                                      timeout=timeout, examples_dir=examples_dir))
 
 
 def main() -> None:

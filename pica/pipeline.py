@@ -248,6 +248,7 @@ class Pipeline:
         win = choose(answers, [c.logprob for c in completions], s.choose)
         seconds = {**item.seconds, "llm": time.perf_counter() - t0}
         seconds["total"] = sum(seconds.values())
+        shown = {e.id: e for e in (self.index.example(h.row) for h in item.hits)}
         return Answer(
             question_id=item.question.id, question=item.question.question, answer=answers[win],
             raw=completions[win].text, caption=item.caption, logprob=completions[win].logprob,
@@ -255,4 +256,5 @@ class Pipeline:
             candidates=[{"answer": a, "raw": c.text, "logprob": c.logprob}
                         for a, c in zip(answers, completions)],
             seconds=seconds, prompt_tokens=sum(c.prompt_tokens for c in completions),
+            examples=[[shown[i] for i in p.example_ids] for p in prompts],
         )

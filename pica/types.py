@@ -118,7 +118,10 @@ class Completion:
 
 @dataclass
 class Answer:
-    """The final answer to one question, with everything needed to audit it."""
+    """The final answer to one question, with everything needed to audit it.
+
+    ``examples`` holds the examples of each prompt (in prompt order, like ``example_ids``).
+    """
 
     question_id: str
     question: str
@@ -131,3 +134,27 @@ class Answer:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int = 0
+    examples: list[list[Example]] = field(default_factory=list, repr=False)
+
+    def to_dict(self, *, llm: str | None = None, index: str | None = None) -> dict[str, Any]:
+        """The JSON object of ``pica answer --json`` and of the server's ``POST /v1/answer``.
+
+        Args:
+            llm: The backend's id (never a secret).
+            index: The index folder, or ``None`` when answering zero-shot.
+
+        Returns:
+            answer, raw, caption, logprob, example_ids, examples (id, caption, question, answer per
+            example of each prompt), candidates, prompts, prompt_tokens, seconds per stage
+            (rounded to 4 places), llm, index.
+        """
+        return {
+            "answer": self.answer, "raw": self.raw, "caption": self.caption, "logprob": self.logprob,
+            "example_ids": self.example_ids,
+            "examples": [[{"id": e.id, "caption": e.caption, "question": e.question, "answer": e.answer}
+                          for e in part] for part in self.examples],
+            "candidates": self.candidates, "prompts": self.prompts,
+            "prompt_tokens": self.prompt_tokens,
+            "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
+            "llm": llm, "index": index,
+        }

@@ -12,6 +12,19 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
+# Fixtures that load the packaged LLM, start a server or build torch models: a test using one is
+# marked slow, so `pytest -m "not slow"` gives quick feedback while editing.
+SLOW_FIXTURES = {"gemma", "gemma_path", "gemma_server", "finished_run", "tiny", "clip", "clip_dir",
+                 "blip_dir", "git_dir", "model_dir"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark tests that use a slow fixture as ``slow``."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_dirs(tmp_path_factory):
     """pica's cache (starter index) and index root live in the session's temp folder."""

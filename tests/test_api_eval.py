@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from pica.cli import app
@@ -19,6 +20,7 @@ def run_eval(okvqa_files, text_index, out, *extra):
                                "--out", str(out), "--no-progress", *extra])
 
 
+@pytest.mark.slow
 def test_api_backend_matches_local_predictions_and_never_stores_the_key(
         okvqa_files, text_index, gemma_server, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)

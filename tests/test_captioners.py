@@ -122,6 +122,7 @@ def test_custom_prompt(git_dir, images):
     assert not caption.startswith("question")
 
 
+@pytest.mark.slow
 def test_separate_image_processor_and_tokenizer(tmp_path, images):
     # ViT-GPT2-style checkpoints: AutoProcessor returns only the tokenizer.
     folder = make_tiny_vision_encoder_decoder(tmp_path / "ved")

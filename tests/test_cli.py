@@ -36,6 +36,7 @@ def assert_one_line_error(result, code: int, fragment: str):
     assert fragment in lines[0]
 
 
+@pytest.mark.slow
 def test_answer_json_with_the_starter_index_and_packaged_model(photo):
     result = run("answer", photo, "What sport is the boy going to play?", "--caption", CAPTION, "--json")
     assert result.exit_code == 0, result.output
@@ -49,6 +50,7 @@ def test_answer_json_with_the_starter_index_and_packaged_model(photo):
     assert {"caption", "retrieval", "llm", "total"} <= set(data["seconds"])
 
 
+@pytest.mark.slow
 def test_plain_answer_is_one_line_and_show_prompt_prints_the_pica_prompt(photo):
     result = run("answer", photo, "What is the boy putting on?", "--caption", CAPTION,
                  "--show-prompt", "--shots", "2")
@@ -60,6 +62,7 @@ def test_plain_answer_is_one_line_and_show_prompt_prints_the_pica_prompt(photo):
     assert out.strip().splitlines()[-1].strip()  # the answer line
 
 
+@pytest.mark.slow
 def test_no_index_answers_zero_shot_and_says_so(photo):
     result = run("answer", photo, "What is the boy putting on?", "--caption", CAPTION, "--index", "none",
                  "--json")
@@ -68,6 +71,7 @@ def test_no_index_answers_zero_shot_and_says_so(photo):
     assert json.loads(result.stdout)["example_ids"] == [[]]
 
 
+@pytest.mark.slow
 def test_ensemble_makes_disjoint_prompts(photo):
     result = run("answer", photo, "What sport is this?", "--caption", CAPTION, "--shots", "3",
                  "--ensemble", "3", "--json")
@@ -123,6 +127,7 @@ def test_bad_arguments_exit_2_with_one_line(photo, tmp_path):
         assert_one_line_error(result, 2, fragment)
 
 
+@pytest.mark.slow
 def test_config_file_is_read_and_cli_wins(photo, tmp_path):
     config = tmp_path / "pica.toml"
     config.write_text('[pica]\nshots = 2\ntemplate = "lean"\n')
@@ -136,6 +141,7 @@ def test_config_file_is_read_and_cli_wins(photo, tmp_path):
                           "did you mean 'shots'")
 
 
+@pytest.mark.slow
 def test_help_is_light_and_python_dash_m_works():
     code = "import pica.cli, sys; assert not {'torch', 'llama_cpp', 'faiss'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -143,6 +149,7 @@ def test_help_is_light_and_python_dash_m_works():
     assert "answer" in out.stdout and "index" in out.stdout and "eval" in out.stdout
 
 
+@pytest.mark.slow
 def test_cached_captions_are_found_by_the_image_file_name(tmp_path):
     photo = tmp_path / "COCO_val2014_000000000123.jpg"
     Image.new("RGB", (32, 32)).save(photo)

@@ -101,6 +101,7 @@ def test_changed_configuration_is_refused_unless_force_new(finished_run, okvqa_f
                  dataset={"dataset": str(okvqa_files["dev"])}, progress=False)
 
 
+@pytest.mark.slow
 def test_force_new_starts_over_and_keeps_a_backup(okvqa_files, text_index, tmp_path):
     out = tmp_path / "run"
     first = runner.invoke(app, eval_args(okvqa_files, text_index, out, "--limit", "2"))

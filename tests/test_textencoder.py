@@ -20,6 +20,7 @@ def minilm_path():
     return get_model_path()
 
 
+@pytest.mark.slow
 def test_numpy_engine_matches_sentence_transformers(minilm_path):
     from sentence_transformers import SentenceTransformer
 
@@ -29,6 +30,7 @@ def test_numpy_engine_matches_sentence_transformers(minilm_path):
     assert np.abs(ours - reference).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_embedder_uses_numpy_unless_told_otherwise(monkeypatch):
     from pica.embedders import SentenceTransformerEmbedder
 
@@ -41,6 +43,7 @@ def test_embedder_uses_numpy_unless_told_otherwise(monkeypatch):
     assert np.abs(numpy_engine.embed_texts(TEXTS) - torch_engine.embed_texts(TEXTS)).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_text_embedding_does_not_import_torch():
     code = ("import sys; from pica.embedders import make_embedder; "
             "make_embedder('sentence-transformers:all-MiniLM-L6-v2').embed_texts(['a dog']); "

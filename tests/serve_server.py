@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servers import free_port
+from servers import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = REPO.parent / "shared" / "images"
@@ -143,11 +143,5 @@ def pica_server(*args: str, env: dict[str, str] | None = None, timeout: float = 
                 time.sleep(0.25)  # readiness poll, not a retry
         yield server
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=15)
         log_file.unlink(missing_ok=True)

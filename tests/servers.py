@@ -260,15 +260,20 @@ def start_llama_server(model_path: str | Path, port: int | None = None, n_ctx: i
     raise RuntimeError(f"llama_cpp.server on port {port}: {state}; output tail:\n{tail}")
 
 
-def stop_llama_server(process: subprocess.Popen) -> None:
-    """Terminate a server started by :func:`start_llama_server` (kill after 10 s)."""
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate a server process, killing it if it has not ended after ``timeout`` seconds."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stop_llama_server(process: subprocess.Popen) -> None:
+    """Terminate a server started by :func:`start_llama_server` (kill after 10 s)."""
+    stop_process(process)
     log = getattr(process, "log", None)
     if log is not None:
         log.close()

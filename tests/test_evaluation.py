@@ -128,19 +128,26 @@ def test_torn_last_line_is_cut_and_redone(finished_run, okvqa_files, text_index,
     assert (out / RESULTS_FILE).read_bytes().count(b"\n") == len(questions)
 
 
+def start_until_results(cmd: list[str], out, lines: int) -> subprocess.Popen:
+    """Start ``pica eval`` and return once ``lines`` results are written (or it ended, or 240 s)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    results = out / RESULTS_FILE
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if results.exists() and results.read_bytes().count(b"\n") >= lines:
+            break
+        time.sleep(0.05)
+    return proc
+
+
 def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(finished_run, okvqa_files, text_index,
                                                                   tmp_path):
     src, _, _ = finished_run
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "pica", *eval_args(okvqa_files, text_index, out)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    results = out / RESULTS_FILE
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if results.exists() and results.read_bytes().count(b"\n") >= 3:
-            break
-        time.sleep(0.05)
+    proc = start_until_results(cmd, out, 3)
+    results, env = out / RESULTS_FILE, {**os.environ, "PYTHONUNBUFFERED": "1"}
     assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()[-500:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -182,15 +189,9 @@ def test_two_concurrent_evals_give_one_error_and_one_complete_run(finished_run, 
     src, _, _ = finished_run
     out = tmp_path / "shared"
     cmd = [sys.executable, "-m", "pica", *eval_args(okvqa_files, text_index, out)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = start_until_results(cmd, out, 1)
+    results, env = out / RESULTS_FILE, {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
-        results = out / RESULTS_FILE
-        deadline = time.time() + 240
-        while time.time() < deadline and first.poll() is None:
-            if results.exists() and results.read_bytes().count(b"\n") >= 1:
-                break
-            time.sleep(0.05)
         assert first.poll() is None, f"first run ended too soon: {first.stderr.read()[-500:]}"
         first.send_signal(signal.SIGSTOP)  # frozen mid-run, holding the lock, however slow the second start is
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

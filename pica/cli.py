@@ -17,7 +17,13 @@ from typing import Annotated, Any
 
 import typer
 
-from pica.config import debug
+from pica.config import (
+    DEFAULT_SERVE_HOST,
+    DEFAULT_SERVE_MAX_UPLOAD_MB,
+    DEFAULT_SERVE_PORT,
+    DEFAULT_SERVE_TIMEOUT,
+    debug,
+)
 from pica.errors import InputError, PicaError
 
 app = typer.Typer(
@@ -368,13 +374,14 @@ def eval_report(run: Annotated[Path, typer.Argument(help="Run folder of `pica ev
 def serve(
     host: Annotated[str, typer.Option(
         help="Interface to listen on (127.0.0.1 = this machine only; 0.0.0.0 = every interface).")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 7860,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload, in MB.")] = 20.0,
+    ] = DEFAULT_SERVE_HOST,
+    port: Annotated[int, typer.Option(help="TCP port.")] = DEFAULT_SERVE_PORT,
+    max_upload_mb: Annotated[float, typer.Option(
+        help="Largest accepted upload, in MB.")] = DEFAULT_SERVE_MAX_UPLOAD_MB,
     concurrency: Annotated[int | None, typer.Option(
         help="Answers in parallel with an API backend (the local model answers one at a time).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request, queueing included (then 504).")
-    ] = 120.0,
+    ] = DEFAULT_SERVE_TIMEOUT,
     examples_dir: Annotated[Path | None, typer.Option(
         help="Folder of example images offered on the page.")] = None,
     *,

@@ -31,6 +31,11 @@ CONFIG_FILE_NAME = "pica.toml"
 # is not given.
 DEFAULT_CANDIDATES = 5
 DEFAULT_INDEX_ROOT = "indexes"
+# pica serve: this machine only, Gradio's usual port, 20 MB uploads, two minutes per request.
+DEFAULT_SERVE_HOST = "127.0.0.1"
+DEFAULT_SERVE_PORT = 7860
+DEFAULT_SERVE_MAX_UPLOAD_MB = 20.0
+DEFAULT_SERVE_TIMEOUT = 120.0
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
 # pica's environment variables, read here and nowhere else.

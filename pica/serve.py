@@ -23,15 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pica.config import (
+    DEFAULT_SERVE_HOST,
+    DEFAULT_SERVE_MAX_UPLOAD_MB,
+    DEFAULT_SERVE_PORT,
+    DEFAULT_SERVE_TIMEOUT,
+)
 from pica.errors import BackendError, InputError, ModelLoadError, PicaError
 from pica.types import Question
 
 log = logging.getLogger("pica.serve")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 7860
-DEFAULT_MAX_UPLOAD_MB = 20.0
-DEFAULT_TIMEOUT = 120.0
 # Upload formats the page and the API accept, by PIL format name.
 UPLOAD_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 WARMUP_QUESTION = "Which city is famous for these buses?"
@@ -62,10 +64,10 @@ class ServeOptions:
             photos when they exist); chosen by whoever starts the server, never by a request.
     """
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
-    timeout: float = DEFAULT_TIMEOUT
+    host: str = DEFAULT_SERVE_HOST
+    port: int = DEFAULT_SERVE_PORT
+    max_upload_mb: float = DEFAULT_SERVE_MAX_UPLOAD_MB
+    timeout: float = DEFAULT_SERVE_TIMEOUT
     examples_dir: Path | None = None
 
     def validate(self) -> ServeOptions:

@@ -102,10 +102,10 @@ def measure(server: StubServer, concurrency: int, n: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--delay", type=float, default=0.05, help="seconds per request at the server")
+    parser.add_argument("--delay", type=float, default=0.25, help="seconds per request at the server")
     parser.add_argument("--slots", type=int, default=8, help="requests the server serves at once")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    parser.add_argument("--seconds", type=float, default=4.0, help="about how long each setting runs")
+    parser.add_argument("--seconds", type=float, default=3.0, help="about how long each setting runs")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     from pica.index_store import resolve_index

@@ -5,9 +5,11 @@ run on batch *n* (torch releases the GIL in its kernels, as PIL does while decod
 decode and preprocess the images of batches *n+1 … n+ahead*. Memory holds at most ``ahead + 1``
 batches of images, so a dataset of any size streams through.
 
-A thread pool, not a ``torch.utils.data.DataLoader``: the loaded items are tensors the consumer
-uses straight away (no pickling between processes, no copy of the models into worker processes),
-and on the machines measured it was as fast (BENCHMARKS.md, "Index build throughput").
+A thread pool, not a ``torch.utils.data.DataLoader``: no worker processes forked with the models
+in memory, no tensors passed between processes, and errors (a broken image) arrive as the
+``InputError`` the main thread raises. On the 2-core machine measured, worker processes were
+somewhat faster still for open_clip alone (BENCHMARKS.md, "Index build throughput"); threads
+were kept for the reasons above.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ from pathlib import Path
 from pica.config import DEFAULT_CAPTIONER, PROMPTCAP_PROMPT
 from pica.errors import InputError, ModelLoadError
 from pica.hub import (
+    auto_model,
+    auto_processor,
     first_line,
     hub_cached,
     hub_offline,
@@ -61,6 +63,11 @@ class Captioner(ABC):
             InputError: a question has no image (or no cached caption) to caption.
         """
 
+    def preprocess(self, image):
+        """What :meth:`caption` needs of one decoded image, computed ahead (e.g. in a loader
+        thread while the model works on the previous batch); default: the image itself."""
+        return image
+
     def check(self, questions: Sequence[Question]) -> None:
         """Fail early, before a long run, if some questions cannot be captioned (default: no check).
 
@@ -102,7 +109,7 @@ def strip_prompt(text: str, *prompts: str) -> str:
 
 
 class HFCaptioner(Captioner):
-    """A Hugging Face image-to-text model on CPU with greedy, batched decoding.
+    """A Hugging Face image-to-text model (CPU or GPU) with greedy, batched decoding.
 
     Args:
         model: Hub id (e.g. ``Salesforce/blip-image-captioning-base``) or local model folder.
@@ -110,6 +117,8 @@ class HFCaptioner(Captioner):
         prompt: Text prompt of question-aware mode; ``{question}`` is filled in.
         max_new_tokens: Caption length limit in tokens.
         batch_size: Images per ``generate`` call.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :mod:`pica.devices`).
+        dtype: ``auto`` (float16 on a GPU, float32 on the CPU), ``float32``, ``float16``, ``bfloat16``.
 
     Raises:
         ModelLoadError: The model cannot be loaded (missing folder, no config, unknown hub id,
@@ -124,7 +133,11 @@ class HFCaptioner(Captioner):
         prompt: str = PROMPTCAP_PROMPT,
         max_new_tokens: int = 30,
         batch_size: int = 8,
+        device: str = "auto",
+        dtype: str = "auto",
     ) -> None:
+        from pica.devices import resolve_device, resolve_dtype
+
         if question_aware:
             try:
                 filled = prompt.format(question="\0")
@@ -140,7 +153,11 @@ class HFCaptioner(Captioner):
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        self.processor, self.tokenizer, self.model, name = self._load(model)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.processor, self.tokenizer, self.model, name = self._load(model, self.dtype)
+        self.model.to(self.device)
+        self.image_processor = getattr(self.processor, "image_processor", self.processor)
         self.model_type = getattr(self.model.config, "model_type", "")
         self.id = f"hf:{name}"
         if question_aware and not hasattr(self.processor, "tokenizer"):
@@ -150,9 +167,8 @@ class HFCaptioner(Captioner):
             )
 
     @staticmethod
-    def _load(model: str):
+    def _load(model: str, dtype):
         """Return ``(processor, tokenizer, model, name)``; ``name`` is the hub id or resolved folder."""
-        torch = require("torch", "captioning images")
         require("transformers", "captioning images")
         quiet_transformers()
         if looks_like_path(model):
@@ -186,8 +202,8 @@ class HFCaptioner(Captioner):
         error: Exception | None = None
         for local_only in attempts:
             try:
-                processor, tokenizer = _auto_processor(source, local_only)
-                net = _auto_model(source, local_only, torch.float32)
+                processor, tokenizer = auto_processor(source, local_only)
+                net = auto_model(source, local_only, dtype)
                 return processor, tokenizer, net.eval(), name
             except Exception as e:  # missing files, unknown architecture, network: "cannot load"
                 error = e
@@ -213,15 +229,20 @@ class HFCaptioner(Captioner):
         texts = [q.question for q in questions] if self.question_aware else None
         return self.caption_images(pictures, texts)
 
+    def preprocess(self, image):
+        """The model's pixel tensor for one PIL image (CPU, float32): what the processor makes of
+        it in a batch, computed alone so loader threads can do it ahead of the model."""
+        from pica.images import to_rgb
+
+        return self.image_processor(images=[to_rgb(image)], return_tensors="pt")["pixel_values"][0]
+
     def caption_images(self, images: Sequence, questions: Sequence[str] | None = None) -> list[str]:
-        """Caption PIL images; in question-aware mode ``questions`` is required (one per image).
+        """Caption PIL images (or their :meth:`preprocess` tensors); in question-aware mode
+        ``questions`` is required (one per image).
 
         Raises:
             InputError: questions missing or of the wrong length in question-aware mode.
         """
-        from pica.images import to_rgb
-
-        images = [to_rgb(im) for im in images]
         prompts: list[str] | None = None
         if self.question_aware:
             if questions is None:
@@ -264,20 +285,22 @@ class HFCaptioner(Captioner):
     def _generate(self, images: list, prompts: list[str] | None) -> list[str]:
         import torch
 
-        if prompts is None:
-            inputs = self.processor(images=images, return_tensors="pt")
-        elif self.model_type == "git":
-            inputs = self.processor(images=images, return_tensors="pt")
+        from pica.devices import to_device
+
+        pixels = [im if isinstance(im, torch.Tensor) else self.preprocess(im) for im in images]
+        inputs = {"pixel_values": torch.stack(pixels)}
+        if prompts is not None and self.model_type == "git":
             inputs["input_ids"] = torch.tensor([self._prompt_ids(p) for p in prompts])
             inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-        else:
-            inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
+        elif prompts is not None:
+            inputs.update(self.processor(text=prompts, return_tensors="pt", padding=True))
         inputs.pop("token_type_ids", None)
-        with torch.no_grad():
+        with torch.inference_mode():
             output = self.model.generate(
-                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1
+                **to_device(inputs, self.device, self.dtype), max_new_tokens=self.max_new_tokens,
+                do_sample=False, num_beams=1,
             )
-        texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(output.cpu(), skip_special_tokens=True)
         if prompts is None:
             return [one_line(t) for t in texts]
         tokenizer = self.tokenizer
@@ -286,39 +309,6 @@ class HFCaptioner(Captioner):
             strip_prompt(text, tokenizer.decode(self._prompt_ids(p), skip_special_tokens=True), p)
             for text, p in zip(texts, prompts, strict=True)
         ]
-
-
-def _auto_processor(source: str, local_only: bool):
-    """Return ``(image processor or joint processor, tokenizer)``."""
-    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
-
-    processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
-    tokenizer = getattr(processor, "tokenizer", None)
-    if tokenizer is not None and hasattr(processor, "image_processor"):
-        return processor, tokenizer
-    # Checkpoints without a joint processor (VisionEncoderDecoder, e.g. ViT-GPT2) keep the image
-    # processor and the tokenizer apart; AutoProcessor then returns only one of them.
-    images = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
-    return images, AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-
-
-def _auto_model(source: str, local_only: bool, dtype):
-    """Load with the first auto class that knows the architecture (image-text-to-text covers
-    BLIP, BLIP-2, GIT, InstructBLIP ... in transformers 5; older versions had Vision2Seq)."""
-    import transformers
-
-    error: Exception | None = None
-    for name in ("AutoModelForImageTextToText", "AutoModelForVision2Seq", "AutoModelForCausalLM"):
-        auto = getattr(transformers, name, None)
-        if auto is None:
-            continue
-        try:
-            return auto.from_pretrained(source, local_files_only=local_only, dtype=dtype)
-        except ValueError as e:
-            if "Unrecognized configuration class" not in str(e):
-                raise
-            error = e
-    raise ValueError(f"not an image-to-text model ({first_line(error)})")
 
 
 class CachedCaptioner(Captioner):
@@ -374,7 +364,8 @@ def is_captions_file(spec: str) -> bool:
 
 @functools.lru_cache(maxsize=4)
 def make_captioner(
-    spec: str, question_aware: bool = False, prompt: str = PROMPTCAP_PROMPT
+    spec: str, question_aware: bool = False, prompt: str = PROMPTCAP_PROMPT,
+    device: str = "auto", dtype: str = "auto",
 ) -> Captioner:
     """Build (once per process) the captioner named by ``spec``.
 
@@ -383,13 +374,17 @@ def make_captioner(
             anything else is a hub id or model folder -> :class:`HFCaptioner`.
         question_aware: Question-aware captioning (HF models only).
         prompt: The question-aware text prompt.
+        device: Where a model runs (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``).
+        dtype: The model's floating-point type (``auto`` = float16 on a GPU, else float32).
 
     Raises:
-        InputError: a captions file that does not exist; ModelLoadError: the model cannot be loaded.
+        InputError: a captions file that does not exist, a device torch cannot see.
+        ModelLoadError: the model cannot be loaded.
     """
     if is_captions_file(spec):
         path = Path(spec).expanduser()
         if not path.is_file():
             raise InputError(f"captions file not found: {path}")
         return resolve("captioner", "cache")(path)
-    return resolve("captioner", "hf")(spec, question_aware=question_aware, prompt=prompt)
+    return resolve("captioner", "hf")(spec, question_aware=question_aware, prompt=prompt,
+                                      device=device, dtype=dtype)

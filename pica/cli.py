@@ -18,6 +18,8 @@ from typing import Annotated, Any
 import typer
 
 from pica.config import (
+    DEFAULT_BUILD_BATCH,
+    DEFAULT_LOAD_WORKERS,
     DEFAULT_SERVE_HOST,
     DEFAULT_SERVE_MAX_UPLOAD_MB,
     DEFAULT_SERVE_PORT,
@@ -103,6 +105,12 @@ NCtx = Annotated[int | None, typer.Option(help="Context window of a local model 
 Threads = Annotated[int | None, typer.Option(help="CPU threads of a local model.")]
 MaxTokens = Annotated[int | None, typer.Option(help="Answer tokens to generate.")]
 Seed = Annotated[int | None, typer.Option(help="Seed of random example selection.")]
+Device = Annotated[str | None, typer.Option(
+    help="Where captioner and open_clip run: auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:N | mps.")]
+Dtype = Annotated[str | None, typer.Option(
+    help="Their precision: auto (float16 on a GPU, float32 on CPU) | float32 | float16 | bfloat16.")]
+NGpuLayers = Annotated[int | None, typer.Option(
+    help="llama.cpp layers on the GPU (-1 = all; default all with a GPU build, else 0).")]
 Config = Annotated[Path | None, typer.Option(
     help="TOML config file (default ./pica.toml or $PICA_CONFIG); CLI options win.")]
 
@@ -113,7 +121,7 @@ SETTING_OPTIONS: dict[str, Any] = {
     "shots": Shots, "ensemble": Ensemble, "choose": Choose, "selection": Selection, "weights": Weights,
     "candidates": Candidates, "template": Template, "llm": Llm, "api_base": ApiBase,
     "api_key_env": ApiKeyEnv, "n_ctx": NCtx, "threads": Threads, "max_tokens": MaxTokens, "seed": Seed,
-    "config": Config,
+    "device": Device, "dtype": Dtype, "n_gpu_layers": NGpuLayers, "config": Config,
 }
 
 
@@ -226,11 +234,19 @@ def index_build(
     skip_missing: Annotated[bool, typer.Option(
         help="Leave out examples whose caption or image is missing instead of failing.")] = False,
     limit: Annotated[int | None, typer.Option(help="Index only the first N questions.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Examples per captioning/embedding batch.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Examples per captioning/embedding batch.")
+                          ] = DEFAULT_BUILD_BATCH,
+    workers: Annotated[int, typer.Option(
+        help="Image loader threads working ahead of the models (0 = load in turn).")] = DEFAULT_LOAD_WORKERS,
+    device: Device = None,
+    dtype: Dtype = None,
+    config: Config = None,
 ) -> None:
     """Build an example index from a dataset."""
+    from pica.config import make_settings
     from pica.index_build import build_from_examples_file, build_index
 
+    settings = make_settings({"device": device, "dtype": dtype}, config)
     if out.exists() and not overwrite:
         raise InputError(f"index folder {out} already exists; pass --overwrite to replace it")
     if examples is not None:
@@ -250,7 +266,8 @@ def index_build(
                                    images_dir=images)
         path = build_index(out, qs, captions=caption_map, captioner=captioner, embedder=embedder,
                            approximate=approximate, overwrite=overwrite, skip_missing=skip_missing,
-                           batch_size=batch_size, sources=sources)
+                           batch_size=batch_size, workers=workers, device=settings.device,
+                           dtype=settings.dtype, sources=sources)
     _print_info(path)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,13 @@ DEFAULT_SERVE_PORT = 7860
 DEFAULT_SERVE_MAX_UPLOAD_MB = 20.0
 DEFAULT_SERVE_TIMEOUT = 120.0
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+# Where captioners and open_clip run: auto = CUDA if torch sees a GPU, else Apple MPS, else CPU.
+DEFAULT_DEVICE = "auto"
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# Image loader threads of `pica index build` (decode + preprocess the next batches while the
+# models run; BENCHMARKS.md, "Index build throughput").
+DEFAULT_LOAD_WORKERS = 2
+DEFAULT_BUILD_BATCH = 32
 
 # pica's environment variables, read here and nowhere else.
 ENV_CONFIG = "PICA_CONFIG"
@@ -75,6 +83,8 @@ def debug() -> bool:
 CHOICES: dict[str, tuple[str, ...]] = {
     "choose": ("logprob", "vote"),
     "selection": ("auto", "random", "question", "image+question", "caption+question"),
+    # auto = float16 on a GPU (CUDA, MPS), float32 on the CPU.
+    "dtype": ("auto", "float32", "float16", "bfloat16"),
 }
 
 
@@ -105,6 +115,12 @@ class Settings:
         max_tokens: Tokens to generate per answer.
         seed: Seed of random example selection.
         concurrency: Parallel requests for API backends in batch evaluation.
+        device: Where captioners and open_clip run: ``auto`` (CUDA, else MPS, else CPU), ``cpu``,
+            ``cuda``, ``cuda:N`` or ``mps``.
+        dtype: Weights and inputs of captioners and open_clip: ``auto`` (float16 on a GPU,
+            float32 on the CPU), ``float32``, ``float16`` or ``bfloat16``.
+        n_gpu_layers: Layers of a local GGUF model offloaded to the GPU (-1 = all); ``None`` = all
+            when llama-cpp-python was built with GPU support, else 0.
     """
 
     captioner: str = DEFAULT_CAPTIONER
@@ -127,6 +143,9 @@ class Settings:
     max_tokens: int = 5
     seed: int = 0
     concurrency: int = 1
+    device: str = DEFAULT_DEVICE
+    dtype: str = "auto"
+    n_gpu_layers: int | None = None
 
     def validate(self) -> Settings:
         """Check ranges and choices; return ``self``. Raises ``InputError`` naming the field."""
@@ -141,16 +160,25 @@ class Settings:
                           ("concurrency", 1), ("candidates", 0)):
             if getattr(self, name) < low:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {low}")
+        if not DEVICE_PATTERN.fullmatch(str(self.device)):
+            raise InputError(f"--device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
+        if self.n_gpu_layers is not None and self.n_gpu_layers < -1:
+            raise InputError("--n-gpu-layers must be -1 (all layers), 0 (CPU only) or a layer count")
         for kind, weight in self.weights.items():
             if weight < 0:
                 raise InputError(f"similarity weight of '{kind}' must not be negative")
         return self
 
     def fingerprint(self) -> dict[str, Any]:
-        """The settings that change predictions (not speed or secrets), for run folders."""
+        """The settings that change predictions (not speed or secrets), for run folders.
+
+        ``dtype`` is kept (float16 captions and vectors differ from float32 ones); ``device`` and
+        ``n_gpu_layers`` are not: like ``threads`` they choose where the same float32 (or the same
+        quantized) arithmetic runs, and change results only at rounding level.
+        """
         keep = ("captioner", "question_aware", "caption_prompt", "index", "embedder", "shots", "ensemble",
                 "choose", "selection", "weights", "candidates", "template", "llm", "api_base",
-                "n_ctx", "max_tokens", "seed")
+                "n_ctx", "max_tokens", "seed", "dtype")
         data = {name: getattr(self, name) for name in keep}
         if not self.question_aware:
             data.pop("caption_prompt")

@@ -45,8 +45,14 @@ class Embedder(ABC):
         """Return an ``(len(texts), dim)`` float32 array of unit vectors."""
 
     def embed_images(self, images: Sequence) -> np.ndarray:
-        """Return an ``(len(images), dim)`` float32 array of unit vectors for PIL images."""
+        """Return an ``(len(images), dim)`` float32 array of unit vectors for PIL images (or their
+        :meth:`preprocess` results)."""
         raise InputError(f"embedder {self.id} cannot embed images")
+
+    def preprocess(self, image):
+        """What :meth:`embed_images` needs of one decoded image, computed ahead (e.g. in a loader
+        thread while the model works on the previous batch); default: the image itself."""
+        return image
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
@@ -57,18 +63,25 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def make_embedder(spec: str) -> Embedder:
+def make_embedder(spec: str, device: str = "auto", dtype: str = "auto") -> Embedder:
     """Build (once per process) the embedder named by ``KIND:NAME``.
 
+    Args:
+        spec: ``KIND:NAME`` (see the module docstring).
+        device: Where a torch model runs (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``); the
+            packaged MiniLM on its NumPy engine ignores it.
+        dtype: Floating-point type of an open_clip model (``auto`` = float16 on a GPU).
+
     Raises:
-        InputError: unknown kind; ModelLoadError: the model cannot be loaded.
+        InputError: unknown kind, a device torch cannot see; ModelLoadError: the model cannot be
+            loaded.
     """
     kind, sep, name = spec.partition(":")
     if not sep:
         raise InputError(
             f"embedder '{spec}' needs a kind: open_clip:NAME or sentence-transformers:NAME"
         )
-    return resolve("embedder", kind)(name)
+    return resolve("embedder", kind)(name, device=device, dtype=dtype)
 
 
 class OpenClipEmbedder(Embedder):
@@ -77,13 +90,19 @@ class OpenClipEmbedder(Embedder):
     Args:
         name: ``ARCH@PRETRAINED`` (tag or checkpoint file), ``hf-hub:ORG/REPO``,
             ``local-dir:/path`` or a folder path.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :mod:`pica.devices`).
+        dtype: ``auto`` (float16 on a GPU, float32 on the CPU), ``float32``, ``float16``, ``bfloat16``.
     """
 
     can_embed_images = True
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, device: str = "auto", dtype: str = "auto") -> None:
         open_clip = require("open_clip", "open_clip image and text vectors")
         torch = require("torch", "open_clip image and text vectors")
+        from pica.devices import resolve_device, resolve_dtype
+
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
 
         self._torch = torch
         if Path(name).is_dir() or name.startswith(("/", ".", "~")):
@@ -132,26 +151,31 @@ class OpenClipEmbedder(Embedder):
                 f"could not load open_clip model '{name}': {type(e).__name__}: {str(e)[:200]}"
                 " (offline? pass a local folder or checkpoint file)"
             ) from e
-        self.model = model.eval()
+        self.model = model.eval().to(self.device, self.dtype)
         self._preprocess = preprocess
         self.id = f"open_clip:{name}"
-        with torch.no_grad():
-            self.dim = int(self.model.encode_text(self._tokenizer(["a"])).shape[-1])
+        self.dim = int(self.embed_texts(["a"], normalized=False).shape[-1])
 
-    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64, normalized: bool = True) -> np.ndarray:
         out = []
-        with self._torch.no_grad():
+        with self._torch.inference_mode():
             for i in range(0, len(texts), batch_size):
-                tokens = self._tokenizer(list(texts[i : i + batch_size]))
-                out.append(self.model.encode_text(tokens).float().numpy())
-        return normalize(np.concatenate(out) if out else np.zeros((0, self.dim)))
+                tokens = self._tokenizer(list(texts[i : i + batch_size])).to(self.device)
+                out.append(self.model.encode_text(tokens).float().cpu().numpy())
+        vectors = np.concatenate(out) if out else np.zeros((0, self.dim))
+        return normalize(vectors) if normalized else vectors
+
+    def preprocess(self, image):
+        """The model's pixel tensor for one PIL image (CPU, float32), for loader threads."""
+        return image if isinstance(image, self._torch.Tensor) else self._preprocess(image)
 
     def embed_images(self, images: Sequence, batch_size: int = 32) -> np.ndarray:
         out = []
-        with self._torch.no_grad():
+        with self._torch.inference_mode():
             for i in range(0, len(images), batch_size):
-                pixels = self._torch.stack([self._preprocess(im) for im in images[i : i + batch_size]])
-                out.append(self.model.encode_image(pixels).float().numpy())
+                pixels = self._torch.stack([self.preprocess(im) for im in images[i : i + batch_size]])
+                pixels = pixels.to(self.device, self.dtype)
+                out.append(self.model.encode_image(pixels).float().cpu().numpy())
         return normalize(np.concatenate(out) if out else np.zeros((0, self.dim)))
 
 
@@ -163,9 +187,11 @@ class SentenceTransformerEmbedder(Embedder):
 
     Args:
         name: ``all-MiniLM-L6-v2`` (packaged, offline), a hub id, or a local folder.
+        device: Where the torch engine runs (the NumPy engine runs on the CPU); float32 always,
+            so ``dtype`` is accepted and ignored.
     """
 
-    def __init__(self, name: str = DEFAULT_TEXT_EMBEDDER) -> None:
+    def __init__(self, name: str = DEFAULT_TEXT_EMBEDDER, device: str = "auto", dtype: str = "auto") -> None:
         source = name
         if name in PACKAGED_TEXT_MODELS:
             try:
@@ -195,7 +221,9 @@ class SentenceTransformerEmbedder(Embedder):
                                       f"text embedder '{name}' (not the packaged MiniLM)").SentenceTransformer
         try:
             quiet_transformers()
-            self.model = SentenceTransformer(source, device="cpu")
+            from pica.devices import resolve_device
+
+            self.model = SentenceTransformer(source, device=str(resolve_device(device)))
         except Exception as e:
             raise ModelLoadError(
                 f"could not load sentence-transformers model '{name}': {type(e).__name__}:"

@@ -1,4 +1,5 @@
-"""Hugging Face hub access: local path or hub id, offline mode, cache look-ups, quiet loading.
+"""Hugging Face hub access: local path or hub id, offline mode, cache look-ups, quiet loading,
+and the auto classes that load image-to-text checkpoints.
 
 Loading a model by hub id on a machine without network must fail in seconds with a message that
 says what to pass instead, not after minutes of retries.
@@ -88,3 +89,36 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 def first_line(error: Exception, limit: int = 200) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {(text[0] if text else '')[:limit]}"
+
+
+def auto_processor(source: str, local_only: bool):
+    """Return ``(image processor or joint processor, tokenizer)``."""
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is not None and hasattr(processor, "image_processor"):
+        return processor, tokenizer
+    # Checkpoints without a joint processor (VisionEncoderDecoder, e.g. ViT-GPT2) keep the image
+    # processor and the tokenizer apart; AutoProcessor then returns only one of them.
+    images = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
+    return images, AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+
+
+def auto_model(source: str, local_only: bool, dtype):
+    """Load with the first auto class that knows the architecture (image-text-to-text covers
+    BLIP, BLIP-2, GIT, InstructBLIP ... in transformers 5; older versions had Vision2Seq)."""
+    import transformers
+
+    error: Exception | None = None
+    for name in ("AutoModelForImageTextToText", "AutoModelForVision2Seq", "AutoModelForCausalLM"):
+        auto = getattr(transformers, name, None)
+        if auto is None:
+            continue
+        try:
+            return auto.from_pretrained(source, local_files_only=local_only, dtype=dtype)
+        except ValueError as e:
+            if "Unrecognized configuration class" not in str(e):
+                raise
+            error = e
+    raise ValueError(f"not an image-to-text model ({first_line(error)})")

@@ -2,6 +2,8 @@
 
 Questions stream through in batches: images are loaded, captioned (when no captions file is
 given) and embedded one batch at a time, so memory holds only the vectors, never all images.
+Loader threads decode and preprocess the next batches while the models work on the current one
+(:func:`pica.loading.prefetch_map`); ``workers=0`` loads each batch in turn, with the same result.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from pica.config import DEFAULT_CLIP, DEFAULT_TEXT_EMBEDDER
+from pica.config import DEFAULT_BUILD_BATCH, DEFAULT_CLIP, DEFAULT_LOAD_WORKERS, DEFAULT_TEXT_EMBEDDER
 from pica.errors import InputError
 from pica.index import IndexWriter
+from pica.loading import prefetch_map
 from pica.progress import progress_bar
 from pica.types import Example, Question
 
@@ -43,7 +46,10 @@ def build_index(
     approximate: str | None = None,
     overwrite: bool = False,
     skip_missing: bool = False,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BUILD_BATCH,
+    workers: int = DEFAULT_LOAD_WORKERS,
+    device: str = "auto",
+    dtype: str = "auto",
     progress: bool = True,
     sources: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -59,6 +65,9 @@ def build_index(
         overwrite: Replace an existing folder.
         skip_missing: Leave out examples whose caption is missing instead of failing.
         batch_size: Examples per captioning / embedding batch.
+        workers: Image loader threads working ahead of the models (0 = load each batch in turn).
+        device: Where the captioner and open_clip run (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``).
+        dtype: Their floating-point type (``auto`` = float16 on a GPU, float32 on the CPU).
         progress: Show a progress bar on stderr.
         sources: Provenance for the manifest.
 
@@ -66,7 +75,8 @@ def build_index(
         The folder written.
 
     Raises:
-        InputError: empty dataset, missing captions, images needed but absent, folder exists.
+        InputError: empty dataset, missing captions, images needed but absent, folder exists,
+            a device torch cannot see.
     """
     from pica.datasets import example_answer, normalize_image_id
     from pica.embedders import make_embedder
@@ -105,7 +115,9 @@ def build_index(
     if not kept:
         raise InputError("no examples left to index (no answers, or every caption missing)")
 
-    emb = make_embedder(spec)
+    if batch_size < 1 or workers < 0:
+        raise InputError("--batch-size must be at least 1 and --workers at least 0")
+    emb = make_embedder(spec, device=device, dtype=dtype)
     kinds = vector_kinds(emb)
     # Refuse an existing folder before any slow work.
     writer = IndexWriter(out, emb.id, {k: emb.dim for k in kinds}, overwrite=overwrite,
@@ -117,18 +129,35 @@ def build_index(
         from pica.captioners import make_captioner
         from pica.config import DEFAULT_CAPTIONER
 
-        cap = make_captioner(captioner or DEFAULT_CAPTIONER)
+        cap = make_captioner(captioner or DEFAULT_CAPTIONER, device=device, dtype=dtype)
+    load = _image_loader(cap, emb if "image" in kinds else None)
+    if not have_images or load is None:
+        load, workers = (lambda item: (None, None)), 0
     with progress_bar(total=len(kept), desc="indexing", unit="ex", enabled=progress) as bar:
-        for batch in _batches(kept, batch_size):
+        for batch, loaded in prefetch_map(load, _batches(kept, batch_size), workers):
             qs = [q for q, _ in batch]
             examples = [ex for _, ex in batch]
-            images = [q.load_image() for q in qs] if (have_images and (cap or "image" in kinds)) else []
             if cap is not None:
-                texts = cap.caption(qs, images=images)
+                texts = cap.caption(qs, images=[pixels for pixels, _ in loaded])
                 examples = [Example(**{**ex.__dict__, "caption": t}) for ex, t in zip(examples, texts)]
-            writer.add(examples, _vectors(emb, kinds, examples, images))
+            writer.add(examples, _vectors(emb, kinds, examples, [pixels for _, pixels in loaded]))
             bar.update(len(batch))
     return writer.finish()
+
+
+def _image_loader(cap, emb):
+    """Work of one loader thread per example: decode its image and preprocess it for the captioner
+    and for the image embedder (``None`` where a stage needs no pixels); ``None`` if none does."""
+    cap = cap if cap is not None and cap.reads_pixels else None
+    if cap is None and emb is None:
+        return None
+
+    def load(item):
+        image = item[0].load_image()
+        return (cap.preprocess(image) if cap is not None else None,
+                emb.preprocess(image) if emb is not None else None)
+
+    return load
 
 
 def _vectors(emb, kinds: Sequence[str], examples: Sequence[Example],

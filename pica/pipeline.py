@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pica.answers import choose, normalize_answer
@@ -76,7 +77,8 @@ class Pipeline:
         """The embedder the index was built with."""
         from pica.embedders import make_embedder
 
-        embedder = make_embedder(self.index.embedder_id)
+        embedder = make_embedder(self.index.embedder_id, device=self.settings.device,
+                                 dtype=self.settings.dtype)
         self.index.check_embedder(embedder.id)
         return embedder
 
@@ -93,7 +95,8 @@ class Pipeline:
         from pica.captioners import make_captioner
 
         s = self.settings
-        return make_captioner(s.captioner, question_aware=s.question_aware, prompt=s.caption_prompt)
+        return make_captioner(s.captioner, question_aware=s.question_aware, prompt=s.caption_prompt,
+                              device=s.device, dtype=s.dtype)
 
     @property
     def zero_shot(self) -> bool:
@@ -108,23 +111,33 @@ class Pipeline:
     def answer_stream(self, questions: Sequence[Question], chunk: int = 16) -> Iterator[Answer]:
         """Answer questions in order, yielding each answer as soon as it is ready.
 
+        With a thread-safe backend (an API) and ``concurrency`` N > 1, N LLM calls stay in flight
+        across chunk boundaries: the next chunk is prepared while earlier questions are answered,
+        and up to 2N answered or pending questions wait for the oldest, so one slow answer does
+        not empty the pipe.
+
         Raises:
             InputError: bad image, missing caption, template/index mismatch.
             BackendError: the LLM failed.
         """
         workers = self.settings.concurrency if getattr(self.backend, "thread_safe", False) else 1
-        pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        if workers <= 1:
+            for start in range(0, len(questions), chunk):
+                for item in self.prepare(questions[start:start + chunk]):
+                    yield self.generate(item)
+            return
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pica-answer")
+        pending: deque[Future] = deque()
         try:
             for start in range(0, len(questions), chunk):
-                prepared = self.prepare(questions[start:start + chunk])
-                if pool is None:
-                    for item in prepared:
-                        yield self.generate(item)
-                else:
-                    yield from pool.map(self.generate, prepared)
+                for item in self.prepare(questions[start:start + chunk]):
+                    pending.append(pool.submit(self.generate, item))
+                    while len(pending) >= 2 * workers:
+                        yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
         finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            pool.shutdown(cancel_futures=True)
 
     def check(self, questions: Sequence[Question]) -> None:
         """Fail before a long run if some questions cannot be captioned (e.g. a captions file

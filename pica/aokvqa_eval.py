@@ -130,3 +130,27 @@ def write_official_predictions(out: Path, rows: Sequence[Mapping[str, Any]],
         atomic_write_text(path, json.dumps(preds, ensure_ascii=False) + "\n")
         written.append(path)
     return written
+
+
+def choice_marks(row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A result row's choices for display, each marked ``chosen`` and/or ``correct``; ``[]``
+    without choices. ``row`` may come from ``results.parquet`` (choices as JSON text, NaN cells)."""
+    choices = row.get("choices")
+    if isinstance(choices, str):
+        try:
+            choices = json.loads(choices)
+        except ValueError:
+            return []
+    if not isinstance(choices, list) or not choices:
+        return []
+    marks = [(mark, _index(row.get(key))) for mark, key in (("chosen", "chosen_idx"),
+                                                             ("correct", "correct_choice_idx"))]
+    return [(str(c), " ".join(mark for mark, idx in marks if idx == i)) for i, c in enumerate(choices)]
+
+
+def _index(value: Any) -> int | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else int(number)

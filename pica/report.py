@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from pica.aokvqa_eval import choice_marks
 from pica.errors import InputError
 from pica.evaluation import category_label, category_name
 from pica.fileio import atomic_write_text
@@ -366,28 +367,9 @@ def _card(row: Mapping[str, Any], thumb_px: int) -> Card:
         raw=_text(row.get("raw")),
         example_ids=_text(row.get("example_ids")),
         prompt=_text(row.get("prompt")) or "(no prompt recorded)",
-        choices=_choice_marks(row),
+        choices=choice_marks(row),
         rationale=_text(row.get("rationale")),
     )
-
-
-def _choice_marks(row: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """A multiple-choice row's choices, each marked ``chosen`` and/or ``correct``."""
-    choices = _json_value(row.get("choices"))
-    if not isinstance(choices, list):
-        return []
-    chosen, correct = _float(row.get("chosen_idx")), _float(row.get("correct_choice_idx"))
-    return [(str(c), " ".join(mark for mark, idx in (("chosen", chosen), ("correct", correct))
-                              if idx is not None and int(idx) == i)) for i, c in enumerate(choices)]
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
-    return value
 
 
 def _category(row: Mapping[str, Any]) -> str:

@@ -272,8 +272,18 @@ def test_eval_writes_official_prediction_files_and_both_accuracies(aokvqa_files,
     run = json.loads((out / "run.json").read_text())["config"]
     assert run["settings"]["task"] == "both" and run["dataset"]["split_name"] == "val"
     page = (out / "report.html").read_text()
-    assert "multiple choice" in page and "direct answer" in page
+    assert "multiple choice" in page and "direct answer" in page and 'class="choices"' in page
     assert official_predictions([row])["mc"] == {row["question_id"]: row["chosen"]}
+
+
+def test_choice_marks_for_the_report():
+    from pica.aokvqa_eval import choice_marks
+
+    row = {"choices": json.dumps(["a", "b", "c"]), "chosen_idx": 1.0, "correct_choice_idx": float("nan")}
+    assert choice_marks(row) == [("a", ""), ("b", "chosen"), ("c", "")]
+    assert choice_marks({"choices": ["a", "b"], "chosen_idx": 0, "correct_choice_idx": 0}) == [
+        ("a", "chosen correct"), ("b", "")]
+    assert choice_marks({"choices": None}) == []
 
 
 def test_okvqa_run_config_is_unchanged_by_task_settings():

@@ -137,6 +137,11 @@ def main() -> None:
         "",
         f"Last: `{command_line()}` — {machine()}.",
         "",
+        *([f"A fixed subset: the first {args.limit} of the 1,285 dev questions (the full set takes"
+           " ~1.5-2 s per question and method on this shared, loaded 2-core machine; the packaged"
+           " model alone answers ~4 questions/s when the machine is idle). `--threads 1` because"
+           " llama.cpp's spinning threads slow down badly on oversubscribed cores.", ""]
+          if args.limit else []),
         "| method | MC accuracy % (± 1 SE) | n | s/question |",
         "|---|---|---|---|",
         "| chance (1 of 4 choices) | 25.00 | | |",

@@ -97,10 +97,12 @@ def _percent(values: Sequence[float]) -> float | None:
 
 def split_name(dataset: Mapping[str, Any]) -> str:
     """The split of the official prediction file names, from a run's dataset identity:
-    ``split_name`` if given, else the file name (``aokvqa_v1p0_val.json`` -> ``val``; any other
-    ``name.json`` -> ``name``)."""
+    ``split_name`` if given, else an HF dataset's split, else the file name
+    (``aokvqa_v1p0_val.json`` -> ``val``; any other ``name.json`` -> ``name``)."""
     if dataset.get("split_name"):
         return str(dataset["split_name"])
+    if dataset.get("hf_dataset") and dataset.get("split"):
+        return str(dataset["split"])
     source = dataset.get("aokvqa") or dataset.get("dataset") or dataset.get("hf_dataset") or "dataset"
     stem = Path(str(source)).name.split(".")[0]
     match = _AOKVQA_NAME.fullmatch(stem)

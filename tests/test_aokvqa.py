@@ -109,6 +109,7 @@ def test_summary_leaves_difficult_questions_out_of_da_only():
     ({"aokvqa": "aokvqa_v1p0_test.json"}, "test"),
     ({"dataset": "bench/out/okvqa_mc_dev.json"}, "okvqa_mc_dev"),
     ({"dataset": "x/aokvqa_v1p0_val.json", "split_name": "test"}, "test"),
+    ({"hf_dataset": "HuggingFaceM4/A-OKVQA", "split": "validation"}, "validation"),
 ])
 def test_split_name(identity, split):
     assert split_name(identity) == split

@@ -141,6 +141,37 @@ def score(prediction: str, answers: Sequence[str] = (), label: Mapping[str, floa
     return soft_score(prediction, label or {})
 
 
+def aokvqa_direct_accuracy(prediction: str, direct_answers: Sequence[str]) -> float:
+    """Direct-answer accuracy of one prediction as the official A-OKVQA evaluation computes it.
+
+    Follows ``eval_aokvqa`` in ``evaluation/eval_predictions.py`` of github.com/allenai/aokvqa:
+    ``min(1, matches / 3)`` where ``matches`` counts the ``direct_answers`` equal to the
+    prediction as strings — no leave-one-out averaging and no normalization of either side (the
+    official direct answers are already lower-case; pica's predictions are VQA-normalized).
+    Questions marked ``difficult_direct_answer`` are left out of the mean by the caller, as the
+    official script does; see :func:`pica.multiple_choice.summarize_tasks`.
+
+    >>> aokvqa_direct_accuracy("bus", ["bus", "bus", "van", "bus", "car"])
+    1.0
+    >>> round(aokvqa_direct_accuracy("van", ["bus", "bus", "van", "bus", "car"]), 4)
+    0.3333
+    """
+    matches = sum(1 for answer in direct_answers if prediction == answer)
+    return min(1.0, matches / 3.0)
+
+
+def split_rationale(text: str) -> tuple[str, str]:
+    """``"umbrella because it is raining"`` -> ``("umbrella", "it is raining")``.
+
+    The answer is what comes before the first `` because `` (the format ``--rationale`` prompts
+    ask for); without one the whole text is the answer and the rationale is empty.
+    """
+    answer, sep, rationale = text.partition(" because ")
+    if not sep and text.strip().lower().startswith("because "):
+        return "", text.strip()[len("because "):].strip()
+    return answer.strip(), " ".join(rationale.split()).rstrip(".")
+
+
 def majority_answer(answers: Sequence[str]) -> str:
     """The most frequent normalized answer (ties: the one given first)."""
     counts = Counter(normalize_answer(a) for a in answers if a.strip())

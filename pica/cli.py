@@ -111,6 +111,16 @@ Dtype = Annotated[str | None, typer.Option(
     help="Their precision: auto (float16 on a GPU, float32 on CPU) | float32 | float16 | bfloat16.")]
 NGpuLayers = Annotated[int | None, typer.Option(
     help="llama.cpp layers on the GPU (-1 = all; default all with a GPU build, else 0).")]
+Task = Annotated[str | None, typer.Option(
+    help="da (direct answer), mc (multiple choice), both, or auto (default: both for A-OKVQA"
+    " files with choices, else da).")]
+McMethod = Annotated[str | None, typer.Option(
+    help="Multiple choice by 'score' (log-prob of each listed choice) or 'generate' (a free"
+    " answer mapped to the nearest choice); default auto: score when the LLM gives log-probs.")]
+Rationale = Annotated[bool | None, typer.Option(
+    "--rationale/--no-rationale",
+    help="Show the examples' rationales and have the model explain its answer"
+    " ('A: <answer> because <rationale>').")]
 Config = Annotated[Path | None, typer.Option(
     help="TOML config file (default ./pica.toml or $PICA_CONFIG); CLI options win.")]
 
@@ -121,7 +131,8 @@ SETTING_OPTIONS: dict[str, Any] = {
     "shots": Shots, "ensemble": Ensemble, "choose": Choose, "selection": Selection, "weights": Weights,
     "candidates": Candidates, "template": Template, "llm": Llm, "api_base": ApiBase,
     "api_key_env": ApiKeyEnv, "n_ctx": NCtx, "threads": Threads, "max_tokens": MaxTokens, "seed": Seed,
-    "device": Device, "dtype": Dtype, "n_gpu_layers": NGpuLayers, "config": Config,
+    "device": Device, "dtype": Dtype, "n_gpu_layers": NGpuLayers,
+    "task": Task, "mc_method": McMethod, "rationale": Rationale, "config": Config,
 }
 
 
@@ -338,6 +349,9 @@ def evaluate(
     concurrency: Annotated[int | None, typer.Option(
         help="Parallel requests for API backends.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    split_name: Annotated[str | None, typer.Option(
+        help="Split in the official A-OKVQA prediction file names (predictions_SPLIT-da.json);"
+        " default from the file name (aokvqa_v1p0_val.json -> val).")] = None,
     *,
     options: dict[str, Any],
 ) -> None:
@@ -361,13 +375,21 @@ def evaluate(
     if pipeline.zero_shot:
         typer.echo("note: no example index; answering zero-shot", err=True)
     summary = run_evaluation(settings, qs, out, dataset=identity, force_new=force_new,
-                             progress=progress, pipeline=pipeline)
+                             progress=progress, pipeline=pipeline, split=split_name)
     _print_summary(summary, out)
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
-    typer.echo(f"accuracy {summary['accuracy']:.2f}  n={summary['n']}  "
+    accuracy = summary["accuracy"]
+    shown = "-" if accuracy is None else f"{accuracy:.2f}"
+    typer.echo(f"accuracy {shown}  n={summary['n']}  "
                f"{summary['seconds_per_question']:.3f} s/question  -> {out}")
+    if "da" in summary:
+        da = summary["da"]
+        typer.echo(f"  direct answer (A-OKVQA)  {da['accuracy']}  (n={da['n']};"
+                   f" {da['difficult_left_out']} difficult left out)")
+    if "mc" in summary:
+        typer.echo(f"  multiple choice          {summary['mc']['accuracy']}  (n={summary['mc']['n']})")
     for category, row in summary["per_category"].items():
         label = f"{category:>2} {row['name']}" if row.get("name") else category
         typer.echo(f"  {label:<44} {row['accuracy']:6.2f}  (n={row['n']})")

@@ -31,6 +31,8 @@ CONFIG_FILE_NAME = "pica.toml"
 # Answer candidates shown per example and query by templates with {candidates} when --candidates
 # is not given.
 DEFAULT_CANDIDATES = 5
+# Tokens generated per answer with --rationale ("A: <answer> because <one sentence>").
+RATIONALE_TOKENS = 40
 DEFAULT_INDEX_ROOT = "indexes"
 # pica serve: this machine only, Gradio's usual port, 20 MB uploads, two minutes per request.
 DEFAULT_SERVE_HOST = "127.0.0.1"
@@ -85,6 +87,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection": ("auto", "random", "question", "image+question", "caption+question"),
     # auto = float16 on a GPU (CUDA, MPS), float32 on the CPU.
     "dtype": ("auto", "float32", "float16", "bfloat16"),
+    # auto: both for datasets with choices (A-OKVQA), else da.
+    "task": ("auto", "da", "mc", "both"),
+    # auto: score with backends that report log-probs, else generate.
+    "mc_method": ("auto", "score", "generate"),
 }
 
 
@@ -121,6 +127,12 @@ class Settings:
             float32 on the CPU), ``float32``, ``float16`` or ``bfloat16``.
         n_gpu_layers: Layers of a local GGUF model offloaded to the GPU (-1 = all); ``None`` = all
             when llama-cpp-python was built with GPU support, else 0.
+        task: ``da`` (direct answer), ``mc`` (multiple choice), ``both``, or ``auto`` (both when
+            the questions have choices, else da).
+        mc_method: How a choice is picked: ``score`` (log-prob of each choice under a prompt that
+            lists them), ``generate`` (a free answer mapped to the nearest choice), or ``auto``
+            (score when the backend reports log-probs).
+        rationale: Show the examples' rationales and have the model write one after its answer.
     """
 
     captioner: str = DEFAULT_CAPTIONER
@@ -146,6 +158,9 @@ class Settings:
     device: str = DEFAULT_DEVICE
     dtype: str = "auto"
     n_gpu_layers: int | None = None
+    task: str = "auto"
+    mc_method: str = "auto"
+    rationale: bool = False
 
     def validate(self) -> Settings:
         """Check ranges and choices; return ``self``. Raises ``InputError`` naming the field."""
@@ -182,6 +197,13 @@ class Settings:
         data = {name: getattr(self, name) for name in keep}
         if not self.question_aware:
             data.pop("caption_prompt")
+        # Task settings are recorded when they differ from plain direct answering, so run folders
+        # of OK-VQA runs made before they existed still resume.
+        if self.task not in ("auto", "da"):
+            data["task"] = self.task
+            data["mc_method"] = self.mc_method
+        if self.rationale:
+            data["rationale"] = True
         return data
 
 

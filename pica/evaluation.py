@@ -14,6 +14,7 @@ A folder has one writer: :func:`evaluate` and :func:`write_outputs` hold its
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pica import __version__
-from pica.answers import score
+from pica.aokvqa_eval import split_name, task_fields, task_summary, write_official_predictions
 from pica.config import Settings
 from pica.errors import InputError, RunConfigError
 from pica.fileio import atomic_write_text
@@ -114,6 +115,8 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
                 os.replace(out / RESULTS_FILE, out / f"results.{stamp}.jsonl.bak")
             for name in OUTPUTS:
                 (out / name).unlink(missing_ok=True)
+            for old_file in out.glob("predictions_*-*.json"):
+                old_file.unlink()
         else:
             return
     atomic_write_text(run_file, json.dumps({"config": config, "pica_version": __version__,
@@ -162,17 +165,22 @@ def read_results(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
-def result_row(q: Question, a: Answer) -> dict[str, Any]:
-    """One results line: everything needed to score, audit and report the answer."""
+def result_row(q: Question, a: Answer, task: str = "da") -> dict[str, Any]:
+    """One results line: everything needed to score, audit and report the answer.
+
+    ``score`` is the official VQA accuracy (or soft label) for OK-VQA, the official A-OKVQA
+    direct-answer score for A-OKVQA, and the multiple-choice outcome for ``task="mc"``; the task
+    fields are those of :func:`pica.aokvqa_eval.task_fields`.
+    """
     return {
         "question_id": q.id, "question": q.question, "image_id": q.image_id,
         "image_path": str(q.image_path) if q.image_path else None, "caption": a.caption,
         "prompt": a.prompts[0] if a.prompts else "", "prompts": a.prompts, "raw": a.raw,
-        "logprob": a.logprob, "answer": a.answer, "score": score(a.answer, q.answers, q.label),
+        "logprob": a.logprob, "answer": a.answer,
         "gold": q.answers or q.label, "category": q.category, "question_type": q.question_type,
         "example_ids": a.example_ids, "candidates": a.candidates,
         "seconds": a.seconds.get("total", 0.0), "seconds_llm": a.seconds.get("llm", 0.0),
-        "prompt_tokens": a.prompt_tokens,
+        "prompt_tokens": a.prompt_tokens, **task_fields(q, a, task),
     }
 
 
@@ -185,6 +193,7 @@ def evaluate(
     force_new: bool = False,
     progress: bool = True,
     pipeline=None,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate (or resume evaluating) ``questions`` into the run folder ``out``.
 
@@ -196,7 +205,10 @@ def evaluate(
             are refused.
         force_new: Start over in a folder made with another configuration.
         progress: Show a progress bar with ETA and running accuracy.
-        pipeline: A ready :class:`~pica.pipeline.Pipeline` (else built from ``settings``).
+        pipeline: A ready :class:`~pica.pipeline.Pipeline` (else built from ``settings``); its
+            task is set to the run's.
+        split: Split in the names of the official A-OKVQA prediction files (default: from the
+            dataset file name, see :func:`pica.aokvqa_eval.split_name`).
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -205,8 +217,15 @@ def evaluate(
         RunInUseError: another process is writing to ``out`` (its lock is held for the whole run).
         InputError / RunConfigError / BackendError as the stages do.
     """
+    from pica.multiple_choice import resolve_task
+
     if not questions:
         raise InputError("no questions to evaluate: the dataset is empty")
+    settings = dataclasses.replace(settings, task=resolve_task(settings.task, questions))
+    if pipeline is not None and pipeline.settings.task != settings.task:
+        pipeline.settings = dataclasses.replace(pipeline.settings, task=settings.task)
+    if any(q.scoring == "aokvqa" for q in questions):
+        dataset = {**dataset, "split_name": split or split_name(dataset)}
     out = Path(out)
     make_run_folder(out)
     with RunLock(out):
@@ -226,13 +245,14 @@ def _run_questions(settings: Settings, questions: Sequence[Question], out: Path,
     pipeline = pipeline or Pipeline(settings)
     pipeline.check(todo)
     total_score = sum(done[q.id]["score"] for q in questions if q.id in done)
+    task = settings.task
     finished = len(questions) - len(todo)
     fd = os.open(results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         with progress_bar(total=len(questions), initial=finished, desc="eval", unit="q",
                           enabled=progress) as bar:
             for q, answer in zip(todo, pipeline.answer_stream(todo)):
-                row = result_row(q, answer)
+                row = result_row(q, answer, task)
                 os.write(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
                 os.fsync(fd)
                 total_score += row["score"]
@@ -244,27 +264,36 @@ def _run_questions(settings: Settings, questions: Sequence[Question], out: Path,
 
 
 def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
-    """Accuracy overall, per category and per question type; speed; the configuration."""
+    """Accuracy overall, per category and per question type; speed; the configuration.
+
+    The accuracies average the rows' ``score`` over the rows that count (A-OKVQA's difficult
+    questions are left out of the direct-answer score); A-OKVQA runs add ``task``, ``da`` and
+    ``mc`` (see :func:`pica.aokvqa_eval.task_summary`).
+    """
     def acc(group: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return {"accuracy": round(100 * sum(r["score"] for r in group) / len(group), 2), "n": len(group)}
+        return {"accuracy": round(100 * sum(r["score"] for r in group) / len(group), 2) if group else None,
+                "n": len(group)}
 
     by_cat: dict[str, list] = defaultdict(list)
     by_type: dict[str, list] = defaultdict(list)
+    all_rows, rows = rows, [r for r in rows if r.get("counted", True)]
     for r in rows:
         if r.get("category") is not None:
             by_cat[str(r["category"])].append(r)
         if r.get("question_type"):
             by_type[str(r["question_type"])].append(r)
-    llm_seconds = sum(r.get("seconds_llm", 0.0) for r in rows)
+    llm_seconds = sum(r.get("seconds_llm", 0.0) for r in all_rows)
+    n_all = len(all_rows)
     return {
         **acc(rows),
+        **task_summary(all_rows),
         "per_category": {k: _named(k, acc(v))
                          for k, v in sorted(by_cat.items(), key=lambda kv: _natural(kv[0]))},
         "per_question_type": {k: acc(v) for k, v in sorted(by_type.items())},
-        "seconds_per_question": round(sum(r["seconds"] for r in rows) / len(rows), 4),
-        "prompt_tokens_per_second": round(sum(r["prompt_tokens"] for r in rows) / llm_seconds, 1)
+        "seconds_per_question": round(sum(r["seconds"] for r in all_rows) / n_all, 4),
+        "prompt_tokens_per_second": round(sum(r["prompt_tokens"] for r in all_rows) / llm_seconds, 1)
         if llm_seconds else None,
-        "prompt_tokens_per_question": round(sum(r["prompt_tokens"] for r in rows) / len(rows), 1),
+        "prompt_tokens_per_question": round(sum(r["prompt_tokens"] for r in all_rows) / n_all, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "config": config,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -283,7 +312,8 @@ def _natural(key: str) -> tuple:
 
 
 def write_outputs(out: str | Path, questions_order: Sequence[str] | None = None) -> dict[str, Any]:
-    """Write predictions.json, results.parquet, summary.json and report.html from results.jsonl.
+    """Write predictions.json, results.parquet, summary.json and report.html from results.jsonl
+    (and, for A-OKVQA runs, ``predictions_{split}-da.json`` / ``predictions_{split}-mc.json``).
 
     Takes the folder's lock: a running ``pica eval`` writes these outputs itself when it ends, and
     two writers would race on the files, so a folder in use is refused rather than waited for.
@@ -316,9 +346,11 @@ def _write_outputs(out: Path, questions_order: Sequence[str] | None) -> dict[str
     summary = summarize(rows, config)
     predictions = [{"question_id": _vqa_id(r["question_id"]), "answer": r["answer"]} for r in rows]
     atomic_write_text(out / "predictions.json", json.dumps(predictions) + "\n")
+    write_official_predictions(out, rows, config.get("dataset") or {})
     frame = pd.DataFrame(rows)
-    for column in ("gold", "example_ids", "prompts", "candidates"):
-        frame[column] = [json.dumps(v, ensure_ascii=False) for v in frame[column]]
+    for column in ("gold", "example_ids", "prompts", "candidates", "choices", "mc"):
+        if column in frame:
+            frame[column] = [json.dumps(v, ensure_ascii=False) for v in frame[column]]
     tmp = out / ".results.parquet.tmp"
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, out / "results.parquet")

@@ -4,7 +4,9 @@ Folder layout (``FORMAT_VERSION`` 1)::
 
     manifest.json      format version, embedder id, vector kinds and dims, count, search type,
                        sources, build time, sha256 of every file
-    examples.parquet   id, question, answer, caption, image_id, answers (JSON {answer: weight})
+    examples.parquet   id, question, answer, caption, image_id, answers (JSON {answer: weight}),
+                       choices, correct_choice_idx, rationales (A-OKVQA; JSON list, int or null,
+                       JSON list; absent in indexes built before they existed)
     <kind>.faiss       one exact IndexFlatIP per vector kind (question, image or caption)
     search.faiss       optional approximate index (HNSW or IVF) over the concatenated kinds
 
@@ -144,6 +146,9 @@ class ExampleIndex:
                 id=str(r["id"]), question=r["question"], answer=r["answer"], caption=r["caption"],
                 image_id=None if r["image_id"] is None else str(r["image_id"]),
                 answers=json.loads(r["answers"]) if r["answers"] else {},
+                choices=tuple(json.loads(r.get("choices") or "[]")),
+                correct_choice_idx=_optional_int(r.get("correct_choice_idx")),
+                rationales=tuple(json.loads(r.get("rationales") or "[]")),
             )
         return self._cache[row]
 
@@ -237,6 +242,13 @@ class ExampleIndex:
         return [Hit(int(r), 0.0) for r in rows]
 
 
+def _optional_int(value: Any) -> int | None:
+    """An integer cell that may be missing (``None``, NaN or pandas' NA)."""
+    if value is None or type(value).__name__ == "NAType" or value != value:
+        return None
+    return int(value)
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     """Read and validate ``manifest.json`` of an index folder.
 
@@ -319,7 +331,10 @@ class IndexWriter:
             self.ids.add(ex.id)
             self.rows.append({"id": ex.id, "question": ex.question, "answer": ex.answer,
                               "caption": ex.caption, "image_id": ex.image_id,
-                              "answers": json.dumps(ex.answers, ensure_ascii=False)})
+                              "answers": json.dumps(ex.answers, ensure_ascii=False),
+                              "choices": json.dumps(list(ex.choices), ensure_ascii=False),
+                              "correct_choice_idx": ex.correct_choice_idx,
+                              "rationales": json.dumps(list(ex.rationales), ensure_ascii=False)})
 
     def __enter__(self) -> IndexWriter:
         return self
@@ -340,8 +355,11 @@ class IndexWriter:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            pd.DataFrame(self.rows, columns=["id", "question", "answer", "caption", "image_id",
-                                             "answers"]).to_parquet(tmp / EXAMPLES, index=False)
+            frame = pd.DataFrame(self.rows, columns=["id", "question", "answer", "caption", "image_id",
+                                                     "answers", "choices", "correct_choice_idx",
+                                                     "rationales"])
+            frame["correct_choice_idx"] = frame["correct_choice_idx"].astype("Int64")
+            frame.to_parquet(tmp / EXAMPLES, index=False)
             kinds = {}
             for kind, index in self.vectors.items():
                 faiss.write_index(index, str(tmp / f"{kind}.faiss"))

@@ -105,7 +105,9 @@ def build_index(
             unanswered += 1
             continue
         kept.append((q, Example(id=q.id, question=q.question, answer=answer, caption=caption or "",
-                                image_id=q.image_id, answers=weights)))
+                                image_id=q.image_id, answers=weights, choices=tuple(q.choices),
+                                correct_choice_idx=q.correct_choice_idx,
+                                rationales=tuple(q.rationales))))
     if missing and not skip_missing:
         first = ", ".join(list(dict.fromkeys(missing))[:3])
         raise InputError(

@@ -14,11 +14,11 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pica.answers import choose, normalize_answer
-from pica.config import DEFAULT_CANDIDATES, Settings
+from pica.answers import choose, normalize_answer, split_rationale
+from pica.config import DEFAULT_CANDIDATES, RATIONALE_TOKENS, Settings
 from pica.errors import InputError
 from pica.index import ExampleIndex, Hit
-from pica.prompts import Prompt, build_prompt, format_candidates, load_template
+from pica.prompts import Prompt, Template, build_prompt, format_candidates, load_template
 from pica.selection import candidates_from, ensemble_slices, kinds_for, random_hits
 from pica.types import Answer, Question
 
@@ -124,14 +124,14 @@ class Pipeline:
         if workers <= 1:
             for start in range(0, len(questions), chunk):
                 for item in self.prepare(questions[start:start + chunk]):
-                    yield self.generate(item)
+                    yield self.respond(item)
             return
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pica-answer")
         pending: deque[Future] = deque()
         try:
             for start in range(0, len(questions), chunk):
                 for item in self.prepare(questions[start:start + chunk]):
-                    pending.append(pool.submit(self.generate, item))
+                    pending.append(pool.submit(self.respond, item))
                     while len(pending) >= 2 * workers:
                         yield pending.popleft().result()
             while pending:
@@ -150,27 +150,40 @@ class Pipeline:
         if uncaptioned:
             self.captioner.check(uncaptioned)
 
-    def build_prompts(self, question: Question, caption: str, hits: Sequence[Hit]) -> list[Prompt]:
-        """The ensemble's prompts for one question, from its retrieved hits (most similar first)."""
+    def build_prompts(self, question: Question, caption: str, hits: Sequence[Hit], *,
+                      template: Template | None = None, choices: Sequence[str] = ()) -> list[Prompt]:
+        """The ensemble's prompts for one question, from its retrieved hits (most similar first).
+
+        ``template`` overrides the settings' (multiple choice uses its ``Choices:`` variant, which
+        shows ``choices``).
+        """
         s = self.settings
+        template = template or self.template
         slices = ensemble_slices(hits, s.shots, s.ensemble) if hits else [[] for _ in range(s.ensemble)]
         backend = self.backend
         fits = None
         if backend.n_ctx:
             def fits(text: str) -> bool:
-                return backend.count_tokens(text) + s.max_tokens <= backend.n_ctx
+                return backend.count_tokens(text) + self.answer_tokens <= backend.n_ctx
         query_candidates, example_candidates = "", None
-        if self.template.uses_candidates and self.index is not None:
+        if template.uses_candidates and self.index is not None:
             top = s.candidates or DEFAULT_CANDIDATES
             query_candidates = format_candidates(candidates_from(self.index, hits, top))
             example_candidates = self._example_candidates(hits, top)
         prompts = []
         for part in slices:
             examples = [self.index.example(h.row) for h in part] if part else []
-            prompts.append(build_prompt(self.template, caption, question.question, examples,
+            prompts.append(build_prompt(template, caption, question.question, examples,
                                         candidates=query_candidates,
-                                        example_candidates=example_candidates, fits=fits))
+                                        example_candidates=example_candidates, fits=fits,
+                                        choices=choices, rationale=s.rationale))
         return prompts
+
+    @property
+    def answer_tokens(self) -> int:
+        """Tokens generated per answer: ``max_tokens``, more with ``--rationale``."""
+        s = self.settings
+        return max(s.max_tokens, RATIONALE_TOKENS) if s.rationale else s.max_tokens
 
     # -- stages -------------------------------------------------------------------------------
     def prepare(self, questions: Sequence[Question]) -> list[Prepared]:
@@ -251,13 +264,24 @@ class Pipeline:
                  for row, nb in zip(rows, found)}
         return lambda ex: by_id.get(ex.id, "")
 
+    def respond(self, item: Prepared) -> Answer:
+        """The LLM stage for the question's task (``--task``): a direct answer
+        (:meth:`generate`), a choice among the question's choices, or both
+        (:func:`pica.multiple_choice.respond`)."""
+        from pica.multiple_choice import question_task, respond
+
+        task = question_task(self.settings.task, item.question)
+        return self.generate(item) if task == "da" else respond(self, item, task)
+
     def generate(self, item: Prepared) -> Answer:
         """The LLM stage for one prepared question: prompts, completions, choice, normalization."""
         s = self.settings
         t0 = time.perf_counter()
         prompts = self.build_prompts(item.question, item.caption, item.hits)
-        completions = self.backend.complete([p.text for p in prompts], max_tokens=s.max_tokens, stop=STOP)
-        answers = [normalize_answer(c.text) for c in completions]
+        completions = self.backend.complete([p.text for p in prompts], max_tokens=self.answer_tokens,
+                                            stop=STOP)
+        parts = [split_rationale(c.text) if s.rationale else (c.text, "") for c in completions]
+        answers = [normalize_answer(answer) for answer, _ in parts]
         win = choose(answers, [c.logprob for c in completions], s.choose)
         seconds = {**item.seconds, "llm": time.perf_counter() - t0}
         seconds["total"] = sum(seconds.values())
@@ -269,5 +293,5 @@ class Pipeline:
             candidates=[{"answer": a, "raw": c.text, "logprob": c.logprob}
                         for a, c in zip(answers, completions)],
             seconds=seconds, prompt_tokens=sum(c.prompt_tokens for c in completions),
-            examples=[[shown[i] for i in p.example_ids] for p in prompts],
+            examples=[[shown[i] for i in p.example_ids] for p in prompts], rationale=parts[win][1],
         )

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from pica.aokvqa_eval import choice_marks
 from pica.errors import InputError
 from pica.evaluation import category_label, category_name
 from pica.fileio import atomic_write_text
@@ -94,6 +95,8 @@ class Card:
     raw: str
     example_ids: str
     prompt: str
+    choices: list[tuple[str, str]]  # (choice, "chosen" / "correct" / "chosen correct" / "")
+    rationale: str
 
 
 @functools.cache
@@ -289,8 +292,14 @@ def thumbnail_data_uri(path: Any, thumb_px: int) -> str | None:
 
 def _header_stats(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The headline numbers as ``(value, label)`` pairs."""
+    tasks = [(_fmt(_float(summary[key].get("accuracy")), "{:.1f}%"), label)
+             for key, label in (("da", "direct answer (A-OKVQA)"), ("mc", "multiple choice"))
+             if isinstance(summary.get(key), Mapping)]
+    if isinstance(summary.get("da"), Mapping):
+        tasks.append((_fmt(summary["da"].get("difficult_left_out"), "{:,}"), "difficult, left out of DA"))
     return [
         (_fmt(_float(summary.get("accuracy")), "{:.1f}%"), "accuracy"),
+        *tasks,
         (_fmt(summary.get("n"), "{:,}"), "questions"),
         (_fmt(_float(summary.get("seconds_per_question")), "{:.2f}"), "seconds / question"),
         (_fmt(_float(summary.get("prompt_tokens_per_second")), "{:,.0f}"), "prompt tokens / s"),
@@ -358,6 +367,8 @@ def _card(row: Mapping[str, Any], thumb_px: int) -> Card:
         raw=_text(row.get("raw")),
         example_ids=_text(row.get("example_ids")),
         prompt=_text(row.get("prompt")) or "(no prompt recorded)",
+        choices=choice_marks(row),
+        rationale=_text(row.get("rationale")),
     )
 
 

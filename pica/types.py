@@ -19,6 +19,9 @@ class Example:
         caption: Text description of the example's image.
         image_id: Image id in the source dataset, if any.
         answers: Every gold answer with its weight (counts or soft scores), for candidate lists.
+        choices: Multiple-choice options (A-OKVQA), shown by templates with ``{choices}``.
+        correct_choice_idx: Index of the correct choice in ``choices``, if known.
+        rationales: Human rationales (A-OKVQA), shown with ``--rationale``.
     """
 
     id: str
@@ -27,6 +30,9 @@ class Example:
     caption: str
     image_id: str | None = None
     answers: dict[str, float] = field(default_factory=dict)
+    choices: tuple[str, ...] = ()
+    correct_choice_idx: int | None = None
+    rationales: tuple[str, ...] = ()
 
 
 @dataclass
@@ -47,6 +53,13 @@ class Question:
         question_type: VQA question type, if known.
         image: A zero-argument callable returning a PIL image (e.g. a row of an HF dataset),
             used when there is no ``image_path``.
+        choices: Multiple-choice options (A-OKVQA ``choices``); empty when there are none.
+        correct_choice_idx: Index of the correct choice in ``choices``, if known.
+        difficult: A-OKVQA's ``difficult_direct_answer`` (left out of the direct-answer score).
+        rationales: Human rationales (A-OKVQA), if any.
+        scoring: How direct answers are scored: ``"vqa"`` (official VQA accuracy or soft label)
+            or ``"aokvqa"`` (the official A-OKVQA evaluation, see
+            :func:`pica.answers.aokvqa_direct_accuracy`).
     """
 
     id: str
@@ -60,6 +73,11 @@ class Question:
     category: str | None = None
     question_type: str | None = None
     image: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    choices: list[str] = field(default_factory=list)
+    correct_choice_idx: int | None = None
+    difficult: bool = False
+    rationales: list[str] = field(default_factory=list)
+    scoring: str = "vqa"
 
     @classmethod
     def from_image(cls, path: str | Path, question: str, *, caption: str | None = None,
@@ -121,6 +139,9 @@ class Answer:
     """The final answer to one question, with everything needed to audit it.
 
     ``examples`` holds the examples of each prompt (in prompt order, like ``example_ids``).
+    ``rationale`` is the model's one-sentence reason (``--rationale``), ``mc`` the
+    multiple-choice outcome (:class:`pica.multiple_choice.ChoiceResult` as a dict) when the
+    question was asked as multiple choice.
     """
 
     question_id: str
@@ -135,6 +156,8 @@ class Answer:
     seconds: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int = 0
     examples: list[list[Example]] = field(default_factory=list, repr=False)
+    rationale: str = ""
+    mc: dict[str, Any] | None = None
 
     def to_dict(self, *, llm: str | None = None, index: str | None = None) -> dict[str, Any]:
         """The JSON object of ``pica answer --json`` and of the server's ``POST /v1/answer``.
@@ -157,4 +180,6 @@ class Answer:
             "prompt_tokens": self.prompt_tokens,
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
             "llm": llm, "index": index,
+            **({"rationale": self.rationale} if self.rationale else {}),
+            **({"mc": self.mc} if self.mc is not None else {}),
         }

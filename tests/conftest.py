@@ -93,6 +93,26 @@ def okvqa_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def aokvqa_files(tmp_path_factory):
+    """Small A-OKVQA train + val files (official fields, a difficult question) and captions."""
+    from aokvqa_fixture import write_aokvqa_fixture
+
+    return write_aokvqa_fixture(tmp_path_factory.mktemp("aokvqa"))
+
+
+@pytest.fixture(scope="session")
+def aokvqa_index(aokvqa_files, tmp_path_factory):
+    """A question + caption index of the A-OKVQA fixture's train split (packaged MiniLM)."""
+    from pica.datasets import load_questions, read_captions
+    from pica.index_build import build_index
+
+    out = tmp_path_factory.mktemp("idx") / "aokvqa-train"
+    build_index(out, load_questions(aokvqa=aokvqa_files["train"]),
+                captions=read_captions(aokvqa_files["captions"]), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def text_index(okvqa_files, tmp_path_factory):
     """A question + caption index of the fixture pool, built with the packaged MiniLM."""
     from pica.datasets import load_questions, read_captions

@@ -186,6 +186,7 @@ def question_from_row(row: Any, index: int, where: str) -> Question:
     question_type = row.get("question_type")
     category = _first(row, ("category", "class"))
     category = category if category is not None else question_type
+    choices, correct = _parse_choices(row, where)
     return Question(
         id=str(index) if qid is None else str(qid),
         question=text.strip(),
@@ -195,7 +196,46 @@ def question_from_row(row: Any, index: int, where: str) -> Question:
         label=_parse_label(row.get("label"), where),
         category=None if category is None else str(category),
         question_type=None if question_type is None else str(question_type),
+        choices=choices,
+        correct_choice_idx=correct,
+        difficult=bool(row.get("difficult_direct_answer") or False),
+        rationales=_strings(row.get("rationales"), "rationales", where),
+        scoring="aokvqa" if any(k in row for k in AOKVQA_FIELDS) else "vqa",
     )
+
+
+# Fields that only A-OKVQA rows carry; a row with any of them is scored the A-OKVQA way.
+AOKVQA_FIELDS = ("direct_answers", "choices", "correct_choice_idx", "difficult_direct_answer")
+
+
+def _strings(value: Any, name: str, where: str) -> list[str]:
+    """A list of non-empty strings (``None`` = empty list)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: '{name}' must be a list of strings")
+    return [v.strip() for v in value if v.strip()]
+
+
+def _parse_choices(row: Mapping[str, Any], where: str) -> tuple[list[str], int | None]:
+    """``(choices, correct_choice_idx)`` of an A-OKVQA row, checked.
+
+    Raises:
+        InputError: choices not a list of distinct strings, or an index that is not an integer
+            within the choices.
+    """
+    choices = _strings(row.get("choices"), "choices", where)
+    if len(set(choices)) != len(choices):
+        raise InputError(f"{where}: 'choices' has duplicates: {choices}")
+    index = row.get("correct_choice_idx")
+    if index is None:
+        return choices, None
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise InputError(f"{where}: 'correct_choice_idx' must be an integer, got {index!r}")
+    if not 0 <= index < len(choices):
+        raise InputError(f"{where}: correct_choice_idx {index} is out of range for"
+                         f" {len(choices)} choices")
+    return choices, index
 
 
 def check_questions(questions: list[Question], source: str) -> QuestionList:

@@ -1,0 +1,145 @@
+"""Learned answer chooser vs greedy decoding on OK-VQA dev, in one run on one machine.
+
+The chooser is fitted on the pool index only (`pica index calibrate`, leave-one-image-out) and
+never sees dev. Settings, each its own `pica eval` process on the same dev questions:
+
+- default: greedy decoding with pica's default prompt (`--choose logprob`, plain PICa choice);
+- chooser: the same prompt, answer picked by the calibrated chooser (`--choose learned`);
+- chooser+aware: chooser with answer-aware examples (`--example-order answer-aware`);
+- pica-16: PICa prompt with 16 nearest examples (question + caption, weight 1), greedy.
+
+    python bench/chooser.py --shared /work/shared --index /tmp/okvqa-pool --limit 600
+    python bench/chooser.py --table        # rewrite the table from finished runs
+
+The shared folder (holding okvqa/) is `--shared` or `$PICA_SHARED` (default ../shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, command_line, machine, update_section  # noqa: E402
+from okvqa import mean_se, paired_difference, per_question  # noqa: E402
+
+OUT = ROOT / "bench" / "out" / "chooser"
+SETTINGS: dict[str, tuple[str, list[str]]] = {
+    "default": ("greedy decoding, pica's default prompt (4 nearest examples)", ["--choose", "logprob"]),
+    "chooser": ("same prompt; learned chooser over greedy + top-8 answers of the 32 nearest",
+                ["--choose", "learned"]),
+    "chooser+aware": ("chooser, answer-aware examples", ["--choose", "learned", "--example-order", "answer-aware"]),
+    "pica-16": ("PICa prompt, 16 nearest by question + caption, greedy",
+                ["--template", "pica", "--shots", "16", "--weights", "question=1,caption=1", "--choose", "logprob"]),
+}
+REFERENCE = "default"
+
+
+def paths(shared: Path) -> dict[str, Path]:
+    """The OK-VQA files under the shared folder."""
+    okvqa = shared / "okvqa"
+    return {"dev": okvqa / "okvqa_val2014_dev.json", "pool": okvqa / "okvqa_val2014_pool.json",
+            "captions": okvqa / "VinVL_base_val2014.tsv"}
+
+
+def eval_command(name: str, files: dict[str, Path], index: Path, limit: int | None, threads: int) -> list[str]:
+    """The `pica eval` command of one setting."""
+    cmd = ["pica", "eval", "--dataset", str(files["dev"]), "--captions", str(files["captions"]),
+           "--index", str(index), "--out", str(OUT / name), *SETTINGS[name][1], "--threads", str(threads),
+           "--force-new", "--no-progress"]
+    return cmd + (["--limit", str(limit)] if limit else [])
+
+
+def run(cmd: list[str]) -> None:
+    """Run a pica command from the repository root with this interpreter."""
+    subprocess.run([sys.executable, "-m", "pica", *cmd[1:]], check=True, cwd=ROOT)
+
+
+def table(index: Path) -> str:
+    """The BENCHMARKS.md section from the finished runs."""
+    rows = {name: per_question(OUT / name) for name in SETTINGS if (OUT / name / "summary.json").is_file()}
+    summaries = {name: json.loads((OUT / name / "summary.json").read_text()) for name in rows}
+    commands = {name: json.loads((OUT / name / "command.json").read_text()) for name in rows
+                if (OUT / name / "command.json").is_file()}
+    lines = [
+        "## Learned answer chooser (issue 9)",
+        "",
+        f"`{command_line()}` — {machine()}.",
+        "",
+        "Dev questions of `okvqa_val2014_dev.json` (first N where N < 1285, the same questions for every"
+        " setting that ran on them), VinVL captions, the 2,509-question pool index, Gemma 3 270M Q4_K_M"
+        " (llama.cpp, 1 thread per process). The chooser was fitted on the pool only (see calibration"
+        " below); nothing was chosen on dev. Paired differences are over the questions both runs share.",
+        "",
+        f"| setting | questions | accuracy % | vs {REFERENCE} (paired, ± 1 SE) | s/question | × {REFERENCE} time |"
+        " prompt tokens/question |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, res in rows.items():
+        s = summaries[name]
+        delta, ratio = "", ""
+        if REFERENCE in rows and name != REFERENCE:
+            d, se = paired_difference(res, rows[REFERENCE])
+            delta = f"{d:+.2f} ± {se:.2f}"
+            shared = [k for k in res if k in rows[REFERENCE]]
+            mine = sum(res[k]["seconds"] for k in shared) / len(shared)
+            ref = sum(rows[REFERENCE][k]["seconds"] for k in shared) / len(shared)
+            ratio = f"{mine / ref:.2f}×"
+        lines.append(f"| **{name}**: {SETTINGS[name][0]} | {s['n']} | {s['accuracy']:.2f} | {delta} |"
+                     f" {s['seconds_per_question']:.3f} | {ratio} | {s['prompt_tokens_per_question']:.0f} |")
+    if "chooser" in rows:
+        res = rows["chooser"]
+        oracle = mean_se([max([_score(c["answer"], r["gold"]) for c in r["candidates"]] or [0.0])
+                          for r in res.values()])[0]
+        lines += ["", f"Oracle over the chooser's candidates on the same questions: {oracle:.2f}%."]
+    cal = sorted(index.glob("choosers/*.json"))
+    for file in cal:
+        t = json.loads(file.read_text())["training"]
+        lines += ["", f"Calibration (`{file.name}`): {t['questions']} pool questions, leave-one-image-out,"
+                  f" {t['seconds_per_question']} s/question; held back {t.get('heldout_questions')}:"
+                  f" greedy {t.get('heldout_greedy_accuracy')}%, chooser {t.get('heldout_chooser_accuracy')}%"
+                  f" (paired SE {t.get('heldout_difference_se')}), oracle {t.get('heldout_oracle_accuracy')}%;"
+                  f" L2 {t.get('l2')} picked by 5-fold CV on the pool."]
+    lines += ["", "Exact commands:", ""] + [f"- {name}: `{' '.join(cmd)}`" for name, cmd in commands.items()]
+    return "\n".join(lines)
+
+
+def _score(answer: str, gold) -> float:
+    from pica.answers import score
+
+    return score(answer, gold, None) if isinstance(gold, list) else score(answer, (), gold)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("PICA_SHARED", ROOT.parent / "shared")))
+    parser.add_argument("--index", type=Path, default=ROOT / "indexes" / "okvqa-pool")
+    parser.add_argument("--only", nargs="*", choices=sorted(SETTINGS))
+    parser.add_argument("--limit", type=int, help="first N dev questions only")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--calibrate-n", type=int, default=400)
+    parser.add_argument("--table", action="store_true", help="only rewrite the table")
+    args = parser.parse_args()
+    files = paths(args.shared)
+    if not args.table:
+        if not (args.index / "manifest.json").is_file():
+            run(["pica", "index", "build", str(args.index), "--dataset", str(files["pool"]),
+                 "--captions", str(files["captions"])])
+        if not list(args.index.glob("choosers/*.json")):
+            run(["pica", "index", "calibrate", str(args.index), "--n", str(args.calibrate_n),
+                 "--threads", str(args.threads), "--captioner", str(files["captions"])])
+        for name in args.only or list(SETTINGS):
+            cmd = eval_command(name, files, args.index, args.limit, args.threads)
+            (OUT / name).mkdir(parents=True, exist_ok=True)
+            (OUT / name / "results.jsonl").unlink(missing_ok=True)
+            run(cmd)
+            (OUT / name / "command.json").write_text(json.dumps(cmd))
+    update_section("chooser", table(args.index))
+
+
+if __name__ == "__main__":
+    main()

@@ -60,44 +60,55 @@ def run(cmd: list[str]) -> None:
 
 
 def table(index: Path) -> str:
-    """The BENCHMARKS.md section from the finished runs."""
-    rows = {name: per_question(OUT / name) for name in SETTINGS if (OUT / name / "summary.json").is_file()}
-    summaries = {name: json.loads((OUT / name / "summary.json").read_text()) for name in rows}
+    """The BENCHMARKS.md section from the runs' results.jsonl (finished or stopped early: every
+    row is compared on the first N dev questions that all listed runs answered)."""
+    rows = {name: per_question(OUT / name) for name in SETTINGS if (OUT / name / "results.jsonl").is_file()}
+    rows = {name: res for name, res in rows.items() if res}
     commands = {name: json.loads((OUT / name / "command.json").read_text()) for name in rows
                 if (OUT / name / "command.json").is_file()}
+    common = [k for k in rows.get(REFERENCE, {}) if all(k in res for res in rows.values())]
     lines = [
         "## Learned answer chooser (issue 9)",
         "",
         f"`{command_line()}` — {machine()}.",
         "",
-        "Dev questions of `okvqa_val2014_dev.json` (first N where N < 1285, the same questions for every"
-        " setting that ran on them), VinVL captions, the 2,509-question pool index, Gemma 3 270M Q4_K_M"
-        " (llama.cpp, 1 thread per process). The chooser was fitted on the pool only (see calibration"
-        " below); nothing was chosen on dev. Paired differences are over the questions both runs share.",
+        f"The first {len(common)} questions of `okvqa_val2014_dev.json` (dataset order; every row on the same"
+        " questions), VinVL captions, the 2,509-question pool index, Gemma 3 270M Q4_K_M (llama.cpp, 1"
+        " thread per process; the runs ran side by side on the shared 2-core machine). The chooser was"
+        " fitted on the pool only (calibration below); nothing was chosen on dev. ± is one standard error"
+        " of the paired per-question difference.",
         "",
-        f"| setting | questions | accuracy % | vs {REFERENCE} (paired, ± 1 SE) | s/question | × {REFERENCE} time |"
+        f"| setting | accuracy % | vs {REFERENCE} (paired, ± 1 SE) | s/question | × {REFERENCE} time |"
         " prompt tokens/question |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
+    ref = {k: rows[REFERENCE][k] for k in common} if REFERENCE in rows else {}
     for name, res in rows.items():
-        s = summaries[name]
+        mine = {k: res[k] for k in common}
+        acc = mean_se([r["score"] for r in mine.values()])[0]
+        secs = sum(r["seconds"] for r in mine.values()) / len(mine)
+        tokens = sum(r["prompt_tokens"] for r in mine.values()) / len(mine)
         delta, ratio = "", ""
-        if REFERENCE in rows and name != REFERENCE:
-            d, se = paired_difference(res, rows[REFERENCE])
+        if ref and name != REFERENCE:
+            d, se = paired_difference(mine, ref)
             delta = f"{d:+.2f} ± {se:.2f}"
-            shared = [k for k in res if k in rows[REFERENCE]]
-            mine = sum(res[k]["seconds"] for k in shared) / len(shared)
-            ref = sum(rows[REFERENCE][k]["seconds"] for k in shared) / len(shared)
-            ratio = f"{mine / ref:.2f}×"
-        lines.append(f"| **{name}**: {SETTINGS[name][0]} | {s['n']} | {s['accuracy']:.2f} | {delta} |"
-                     f" {s['seconds_per_question']:.3f} | {ratio} | {s['prompt_tokens_per_question']:.0f} |")
+            ratio = f"{secs / (sum(r['seconds'] for r in ref.values()) / len(ref)):.2f}×"
+        lines.append(f"| **{name}**: {SETTINGS[name][0]} | {acc:.2f} | {delta} | {secs:.3f} | {ratio} | {tokens:.0f} |")
     if "chooser" in rows:
         res = rows["chooser"]
+        greedy = {k: {"score": _score(next((c["answer"] for c in r["candidates"] if c.get("greedy")), ""), r["gold"])}
+                  for k, r in res.items()}
+        d, se = paired_difference({k: res[k] for k in greedy}, greedy)
         oracle = mean_se([max([_score(c["answer"], r["gold"]) for c in r["candidates"]] or [0.0])
                           for r in res.values()])[0]
-        lines += ["", f"Oracle over the chooser's candidates on the same questions: {oracle:.2f}%."]
-    cal = sorted(index.glob("choosers/*.json"))
-    for file in cal:
+        same = sum(rows[REFERENCE][k]["answer"] == next((c["answer"] for c in res[k]["candidates"]
+                                                         if c.get("greedy")), "") for k in common) if ref else 0
+        lines += ["", f"Within the chooser run alone ({len(res)} questions): its greedy candidate scores"
+                  f" {mean_se([g['score'] for g in greedy.values()])[0]:.2f}%, the chooser"
+                  f" {mean_se([r['score'] for r in res.values()])[0]:.2f}% (paired {d:+.2f} ± {se:.2f});"
+                  f" oracle over its candidates {oracle:.2f}%. The greedy candidate equals the default run's"
+                  f" answer on {same} of {len(common)} shared questions."]
+    for file in sorted(index.glob("choosers/*.json")):
         t = json.loads(file.read_text())["training"]
         lines += ["", f"Calibration (`{file.name}`): {t['questions']} pool questions, leave-one-image-out,"
                   f" {t['seconds_per_question']} s/question; held back {t.get('heldout_questions')}:"
@@ -129,15 +140,16 @@ def main() -> None:
         if not (args.index / "manifest.json").is_file():
             run(["pica", "index", "build", str(args.index), "--dataset", str(files["pool"]),
                  "--captions", str(files["captions"])])
-        if not list(args.index.glob("choosers/*.json")):
+        names = args.only or list(SETTINGS)
+        if any(n.startswith("chooser") for n in names) and not list(args.index.glob("choosers/*.json")):
             run(["pica", "index", "calibrate", str(args.index), "--n", str(args.calibrate_n),
                  "--threads", str(args.threads), "--captioner", str(files["captions"])])
-        for name in args.only or list(SETTINGS):
+        for name in names:
             cmd = eval_command(name, files, args.index, args.limit, args.threads)
             (OUT / name).mkdir(parents=True, exist_ok=True)
             (OUT / name / "results.jsonl").unlink(missing_ok=True)
-            run(cmd)
             (OUT / name / "command.json").write_text(json.dumps(cmd))
+            run(cmd)
     update_section("chooser", table(args.index))
 
 

@@ -191,8 +191,13 @@ def test_llama_candidate_scorer_matches_per_continuation_score(gemma):
     many = gemma.score_candidates(prompt, conts, reset=True)
     for (lp, tokens), ref, cont in zip(many, single, conts):
         assert tokens >= 2
-        # <= 3 tokens: identical batches, 1e-3; longer: llama.cpp's batch-size-dependent kernels
-        assert lp == pytest.approx(ref, abs=1e-3 if tokens <= 3 else 0.25), cont
+        # <= 3 tokens (a batch of <= 2 after the prompt): 1e-3. Longer continuations go through
+        # llama.cpp's batched matmul kernels, whose rounding differs from one token at a time:
+        # measured 1.3% on a 5-token answer, so 3% relative.
+        if tokens <= 3:
+            assert lp == pytest.approx(ref, abs=1e-3), cont
+        else:
+            assert lp == pytest.approx(ref, rel=0.03), cont
     assert gemma.complete([prompt])[0] == gemma.complete([prompt])[0]  # the cache is left consistent
 
 

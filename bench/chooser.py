@@ -115,8 +115,42 @@ def table(index: Path) -> str:
                   f" greedy {t.get('heldout_greedy_accuracy')}%, chooser {t.get('heldout_chooser_accuracy')}%"
                   f" (paired SE {t.get('heldout_difference_se')}), oracle {t.get('heldout_oracle_accuracy')}%;"
                   f" L2 {t.get('l2')} picked by 5-fold CV on the pool."]
+    if (OUT / "timing.txt").is_file():
+        lines += ["", (OUT / "timing.txt").read_text().strip()]
     lines += ["", "Exact commands:", ""] + [f"- {name}: `{' '.join(cmd)}`" for name, cmd in commands.items()]
     return "\n".join(lines)
+
+
+def timing(files: dict[str, Path], index: Path, n: int, threads: int) -> str:
+    """Wall time per question of default vs chooser in ONE process, alternating question by
+    question (same model object, same load on a shared machine), on the first ``n`` dev questions."""
+    import time
+
+    from pica.backends.llama_cpp import LlamaCppBackend
+    from pica.config import Settings
+    from pica.datasets import load_questions
+    from pica.pipeline import Pipeline
+
+    questions = load_questions(dataset=files["dev"], limit=n)
+    backend = LlamaCppBackend("gemma3-270m", threads=threads)
+    common = {"index": str(index), "captioner": str(files["captions"]), "threads": threads}
+    pipes = {"default": Pipeline(Settings(choose="logprob", **common), backend=backend),
+             "chooser": Pipeline(Settings(choose="learned", **common), backend=backend)}
+    pipes["chooser"].__dict__["index"] = pipes["default"].index
+    pipes["chooser"].__dict__["embedder"] = pipes["default"].embedder
+    pipes["chooser"].__dict__["captioner"] = pipes["default"].captioner
+    seconds = {name: 0.0 for name in pipes}
+    for pipe in pipes.values():  # warm-up, not timed
+        pipe.answer(questions[0])
+    for q in questions:
+        for name, pipe in pipes.items():
+            t0 = time.perf_counter()
+            pipe.answer(q)
+            seconds[name] += time.perf_counter() - t0
+    d, c = seconds["default"] / n, seconds["chooser"] / n
+    return (f"Timing in one process, alternating settings question by question on the first {n} dev"
+            f" questions (`python bench/chooser.py --timing {n} ...`): default {d:.3f} s/question, chooser"
+            f" {c:.3f} s/question, **{c / d:.2f}×**.")
 
 
 def _score(answer: str, gold) -> float:
@@ -134,8 +168,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--calibrate-n", type=int, default=400)
     parser.add_argument("--table", action="store_true", help="only rewrite the table")
+    parser.add_argument("--timing", type=int, help="only time default vs chooser, alternating, on N questions")
     args = parser.parse_args()
     files = paths(args.shared)
+    if args.timing:
+        line = timing(files, args.index, args.timing, args.threads)
+        (OUT / "timing.txt").write_text(line + "\n")
+        print(line)
+        return
     if not args.table:
         if not (args.index / "manifest.json").is_file():
             run(["pica", "index", "build", str(args.index), "--dataset", str(files["pool"]),

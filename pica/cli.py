@@ -85,7 +85,16 @@ Shots = Annotated[int | None, typer.Option(help="In-context examples per prompt 
 Ensemble = Annotated[int | None, typer.Option(
     help="Prompts per question from disjoint slices of the nearest examples (PICa).")]
 Choose = Annotated[str | None, typer.Option(
-    help="Pick the ensemble answer by 'logprob' (PICa) or 'vote' (Prophet).")]
+    help="Pick the answer: auto (default: learned when the index has a chooser for this LLM,"
+    " template and shots, else logprob) | learned (the index's calibrated chooser over greedy +"
+    " neighbour candidates) | logprob (PICa) | vote (Prophet).")]
+CandidateAnswers = Annotated[int | None, typer.Option(
+    help="Learned choice: answers of the nearest examples added as candidates (M, default 8).")]
+CandidateNeighbours = Annotated[int | None, typer.Option(
+    help="Learned choice: nearest examples the candidates come from (K, default 32).")]
+ExampleOrder = Annotated[str | None, typer.Option(
+    help="similar (default) | answer-aware: prefer nearest examples whose answers are among the"
+    " neighbours' top candidates (Prophet).")]
 Selection = Annotated[str | None, typer.Option(
     help="Example selection: auto | random | question | image+question | caption+question.")]
 Weights = Annotated[str | None, typer.Option(
@@ -129,8 +138,10 @@ Config = Annotated[Path | None, typer.Option(
 SETTING_OPTIONS: dict[str, Any] = {
     "captioner": Captioner, "question_aware": QuestionAware, "index": Index, "embedder": Embedder,
     "shots": Shots, "ensemble": Ensemble, "choose": Choose, "selection": Selection, "weights": Weights,
-    "candidates": Candidates, "template": Template, "llm": Llm, "api_base": ApiBase,
-    "api_key_env": ApiKeyEnv, "n_ctx": NCtx, "threads": Threads, "max_tokens": MaxTokens, "seed": Seed,
+    "candidates": Candidates, "candidate_answers": CandidateAnswers,
+    "candidate_neighbours": CandidateNeighbours, "example_order": ExampleOrder, "template": Template,
+    "llm": Llm, "api_base": ApiBase, "api_key_env": ApiKeyEnv, "n_ctx": NCtx, "threads": Threads,
+    "max_tokens": MaxTokens, "seed": Seed,
     "device": Device, "dtype": Dtype, "n_gpu_layers": NGpuLayers,
     "task": Task, "mc_method": McMethod, "rationale": Rationale, "config": Config,
 }
@@ -295,6 +306,18 @@ def _print_info(path: Path) -> None:
     ]
     for key, value in lines:
         typer.echo(f"{key:9} {value}")
+    from pica.chooser import list_choosers
+
+    for file, chooser, error in list_choosers(path):
+        if chooser is None:
+            typer.echo(f"chooser   {file.name}: BROKEN: {error}")
+            continue
+        f, t = chooser.fitted_for, chooser.training
+        typer.echo(f"chooser   {f.get('llm')}, template {f.get('template')}, {f.get('shots')} shots,"
+                   f" M={f.get('candidate_answers')} K={f.get('candidate_neighbours')}: {t.get('questions')}"
+                   f" questions; held back {t.get('heldout_questions')}: greedy"
+                   f" {t.get('heldout_greedy_accuracy')}% -> chooser {t.get('heldout_chooser_accuracy')}%"
+                   f" ({file.name})")
 
 
 @index_app.command("info")
@@ -304,6 +327,42 @@ def index_info(path: Annotated[str, typer.Argument(help="Index folder or name un
     from pica.index_store import resolve_index
 
     _print_info(resolve_index(path))
+
+
+@index_app.command("calibrate")
+@handle_errors
+@setting_options
+def index_calibrate(
+    path: Annotated[str, typer.Argument(help="Index folder or name under indexes/.")],
+    n: Annotated[int, typer.Option(help="Index examples to ask (leave-one-image-out).")] = 500,
+    heldout: Annotated[float, typer.Option(help="Share of the sampled images held back to report"
+                                                 " greedy vs chooser accuracy.")] = 0.25,
+    calibration_seed: Annotated[int, typer.Option(help="Seed of the sample and the split.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Re-fit a chooser that exists.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Fit the learned answer chooser on the index's own examples, for the LLM, template and shots
+    in use; written to INDEX/choosers/."""
+    from pica.calibrate import calibrate
+    from pica.index_store import resolve_index
+    from pica.pipeline import Pipeline
+
+    if n < 20 or not 0 < heldout < 1:
+        raise InputError("--n must be at least 20 and --heldout between 0 and 1")
+    options["index"] = str(resolve_index(path))
+    settings = settings_from(options)
+    file, chooser = calibrate(Pipeline(settings), n=n, heldout=heldout, seed=calibration_seed,
+                              overwrite=overwrite, progress=progress)
+    t = chooser.training
+    typer.echo(f"chooser  {file}")
+    typer.echo(f"fitted   {t['questions']} questions in {t['seconds']} s"
+               f" ({t['seconds_per_question']} s/question)")
+    if "heldout_chooser_accuracy" in t:
+        typer.echo(f"held back {t['heldout_questions']} questions: greedy {t['heldout_greedy_accuracy']}%,"
+                   f" chooser {t['heldout_chooser_accuracy']}% (paired SE {t['heldout_difference_se']}),"
+                   f" oracle {t['heldout_oracle_accuracy']}%")
 
 
 @index_app.command("list")

@@ -39,6 +39,10 @@ DEFAULT_SERVE_HOST = "127.0.0.1"
 DEFAULT_SERVE_PORT = 7860
 DEFAULT_SERVE_MAX_UPLOAD_MB = 20.0
 DEFAULT_SERVE_TIMEOUT = 120.0
+# Learned answer choice (--choose learned/auto): candidates are the greedy answer(s) plus the top
+# M answers of the K nearest examples.
+DEFAULT_CANDIDATE_ANSWERS = 8
+DEFAULT_CANDIDATE_NEIGHBOURS = 32
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 # Where captioners and open_clip run: auto = CUDA if torch sees a GPU, else Apple MPS, else CPU.
 DEFAULT_DEVICE = "auto"
@@ -83,7 +87,8 @@ def debug() -> bool:
     return bool(os.environ.get(ENV_DEBUG))
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "choose": ("logprob", "vote"),
+    "choose": ("auto", "learned", "logprob", "vote"),
+    "example_order": ("similar", "answer-aware"),
     "selection": ("auto", "random", "question", "image+question", "caption+question"),
     # auto = float16 on a GPU (CUDA, MPS), float32 on the CPU.
     "dtype": ("auto", "float32", "float16", "bfloat16"),
@@ -106,11 +111,17 @@ class Settings:
         embedder: Embedder spec to insist on; ``None`` = whatever the index was built with.
         shots: In-context examples per prompt.
         ensemble: Number of prompts (disjoint slices of the nearest examples).
-        choose: How to pick among ensemble answers: ``logprob`` (PICa) or ``vote`` (Prophet).
+        choose: How the answer is picked: ``auto`` (``learned`` when the index has a chooser
+            fitted for the LLM, template and shots in use, else ``logprob``), ``learned`` (the
+            index's chooser over greedy + neighbour candidates), ``logprob`` (PICa), ``vote``.
         selection: Which similarity picks examples (``auto`` = every vector kind of the index).
         weights: Per-kind similarity weights, e.g. ``{"question": 1.0, "caption": 0.5}``; kinds
             not named weigh 1.
         candidates: Answer candidates (from the neighbours) shown per example and query; 0 = none.
+        candidate_answers: M, answers of the nearest examples added as candidates (learned choice).
+        candidate_neighbours: K, nearest examples those candidates come from.
+        example_order: ``similar`` (most similar examples) or ``answer-aware`` (prefer the
+            nearest examples whose answers are among the neighbours' top candidate answers).
         template: Prompt template name (package data in ``pica/templates``).
         llm: ``gemma3-270m`` (packaged), a .gguf path, ``REPO:FILE`` on the HF hub, or ``openai:MODEL``.
         api_base: Base URL of an OpenAI-compatible API (else ``$PICA_API_BASE``, then
@@ -142,10 +153,13 @@ class Settings:
     embedder: str | None = None
     shots: int = DEFAULT_SHOTS
     ensemble: int = 1
-    choose: str = "logprob"
+    choose: str = "auto"
     selection: str = "auto"
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     candidates: int = 0
+    candidate_answers: int = DEFAULT_CANDIDATE_ANSWERS
+    candidate_neighbours: int = DEFAULT_CANDIDATE_NEIGHBOURS
+    example_order: str = "similar"
     template: str = "pica"
     llm: str = DEFAULT_LLM
     api_base: str | None = None
@@ -172,7 +186,8 @@ class Settings:
                     f" choose one of: {', '.join(allowed)}"
                 )
         for name, low in (("shots", 0), ("ensemble", 1), ("max_tokens", 1), ("n_ctx", 64),
-                          ("concurrency", 1), ("candidates", 0)):
+                          ("concurrency", 1), ("candidates", 0),
+                          ("candidate_answers", 0), ("candidate_neighbours", 1)):
             if getattr(self, name) < low:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {low}")
         if not DEVICE_PATTERN.fullmatch(str(self.device)):
@@ -192,7 +207,8 @@ class Settings:
         quantized) arithmetic runs, and change results only at rounding level.
         """
         keep = ("captioner", "question_aware", "caption_prompt", "index", "embedder", "shots", "ensemble",
-                "choose", "selection", "weights", "candidates", "template", "llm", "api_base",
+                "choose", "selection", "weights", "candidates", "candidate_answers",
+                "candidate_neighbours", "example_order", "template", "llm", "api_base",
                 "n_ctx", "max_tokens", "seed", "dtype")
         data = {name: getattr(self, name) for name in keep}
         if not self.question_aware:

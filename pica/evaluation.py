@@ -226,10 +226,16 @@ def evaluate(
         pipeline.settings = dataclasses.replace(pipeline.settings, task=settings.task)
     if any(q.scoring == "aokvqa" for q in questions):
         dataset = {**dataset, "split_name": split or split_name(dataset)}
+    from pica.pipeline import Pipeline
+
     out = Path(out)
     make_run_folder(out)
     with RunLock(out):
-        open_run(out, run_config(settings, dataset), force_new)
+        pipeline = pipeline or Pipeline(settings)
+        config = run_config(settings, dataset)
+        # The resolved answer choice: --choose auto depends on the choosers the index holds.
+        config["choice"] = {"method": pipeline.choice["method"], "chooser_sha256": pipeline.choice["sha256"]}
+        open_run(out, config, force_new)
         _run_questions(settings, questions, out, progress, pipeline)
         return _write_outputs(out, questions_order=[q.id for q in questions])
 

@@ -12,14 +12,15 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pica.answers import choose, normalize_answer, split_rationale
 from pica.config import DEFAULT_CANDIDATES, RATIONALE_TOKENS, Settings
 from pica.errors import InputError
 from pica.index import ExampleIndex, Hit
 from pica.prompts import Prompt, Template, build_prompt, format_candidates, load_template
-from pica.selection import candidates_from, ensemble_slices, kinds_for, random_hits
+from pica.selection import answer_aware, candidates_from, ensemble_slices, kinds_for, random_hits
 from pica.types import Answer, Question
 
 STOP = ("\n",)
@@ -33,6 +34,8 @@ class Prepared:
     caption: str
     hits: list[Hit]
     seconds: dict[str, float]
+    neighbours: list[Hit] = field(default_factory=list)  # the K nearest, for answer candidates
+    exclude_rows: list[int] = field(default_factory=list)  # rows the question must not see
 
 
 class Pipeline:
@@ -97,6 +100,35 @@ class Pipeline:
         s = self.settings
         return make_captioner(s.captioner, question_aware=s.question_aware, prompt=s.caption_prompt,
                               device=s.device, dtype=s.dtype)
+
+    @functools.cached_property
+    def choice(self) -> dict[str, Any]:
+        """How answers are chosen, resolved: ``method`` (``learned``, ``logprob`` or ``vote``),
+        ``chooser`` (the :class:`~pica.chooser.Chooser` or ``None``) and ``sha256`` of its file.
+
+        Raises:
+            InputError: ``--choose learned`` without an index or without a matching chooser.
+        """
+        s = self.settings
+        if s.choose in ("logprob", "vote"):
+            return {"method": s.choose, "chooser": None, "sha256": None}
+        if self.index is None:
+            if s.choose == "learned":
+                raise InputError("--choose learned needs an example index (its chooser and neighbours)")
+            return {"method": "logprob", "chooser": None, "sha256": None}
+        from pica.chooser import find_chooser
+
+        found = find_chooser(self.index.path, self.chooser_target(), required=s.choose == "learned")
+        if found is None:
+            return {"method": "logprob", "chooser": None, "sha256": None}
+        return {"method": "learned", "chooser": found[0], "sha256": found[1]}
+
+    def chooser_target(self) -> dict[str, Any]:
+        """What a chooser must have been fitted for to be used with these settings."""
+        s = self.settings
+        llm = s.llm if not s.api_base else f"{s.llm}@{s.api_base}"  # known without loading the model
+        return {"llm": llm, "template": s.template, "shots": s.shots,
+                "candidate_answers": s.candidate_answers, "candidate_neighbours": s.candidate_neighbours}
 
     @property
     def zero_shot(self) -> bool:
@@ -186,8 +218,11 @@ class Pipeline:
         return max(s.max_tokens, RATIONALE_TOKENS) if s.rationale else s.max_tokens
 
     # -- stages -------------------------------------------------------------------------------
-    def prepare(self, questions: Sequence[Question]) -> list[Prepared]:
+    def prepare(self, questions: Sequence[Question],
+                exclude: dict[str, list[int]] | None = None) -> list[Prepared]:
         """The batched stages for a chunk of questions: images, captions, vectors, search.
+
+        ``exclude`` maps a question id to index rows it must never see (besides its own image's).
 
         Raises:
             InputError: an empty question, a bad image, a question that cannot be captioned.
@@ -203,11 +238,27 @@ class Pipeline:
                   if q.has_image and (wants_image or (q.caption is None and pixels))}
         captions = self._captions(questions, images)
         t1 = time.perf_counter()
-        hits = self._retrieve(questions, captions, images)
+        exclude = {q.id: list((exclude or {}).get(q.id, ())) for q in questions}
+        if not self.zero_shot:
+            for q in questions:
+                exclude[q.id] += self.index.rows_of_image(q.image_id)
+        neighbours = self._retrieve(questions, captions, images, exclude)
         t2 = time.perf_counter()
         n = len(questions)
-        return [Prepared(q, c, h, {"caption": (t1 - t0) / n, "retrieval": (t2 - t1) / n})
-                for q, c, h in zip(questions, captions, hits)]
+        return [Prepared(q, c, self._prompt_hits(h), {"caption": (t1 - t0) / n, "retrieval": (t2 - t1) / n},
+                         neighbours=h, exclude_rows=exclude[q.id])
+                for q, c, h in zip(questions, captions, neighbours)]
+
+    def _wants_neighbours(self) -> bool:
+        return self.settings.example_order == "answer-aware" or self.choice["method"] == "learned"
+
+    def _prompt_hits(self, hits: list[Hit]) -> list[Hit]:
+        """The prompts' examples among the retrieved neighbours."""
+        s = self.settings
+        k = s.shots * s.ensemble
+        if s.example_order == "answer-aware" and hits:
+            return answer_aware(self.index, hits, k, s.candidate_answers or DEFAULT_CANDIDATES)
+        return hits[:k]
 
     def _wants_image(self) -> bool:
         s = self.settings
@@ -226,11 +277,13 @@ class Pipeline:
         return captions
 
     def _retrieve(self, questions: Sequence[Question], captions: Sequence[str],
-                  images: dict) -> list[list[Hit]]:
+                  images: dict, exclude: dict[str, list[int]]) -> list[list[Hit]]:
         s = self.settings
         if self.zero_shot:
             return [[] for _ in questions]
         k = s.shots * s.ensemble
+        if self._wants_neighbours():
+            k = max(k, s.candidate_neighbours)
         if s.selection == "random":
             return [random_hits(self.index, k, s.seed, q.id) for q in questions]
         results: list[list[Hit]] = [[] for _ in questions]
@@ -246,8 +299,8 @@ class Pipeline:
                 queries["caption"] = self.embedder.embed_texts([captions[i] for i in members])
             if "image" in kinds:
                 queries["image"] = self.embedder.embed_images([images[questions[i].id] for i in members])
-            own = [questions[i].image_id for i in members]
-            for i, hits in zip(members, self.index.nearest(queries, k, s.weights, exclude_images=own)):
+            banned = [exclude[questions[i].id] for i in members]
+            for i, hits in zip(members, self.index.nearest(queries, k, s.weights, exclude=banned)):
                 results[i] = hits
         return results
 
@@ -282,16 +335,56 @@ class Pipeline:
                                             stop=STOP)
         parts = [split_rationale(c.text) if s.rationale else (c.text, "") for c in completions]
         answers = [normalize_answer(answer) for answer, _ in parts]
-        win = choose(answers, [c.logprob for c in completions], s.choose)
+        candidates = [{"answer": a, "raw": c.text, "logprob": c.logprob}
+                      for a, c in zip(answers, completions)]
+        if self.choice["method"] == "learned":
+            table = self.candidate_table(item, prompts[0].text, answers, completions)
+            if table:
+                best = self.choice["chooser"].pick(table)
+                table[best]["chosen"] = True
+                candidates = table
+                chosen = table[best]["answer"]
+                win = answers.index(chosen) if chosen in answers else None
+            else:
+                win = choose(answers, [c.logprob for c in completions], "logprob")
+        else:
+            win = choose(answers, [c.logprob for c in completions], s.choose)
+        if win is None:  # a neighbour's answer won: it has no raw completion of its own
+            answer, raw, logprob, rationale = chosen, chosen, None, ""
+        else:
+            answer, raw, logprob = answers[win], completions[win].text, completions[win].logprob
+            rationale = parts[win][1]
         seconds = {**item.seconds, "llm": time.perf_counter() - t0}
         seconds["total"] = sum(seconds.values())
         shown = {e.id: e for e in (self.index.example(h.row) for h in item.hits)}
         return Answer(
-            question_id=item.question.id, question=item.question.question, answer=answers[win],
-            raw=completions[win].text, caption=item.caption, logprob=completions[win].logprob,
+            question_id=item.question.id, question=item.question.question, answer=answer,
+            raw=raw, caption=item.caption, logprob=logprob,
             prompts=[p.text for p in prompts], example_ids=[p.example_ids for p in prompts],
-            candidates=[{"answer": a, "raw": c.text, "logprob": c.logprob}
-                        for a, c in zip(answers, completions)],
+            candidates=candidates,
             seconds=seconds, prompt_tokens=sum(c.prompt_tokens for c in completions),
-            examples=[[shown[i] for i in p.example_ids] for p in prompts], rationale=parts[win][1],
+            examples=[[shown[i] for i in p.example_ids] for p in prompts], rationale=rationale,
         )
+
+    def candidate_table(self, item: Prepared, prompt: str, answers: Sequence[str],
+                        completions: Sequence[Any]) -> list[dict[str, Any]]:
+        """Greedy + neighbour candidates of one question, scored under ``prompt``, with features.
+
+        Each dict: answer, raw and logprob (of the greedy completion giving it, else ``None``),
+        greedy, conf, logprob_scored, tokens, features.
+        """
+        from pica.candidates import answer_end, featurize, gather, score_all
+
+        s = self.settings
+        cands = gather(answers, self.index, item.neighbours[:s.candidate_neighbours], s.candidate_answers)
+        scored = score_all(self.backend, prompt, cands, answer_end(self.template.example))
+        featurize(cands, scored, question=item.question.question, caption=item.caption, index=self.index,
+                  neighbours=item.neighbours[:s.candidate_neighbours], exclude_rows=item.exclude_rows)
+        for i, cand in enumerate(cands):
+            j = answers.index(cand["answer"]) if cand["answer"] in answers else None
+            cand["raw"] = completions[j].text if j is not None else None
+            cand["logprob"] = completions[j].logprob if j is not None else None
+            cand["logprob_scored"] = scored[i][0] if scored else None
+            cand["tokens"] = scored[i][1] if scored else None
+            cand["features"] = {k: round(v, 6) for k, v in cand["features"].items()}
+        return cands

@@ -20,7 +20,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +97,8 @@ class Card:
     prompt: str
     choices: list[tuple[str, str]]  # (choice, "chosen" / "correct" / "chosen correct" / "")
     rationale: str
+    # Learned choice: (answer, chooser score, features, won) per candidate, best first.
+    candidates: list[tuple[str, str, str, bool]] = field(default_factory=list)
 
 
 @functools.cache
@@ -369,7 +371,18 @@ def _card(row: Mapping[str, Any], thumb_px: int) -> Card:
         prompt=_text(row.get("prompt")) or "(no prompt recorded)",
         choices=choice_marks(row),
         rationale=_text(row.get("rationale")),
+        candidates=_choices(row.get("candidates")),
     )
+
+
+def _choices(cands: Any) -> list[tuple[str, str, str, bool]]:
+    """The learned chooser's candidates with their scores and features, best first."""
+    if not isinstance(cands, list) or not all(isinstance(c, dict) and "features" in c for c in cands):
+        return []
+    ranked = sorted(cands, key=lambda c: -(_float(c.get("score")) or 0.0))
+    return [(_text(c.get("answer")), _fmt(_float(c.get("score")), "{:.3f}"),
+             ", ".join(f"{k} {v:.3g}" for k, v in c["features"].items()), bool(c.get("chosen")))
+            for c in ranked]
 
 
 def _category(row: Mapping[str, Any]) -> str:

@@ -84,3 +84,13 @@ def candidates_from(
                 votes[key] += w * weight / total
     ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
     return ranked[:top]
+
+
+def answer_aware(index: ExampleIndex, hits: Sequence[Hit], n: int, top: int) -> list[Hit]:
+    """``n`` examples among ``hits`` (most similar first), preferring those whose shown answer is
+    among the neighbours' ``top`` candidate answers (Prophet's answer-aware examples); each group
+    keeps similarity order, so the preferred ones end up nearest the query in the prompt."""
+    good = {answer for answer, _ in candidates_from(index, hits, top)}
+    first = [h for h in hits if normalize_answer(index.example(h.row).answer) in good]
+    chosen = {h.row for h in first}
+    return (first + [h for h in hits if h.row not in chosen])[:n]

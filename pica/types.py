@@ -168,7 +168,9 @@ class Answer:
 
         Returns:
             answer, raw, caption, logprob, example_ids, examples (id, caption, question, answer per
-            example of each prompt), candidates, prompts, prompt_tokens, seconds per stage
+            example of each prompt), candidates (per completion: answer, raw, logprob; with the
+            learned choice, per distinct candidate also greedy, conf, logprob_scored, tokens,
+            features, score, and chosen on the winner), prompts, prompt_tokens, seconds per stage
             (rounded to 4 places), llm, index.
         """
         return {

@@ -63,6 +63,17 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot score continuations")
 
+    def score_candidates(self, prompt: str, continuations: Sequence[str]) -> list[tuple[float, int]]:
+        """Summed log-prob and token count of each continuation after ``prompt``.
+
+        The default calls :meth:`score` and estimates token counts; backends that can do better
+        (one prompt evaluation shared by every continuation) override it.
+
+        Raises:
+            NotImplementedError: The backend cannot score text.
+        """
+        return [(lp, self.count_tokens(c)) for lp, c in zip(self.score(prompt, continuations), continuations)]
+
     def close(self) -> None:
         """Release resources (model memory, connections)."""
 

@@ -179,10 +179,7 @@ class LlamaCppBackend(Backend):
         self.prompt_tokens_evaluated += len(tokens) - prefix
 
     def _last_logprobs(self) -> np.ndarray:
-        ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
-        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
-        top = logits.max()
-        return logits - (top + np.log(np.exp(logits - top).sum()))
+        return self._logprobs_at(-1)
 
     def _complete_one(self, prompt: str, max_tokens: int, stop: Sequence[str]) -> Completion:
         tokens = self.tokenize(prompt)
@@ -235,6 +232,58 @@ class LlamaCppBackend(Backend):
                 self.llm.eval([token])
             scores.append(total)
         return scores
+
+    def _continuation_tokens(self, prompt: str, base: list[int], cont: str) -> list[int]:
+        full = self.tokenize(prompt + cont)
+        if full[: len(base)] != base:  # tokenization merged across the boundary
+            return self.llm.tokenize(cont.encode("utf-8"), add_bos=False)
+        return full[len(base):]
+
+    def score_candidates(self, prompt: str, continuations: Sequence[str],
+                         reset: bool = False) -> list[tuple[float, int]]:
+        """Summed log-prob and token count of each continuation, sharing the prompt's KV cache.
+
+        The prompt is evaluated once, reusing the cache :meth:`complete` left when called right
+        after it for the same prompt (the pipeline does; results then depend on that question
+        alone, so resumed runs reproduce); ``reset`` starts from the BOS-only cache instead. Each
+        continuation is then one llama.cpp batch of its tokens after the cached prompt, with
+        logits for every position, and is removed from the cache before the next. llama.cpp's CPU
+        kernels give batch-size-dependent logits: continuations of up to 3 tokens match
+        :meth:`score`'s token-at-a-time evaluation to 1e-3, longer ones to about 1-3% (batched
+        matmul rounding).
+        """
+        if reset:
+            self._reset()
+        base = self.tokenize(prompt)
+        self.prefill(base)
+        first = self._last_logprobs()
+        n_past = len(base)
+        ctx, batch = self.llm._ctx, self.llm._batch
+        results = []
+        for cont in continuations:
+            tokens = self._continuation_tokens(prompt, base, cont)
+            if not tokens:
+                results.append((0.0, 0))
+                continue
+            if n_past + len(tokens) > self.n_ctx:
+                raise BackendError(f"prompt and candidate exceed the context of {self.n_ctx} tokens")
+            total = float(first[tokens[0]])
+            rest = tokens[:-1]  # the last token's own logits are not needed
+            if len(rest) > 0 and len(tokens) > 1:
+                ctx.kv_cache_seq_rm(0, n_past, -1)
+                batch.set_batch(rest, n_past=n_past, logits_all=True)
+                ctx.decode(batch)
+                for j, token in enumerate(tokens[1:]):
+                    total += float(self._logprobs_at(j)[token])
+            results.append((total, len(tokens)))
+        ctx.kv_cache_seq_rm(0, n_past, -1)  # the cache holds the prompt only, as n_tokens says
+        return results
+
+    def _logprobs_at(self, i: int) -> np.ndarray:
+        ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, i)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
+        top = logits.max()
+        return logits - (top + np.log(np.exp(logits - top).sum()))
 
     def _reset(self) -> None:
         """Forget every cached prompt token but a leading BOS.

@@ -1,0 +1,197 @@
+"""Learned answer chooser vs greedy decoding on OK-VQA dev, in one run on one machine.
+
+The chooser is fitted on the pool index only (`pica index calibrate`, leave-one-image-out) and
+never sees dev. Settings, each its own `pica eval` process on the same dev questions:
+
+- default: greedy decoding with pica's default prompt (`--choose logprob`, plain PICa choice);
+- chooser: the same prompt, answer picked by the calibrated chooser (`--choose learned`);
+- chooser+aware: chooser with answer-aware examples (`--example-order answer-aware`);
+- pica-16: PICa prompt with 16 nearest examples (question + caption, weight 1), greedy.
+
+    python bench/chooser.py --shared /work/shared --index /tmp/okvqa-pool --limit 600
+    python bench/chooser.py --table        # rewrite the table from finished runs
+
+The shared folder (holding okvqa/) is `--shared` or `$PICA_SHARED` (default ../shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, command_line, machine, update_section  # noqa: E402
+from okvqa import mean_se, paired_difference, per_question  # noqa: E402
+
+OUT = ROOT / "bench" / "out" / "chooser"
+SETTINGS: dict[str, tuple[str, list[str]]] = {
+    "default": ("greedy decoding, pica's default prompt (4 nearest examples)", ["--choose", "logprob"]),
+    "chooser": ("same prompt; learned chooser over greedy + top-8 answers of the 32 nearest",
+                ["--choose", "learned"]),
+    "chooser+aware": ("chooser, answer-aware examples", ["--choose", "learned", "--example-order", "answer-aware"]),
+    "pica-16": ("PICa prompt, 16 nearest by question + caption, greedy",
+                ["--template", "pica", "--shots", "16", "--weights", "question=1,caption=1", "--choose", "logprob"]),
+}
+REFERENCE = "default"
+
+
+def paths(shared: Path) -> dict[str, Path]:
+    """The OK-VQA files under the shared folder."""
+    okvqa = shared / "okvqa"
+    return {"dev": okvqa / "okvqa_val2014_dev.json", "pool": okvqa / "okvqa_val2014_pool.json",
+            "captions": okvqa / "VinVL_base_val2014.tsv"}
+
+
+def eval_command(name: str, files: dict[str, Path], index: Path, limit: int | None, threads: int) -> list[str]:
+    """The `pica eval` command of one setting."""
+    cmd = ["pica", "eval", "--dataset", str(files["dev"]), "--captions", str(files["captions"]),
+           "--index", str(index), "--out", str(OUT / name), *SETTINGS[name][1], "--threads", str(threads),
+           "--force-new", "--no-progress"]
+    return cmd + (["--limit", str(limit)] if limit else [])
+
+
+def run(cmd: list[str]) -> None:
+    """Run a pica command from the repository root with this interpreter."""
+    subprocess.run([sys.executable, "-m", "pica", *cmd[1:]], check=True, cwd=ROOT)
+
+
+def table(index: Path) -> str:
+    """The BENCHMARKS.md section from the runs' results.jsonl (finished or stopped early: every
+    row is compared on the first N dev questions that all listed runs answered)."""
+    rows = {name: per_question(OUT / name) for name in SETTINGS if (OUT / name / "results.jsonl").is_file()}
+    rows = {name: res for name, res in rows.items() if res}
+    commands = {name: json.loads((OUT / name / "command.json").read_text()) for name in rows
+                if (OUT / name / "command.json").is_file()}
+    common = [k for k in rows.get(REFERENCE, {}) if all(k in res for res in rows.values())]
+    lines = [
+        "## Learned answer chooser (issue 9)",
+        "",
+        f"`{command_line()}` — {machine()}.",
+        "",
+        f"The first {len(common)} questions of `okvqa_val2014_dev.json` (dataset order; every row on the same"
+        " questions), VinVL captions, the 2,509-question pool index, Gemma 3 270M Q4_K_M (llama.cpp, 1"
+        " thread per process; the runs ran side by side on the shared 2-core machine). The chooser was"
+        " fitted on the pool only (calibration below); nothing was chosen on dev. ± is one standard error"
+        " of the paired per-question difference.",
+        "",
+        f"| setting | accuracy % | vs {REFERENCE} (paired, ± 1 SE) | s/question | × {REFERENCE} time |"
+        " prompt tokens/question |",
+        "|---|---|---|---|---|---|",
+    ]
+    ref = {k: rows[REFERENCE][k] for k in common} if REFERENCE in rows else {}
+    for name, res in rows.items():
+        mine = {k: res[k] for k in common}
+        acc = mean_se([r["score"] for r in mine.values()])[0]
+        secs = sum(r["seconds"] for r in mine.values()) / len(mine)
+        tokens = sum(r["prompt_tokens"] for r in mine.values()) / len(mine)
+        delta, ratio = "", ""
+        if ref and name != REFERENCE:
+            d, se = paired_difference(mine, ref)
+            delta = f"{d:+.2f} ± {se:.2f}"
+            ratio = f"{secs / (sum(r['seconds'] for r in ref.values()) / len(ref)):.2f}×"
+        lines.append(f"| **{name}**: {SETTINGS[name][0]} | {acc:.2f} | {delta} | {secs:.3f} | {ratio} | {tokens:.0f} |")
+    if "chooser" in rows:
+        res = rows["chooser"]
+        greedy = {k: {"score": _score(next((c["answer"] for c in r["candidates"] if c.get("greedy")), ""), r["gold"])}
+                  for k, r in res.items()}
+        d, se = paired_difference({k: res[k] for k in greedy}, greedy)
+        oracle = mean_se([max([_score(c["answer"], r["gold"]) for c in r["candidates"]] or [0.0])
+                          for r in res.values()])[0]
+        same = sum(rows[REFERENCE][k]["answer"] == next((c["answer"] for c in res[k]["candidates"]
+                                                         if c.get("greedy")), "") for k in common) if ref else 0
+        lines += ["", f"Within the chooser run alone ({len(res)} questions): its greedy candidate scores"
+                  f" {mean_se([g['score'] for g in greedy.values()])[0]:.2f}%, the chooser"
+                  f" {mean_se([r['score'] for r in res.values()])[0]:.2f}% (paired {d:+.2f} ± {se:.2f});"
+                  f" oracle over its candidates {oracle:.2f}%. The greedy candidate equals the default run's"
+                  f" answer on {same} of {len(common)} shared questions."]
+    for file in sorted(index.glob("choosers/*.json")):
+        t = json.loads(file.read_text())["training"]
+        lines += ["", f"Calibration (`{file.name}`): {t['questions']} pool questions, leave-one-image-out,"
+                  f" {t['seconds_per_question']} s/question; held back {t.get('heldout_questions')}:"
+                  f" greedy {t.get('heldout_greedy_accuracy')}%, chooser {t.get('heldout_chooser_accuracy')}%"
+                  f" (paired SE {t.get('heldout_difference_se')}), oracle {t.get('heldout_oracle_accuracy')}%;"
+                  f" L2 {t.get('l2')} picked by 5-fold CV on the pool."]
+    if (OUT / "timing.txt").is_file():
+        lines += ["", (OUT / "timing.txt").read_text().strip()]
+    lines += ["", "Exact commands:", ""] + [f"- {name}: `{' '.join(cmd)}`" for name, cmd in commands.items()]
+    return "\n".join(lines)
+
+
+def timing(files: dict[str, Path], index: Path, n: int, threads: int) -> str:
+    """Wall time per question of default vs chooser in ONE process, alternating question by
+    question (same model object, same load on a shared machine), on the first ``n`` dev questions."""
+    import time
+
+    from pica.backends.llama_cpp import LlamaCppBackend
+    from pica.config import Settings
+    from pica.datasets import load_questions
+    from pica.pipeline import Pipeline
+
+    questions = load_questions(dataset=files["dev"], limit=n)
+    backend = LlamaCppBackend("gemma3-270m", threads=threads)
+    common = {"index": str(index), "captioner": str(files["captions"]), "threads": threads}
+    pipes = {"default": Pipeline(Settings(choose="logprob", **common), backend=backend),
+             "chooser": Pipeline(Settings(choose="learned", **common), backend=backend)}
+    pipes["chooser"].__dict__["index"] = pipes["default"].index
+    pipes["chooser"].__dict__["embedder"] = pipes["default"].embedder
+    pipes["chooser"].__dict__["captioner"] = pipes["default"].captioner
+    seconds = {name: 0.0 for name in pipes}
+    for pipe in pipes.values():  # warm-up, not timed
+        pipe.answer(questions[0])
+    for q in questions:
+        for name, pipe in pipes.items():
+            t0 = time.perf_counter()
+            pipe.answer(q)
+            seconds[name] += time.perf_counter() - t0
+    d, c = seconds["default"] / n, seconds["chooser"] / n
+    return (f"Timing in one process, alternating settings question by question on the first {n} dev"
+            f" questions (`python bench/chooser.py --timing {n} ...`): default {d:.3f} s/question, chooser"
+            f" {c:.3f} s/question, **{c / d:.2f}×**.")
+
+
+def _score(answer: str, gold) -> float:
+    from pica.answers import score
+
+    return score(answer, gold, None) if isinstance(gold, list) else score(answer, (), gold)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("PICA_SHARED", ROOT.parent / "shared")))
+    parser.add_argument("--index", type=Path, default=ROOT / "indexes" / "okvqa-pool")
+    parser.add_argument("--only", nargs="*", choices=sorted(SETTINGS))
+    parser.add_argument("--limit", type=int, help="first N dev questions only")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--calibrate-n", type=int, default=400)
+    parser.add_argument("--table", action="store_true", help="only rewrite the table")
+    parser.add_argument("--timing", type=int, help="only time default vs chooser, alternating, on N questions")
+    args = parser.parse_args()
+    files = paths(args.shared)
+    if args.timing:
+        line = timing(files, args.index, args.timing, args.threads)
+        (OUT / "timing.txt").write_text(line + "\n")
+        print(line)
+        return
+    if not args.table:
+        if not (args.index / "manifest.json").is_file():
+            run(["pica", "index", "build", str(args.index), "--dataset", str(files["pool"]),
+                 "--captions", str(files["captions"])])
+        names = args.only or list(SETTINGS)
+        if any(n.startswith("chooser") for n in names) and not list(args.index.glob("choosers/*.json")):
+            run(["pica", "index", "calibrate", str(args.index), "--n", str(args.calibrate_n),
+                 "--threads", str(args.threads), "--captioner", str(files["captions"])])
+        for name in names:
+            cmd = eval_command(name, files, args.index, args.limit, args.threads)
+            (OUT / name).mkdir(parents=True, exist_ok=True)
+            (OUT / name / "results.jsonl").unlink(missing_ok=True)
+            (OUT / name / "command.json").write_text(json.dumps(cmd))
+            run(cmd)
+    update_section("chooser", table(args.index))
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ def test_wheel_holds_package_data_and_no_top_level_cli(tmp_path):
     for template in ("pica.toml", "lean.toml", "prophet.toml", "report.html.j2", "report.css",
                      "report.js", "serve.html"):
         assert f"pica/templates/{template}" in names, template
-    assert "pica/cli.py" in names
+    assert "pica/cli/__init__.py" in names
     assert "cli.py" not in names  # the checkout's thin entry is not installed as a module
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "pica = pica.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

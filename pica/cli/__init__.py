@@ -1,0 +1,118 @@
+"""The ``pica`` command line: thin Typer commands over the library.
+
+Each command builds the settings, calls one library function and prints. Errors from the
+``PicaError`` family become one line on stderr and exit code 2 (bad input) or 1 (runtime).
+The commands live in ``options`` (shared), ``index`` and ``eval``; ``answer`` and ``serve`` here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pica.cli.eval import eval_app
+from pica.cli.index import index_app
+from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
+from pica.config import (
+    DEFAULT_SERVE_HOST,
+    DEFAULT_SERVE_MAX_UPLOAD_MB,
+    DEFAULT_SERVE_PORT,
+    DEFAULT_SERVE_TIMEOUT,
+    debug,
+)
+
+app = typer.Typer(
+    name="pica",
+    help="Knowledge-based visual question answering: caption -> similar solved examples ->"
+    " few-shot prompt -> LLM (PICa / PromptCap style).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(index_app, name="index")
+app.add_typer(eval_app, name="eval")
+
+# -- answer -------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+@setting_options
+def answer(
+    image: Annotated[Path, typer.Argument(help="Image file (JPEG, PNG, ...).")],
+    question: Annotated[str, typer.Argument(help="The question about the image.")],
+    caption: Annotated[str | None, typer.Option(help="Use this caption instead of captioning.")] = None,
+    captions: Annotated[Path | None, typer.Option(
+        help="Cached captions file keyed by image id; the id is read from the image file name"
+        " (e.g. COCO_val2014_000000297147.jpg).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object with details.")] = False,
+    show_prompt: Annotated[bool, typer.Option(help="Print the prompt(s) before the answer.")] = False,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Answer a question about an image."""
+    from pica.images import load_image
+    from pica.pipeline import Pipeline
+    from pica.types import Question
+
+    query = Question.from_image(image, question, caption=caption)
+    options["captioner"] = cached_captions(captions, options["captioner"])
+    settings = settings_from(options)
+    load_image(image)  # validate early: a bad image is an input error even with --caption
+    pipeline = Pipeline(settings)
+    if pipeline.zero_shot:
+        typer.echo("note: no example index; answering zero-shot", err=True)
+    result = pipeline.answer(query)
+    if show_prompt:
+        for i, prompt in enumerate(result.prompts, 1):
+            typer.echo(f"----- prompt {i}/{len(result.prompts)} -----\n{prompt}\n-----")
+    if as_json:
+        index = str(pipeline.index.path) if pipeline.index is not None else None
+        typer.echo(json.dumps(result.to_dict(llm=pipeline.backend.id, index=index), ensure_ascii=False))
+    else:
+        typer.echo(result.answer)
+
+
+# -- serve --------------------------------------------------------------------------------------
+@app.command()
+@handle_errors
+@setting_options
+def serve(
+    host: Annotated[str, typer.Option(
+        help="Interface to listen on (127.0.0.1 = this machine only; 0.0.0.0 = every interface).")
+    ] = DEFAULT_SERVE_HOST,
+    port: Annotated[int, typer.Option(help="TCP port.")] = DEFAULT_SERVE_PORT,
+    max_upload_mb: Annotated[float, typer.Option(
+        help="Largest accepted upload, in MB.")] = DEFAULT_SERVE_MAX_UPLOAD_MB,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Answers in parallel with an API backend (the local model answers one at a time).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per request, queueing included (then 504).")
+    ] = DEFAULT_SERVE_TIMEOUT,
+    examples_dir: Annotated[Path | None, typer.Option(
+        help="Folder of example images offered on the page.")] = None,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Serve a web page and a JSON API (POST /v1/answer) with the same settings as `answer`."""
+    from pica.serve import ServeOptions
+    from pica.serve import serve as run_server
+
+    settings = settings_from({**options, "concurrency": concurrency})
+    run_server(settings, ServeOptions(host=host, port=port, max_upload_mb=max_upload_mb,
+                                      timeout=timeout, examples_dir=examples_dir))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not debug():
+        warnings.filterwarnings("ignore")
+    app(prog_name="pica")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``pica eval`` (resumable batch evaluation) and ``pica eval report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
+from pica.errors import InputError
+
+eval_app = typer.Typer(help="Batch evaluation: OK-VQA, A-OKVQA direct answer and multiple choice (official metrics); resumable.",
+                       invoke_without_command=True, no_args_is_help=True)
+
+
+@eval_app.callback()
+@handle_errors
+@setting_options
+def evaluate(
+    ctx: typer.Context,
+    dataset: Annotated[Path | None, typer.Option(
+        help="Dataset JSON: LXMERT-style list, A-OKVQA list, or VQA questions (with --annotations).")] = None,
+    questions: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA questions JSON.")] = None,
+    annotations: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA annotations JSON.")] = None,
+    aokvqa: Annotated[Path | None, typer.Option(help="A-OKVQA JSON (direct answers).")] = None,
+    hf_dataset: Annotated[str | None, typer.Option(help="Hugging Face dataset name or folder.")] = None,
+    split: Annotated[str, typer.Option(help="Split of the HF dataset.")] = "validation",
+    images: Annotated[Path | None, typer.Option(help="Folder of the dataset's images.")] = None,
+    captions: Annotated[Path | None, typer.Option(
+        help="Cached captions file (PICa TSV, JSONL, CSV) keyed by image id.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (created; resumed if it exists).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N questions.")] = None,
+    force_new: Annotated[bool, typer.Option(
+        help="Start over in a run folder made with another configuration.")] = False,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Parallel requests for API backends.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    split_name: Annotated[str | None, typer.Option(
+        help="Split in the official A-OKVQA prediction file names (predictions_SPLIT-da.json);"
+        " default from the file name (aokvqa_v1p0_val.json -> val).")] = None,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Evaluate on a dataset: `pica eval --dataset D --out RUN ...`; `pica eval report RUN`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from pica.datasets import dataset_identity, load_questions
+    from pica.evaluation import evaluate as run_evaluation
+
+    if out is None:
+        raise InputError("--out RUN_FOLDER is required (e.g. --out runs/dev)")
+    options["captioner"] = cached_captions(captions, options["captioner"])
+    settings = settings_from({**options, "concurrency": concurrency})
+    qs = load_questions(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
+                        hf_dataset=hf_dataset, split=split, images_dir=images, limit=limit)
+    identity = dataset_identity(dataset=dataset, questions=questions, annotations=annotations,
+                                aokvqa=aokvqa, hf_dataset=hf_dataset, split=split, images_dir=images)
+    from pica.pipeline import Pipeline
+
+    pipeline = Pipeline(settings)
+    if pipeline.zero_shot:
+        typer.echo("note: no example index; answering zero-shot", err=True)
+    summary = run_evaluation(settings, qs, out, dataset=identity, force_new=force_new,
+                             progress=progress, pipeline=pipeline, split=split_name)
+    _print_summary(summary, out)
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    accuracy = summary["accuracy"]
+    shown = "-" if accuracy is None else f"{accuracy:.2f}"
+    typer.echo(f"accuracy {shown}  n={summary['n']}  "
+               f"{summary['seconds_per_question']:.3f} s/question  -> {out}")
+    if "da" in summary:
+        da = summary["da"]
+        typer.echo(f"  direct answer (A-OKVQA)  {da['accuracy']}  (n={da['n']};"
+                   f" {da['difficult_left_out']} difficult left out)")
+    if "mc" in summary:
+        typer.echo(f"  multiple choice          {summary['mc']['accuracy']}  (n={summary['mc']['n']})")
+    for category, row in summary["per_category"].items():
+        label = f"{category:>2} {row['name']}" if row.get("name") else category
+        typer.echo(f"  {label:<44} {row['accuracy']:6.2f}  (n={row['n']})")
+
+
+@eval_app.command("report")
+@handle_errors
+def eval_report(run: Annotated[Path, typer.Argument(help="Run folder of `pica eval`.")]) -> None:
+    """(Re)write predictions, summary and report.html of a run folder from its results."""
+    from pica.evaluation import write_outputs
+
+    summary = write_outputs(run)
+    _print_summary(summary, run)
+    typer.echo(f"report: {run / 'report.html'}")
+
+

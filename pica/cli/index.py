@@ -1,0 +1,173 @@
+"""``pica index build | info | calibrate | list``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pica.cli.options import Config, Device, Dtype, handle_errors, setting_options, settings_from
+from pica.config import DEFAULT_BUILD_BATCH, DEFAULT_LOAD_WORKERS
+from pica.errors import InputError
+
+index_app = typer.Typer(help="Build, inspect and list example indexes.", no_args_is_help=True)
+
+
+@index_app.command("build")
+@handle_errors
+def index_build(
+    out: Annotated[Path, typer.Argument(help="Index folder to create, e.g. indexes/okvqa-pool.")],
+    dataset: Annotated[Path | None, typer.Option(
+        help="Dataset JSON: LXMERT-style list, A-OKVQA list, or VQA questions (with --annotations).")] = None,
+    questions: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA questions JSON.")] = None,
+    annotations: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA annotations JSON.")] = None,
+    aokvqa: Annotated[Path | None, typer.Option(help="A-OKVQA JSON (direct answers).")] = None,
+    hf_dataset: Annotated[str | None, typer.Option(
+        help="Hugging Face dataset: hub name or a save_to_disk folder.")] = None,
+    split: Annotated[str, typer.Option(help="Split of the HF dataset.")] = "train",
+    examples: Annotated[Path | None, typer.Option(
+        help="JSONL of solved examples with inline captions (id, caption, question, answer).")] = None,
+    captions: Annotated[Path | None, typer.Option(
+        help="Captions file keyed by image id: PICa TSV, JSONL or CSV.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Folder of the dataset's images.")] = None,
+    captioner: Annotated[str | None, typer.Option(
+        help="Captioner for images when no captions file is given.")] = None,
+    embedder: Annotated[str | None, typer.Option(
+        help="open_clip:ARCH@TAG | open_clip:hf-hub:ID | open_clip:FOLDER | sentence-transformers:NAME"
+        " (default: open_clip ViT-B-32 with images, all-MiniLM-L6-v2 without).")] = None,
+    approximate: Annotated[str | None, typer.Option(
+        help="Also build an approximate search index: hnsw or ivf (default: exact only).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing index folder.")] = False,
+    skip_missing: Annotated[bool, typer.Option(
+        help="Leave out examples whose caption or image is missing instead of failing.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Index only the first N questions.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per captioning/embedding batch.")
+                          ] = DEFAULT_BUILD_BATCH,
+    workers: Annotated[int, typer.Option(
+        help="Image loader threads working ahead of the models (0 = load in turn).")] = DEFAULT_LOAD_WORKERS,
+    device: Device = None,
+    dtype: Dtype = None,
+    config: Config = None,
+) -> None:
+    """Build an example index from a dataset."""
+    from pica.config import make_settings
+    from pica.index_build import build_from_examples_file, build_index
+
+    settings = make_settings({"device": device, "dtype": dtype}, config)
+    if out.exists() and not overwrite:
+        raise InputError(f"index folder {out} already exists; pass --overwrite to replace it")
+    if examples is not None:
+        if any(v is not None for v in (dataset, questions, aokvqa, hf_dataset)):
+            raise InputError("--examples cannot be combined with another dataset option")
+        path = build_from_examples_file(examples, out, embedder=embedder, overwrite=overwrite,
+                                        approximate=approximate)
+    else:
+        from pica.datasets import dataset_identity, load_questions, read_captions
+
+        qs = load_questions(dataset=dataset, questions=questions, annotations=annotations,
+                            aokvqa=aokvqa, hf_dataset=hf_dataset, split=split, images_dir=images,
+                            skip_missing=skip_missing, limit=limit)
+        caption_map = read_captions(captions) if captions is not None else None
+        sources = dataset_identity(dataset=dataset, questions=questions, annotations=annotations,
+                                   aokvqa=aokvqa, hf_dataset=hf_dataset, captions=captions,
+                                   images_dir=images)
+        path = build_index(out, qs, captions=caption_map, captioner=captioner, embedder=embedder,
+                           approximate=approximate, overwrite=overwrite, skip_missing=skip_missing,
+                           batch_size=batch_size, workers=workers, device=settings.device,
+                           dtype=settings.dtype, sources=sources)
+    _print_info(path)
+
+
+def _print_info(path: Path) -> None:
+    from pica.index import read_manifest
+
+    m = read_manifest(path)
+    kinds = ", ".join(f"{k} ({v['dim']})" for k, v in m["kinds"].items())
+    lines = [
+        ("index", str(path)), ("examples", str(m["count"])), ("embedder", m["embedder"]),
+        ("vectors", kinds), ("search", m.get("search", {}).get("type", "flat")),
+        ("built", f"{m.get('created', '?')} in {m.get('build_seconds', '?')} s"),
+        ("sources", ", ".join(f"{k}={v}" for k, v in m.get("sources", {}).items()) or "-"),
+    ]
+    for key, value in lines:
+        typer.echo(f"{key:9} {value}")
+    from pica.chooser import list_choosers
+
+    for file, chooser, error in list_choosers(path):
+        if chooser is None:
+            typer.echo(f"chooser   {file.name}: BROKEN: {error}")
+            continue
+        f, t = chooser.fitted_for, chooser.training
+        typer.echo(f"chooser   {f.get('llm')}, template {f.get('template')}, {f.get('shots')} shots,"
+                   f" M={f.get('candidate_answers')} K={f.get('candidate_neighbours')}: {t.get('questions')}"
+                   f" questions; held back {t.get('heldout_questions')}: greedy"
+                   f" {t.get('heldout_greedy_accuracy')}% -> chooser {t.get('heldout_chooser_accuracy')}%"
+                   f" ({file.name})")
+
+
+@index_app.command("info")
+@handle_errors
+def index_info(path: Annotated[str, typer.Argument(help="Index folder or name under indexes/.")]) -> None:
+    """Show an index's size, embedder, vector dims, build time and sources."""
+    from pica.index_store import resolve_index
+
+    _print_info(resolve_index(path))
+
+
+@index_app.command("calibrate")
+@handle_errors
+@setting_options
+def index_calibrate(
+    path: Annotated[str, typer.Argument(help="Index folder or name under indexes/.")],
+    n: Annotated[int, typer.Option(help="Index examples to ask (leave-one-image-out).")] = 500,
+    heldout: Annotated[float, typer.Option(help="Share of the sampled images held back to report"
+                                                 " greedy vs chooser accuracy.")] = 0.25,
+    calibration_seed: Annotated[int, typer.Option(help="Seed of the sample and the split.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Re-fit a chooser that exists.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Fit the learned answer chooser on the index's own examples, for the LLM, template and shots
+    in use; written to INDEX/choosers/."""
+    from pica.calibrate import calibrate
+    from pica.index_store import resolve_index
+    from pica.pipeline import Pipeline
+
+    if n < 20 or not 0 < heldout < 1:
+        raise InputError("--n must be at least 20 and --heldout between 0 and 1")
+    options["index"] = str(resolve_index(path))
+    settings = settings_from(options)
+    file, chooser = calibrate(Pipeline(settings), n=n, heldout=heldout, seed=calibration_seed,
+                              overwrite=overwrite, progress=progress)
+    t = chooser.training
+    typer.echo(f"chooser  {file}")
+    typer.echo(f"fitted   {t['questions']} questions in {t['seconds']} s"
+               f" ({t['seconds_per_question']} s/question)")
+    if "heldout_chooser_accuracy" in t:
+        typer.echo(f"held back {t['heldout_questions']} questions: greedy {t['heldout_greedy_accuracy']}%,"
+                   f" chooser {t['heldout_chooser_accuracy']}% (paired SE {t['heldout_difference_se']}),"
+                   f" oracle {t['heldout_oracle_accuracy']}%")
+
+
+@index_app.command("list")
+@handle_errors
+def index_list(root: Annotated[Path | None, typer.Option(
+        help="Folder to list (default ./indexes or $PICA_INDEX_DIR).")] = None) -> None:
+    """List the indexes under indexes/."""
+    from pica.config import index_root
+    from pica.index_store import list_indexes
+
+    rows = list_indexes(root)
+    if not rows:
+        typer.echo(f"no indexes under {root or index_root()}; build one with `pica index build`")
+        return
+    for r in rows:
+        if r["error"]:
+            typer.echo(f"{r['name']:24} BROKEN: {r['error']}")
+        else:
+            typer.echo(f"{r['name']:24} {r['count']:>8} examples  {r['embedder']}"
+                       f"  [{r['kinds']}; {r['search']}]")
+
+

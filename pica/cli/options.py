@@ -1,0 +1,162 @@
+"""What every ``pica`` command shares: one-line errors with exit codes, the settings options
+(declared once, used by answer, eval, serve and index calibrate) and their merge into ``Settings``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pica.config import debug
+from pica.errors import InputError, PicaError
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` on one line to stderr and exit with ``code``."""
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func):
+    """Turn pica errors into one-line messages with exit codes; never show a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except PicaError as e:
+            fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as e:  # a bug or an unforeseen library failure: still one line
+            if debug():
+                raise
+            fail(f"unexpected {type(e).__name__}: {e} (set PICA_DEBUG=1 for a traceback)", 1)
+
+    return wrapper
+
+
+# -- shared options (one definition, reused by answer and eval) ---------------------------------
+Captioner = Annotated[str | None, typer.Option(
+    help="HF image-to-text model id or folder (default Salesforce/blip-image-captioning-base),"
+    " or a captions file (.tsv/.jsonl/.csv) keyed by image id.")]
+QuestionAware = Annotated[bool | None, typer.Option(
+    "--question-aware/--no-question-aware", help="PromptCap-style caption conditioned on the question.")]
+Index = Annotated[str | None, typer.Option(
+    help="Example index folder or name under indexes/ ('starter' = built-in examples,"
+    " 'none' = zero-shot).")]
+Embedder = Annotated[str | None, typer.Option(
+    help="Insist on this embedder (default: the one the index was built with).")]
+Shots = Annotated[int | None, typer.Option(help="In-context examples per prompt (default 4).")]
+Ensemble = Annotated[int | None, typer.Option(
+    help="Prompts per question from disjoint slices of the nearest examples (PICa).")]
+Choose = Annotated[str | None, typer.Option(
+    help="Pick the answer: auto (default: learned when the index has a chooser for this LLM,"
+    " template and shots, else logprob) | learned (the index's calibrated chooser over greedy +"
+    " neighbour candidates) | logprob (PICa) | vote (Prophet).")]
+CandidateAnswers = Annotated[int | None, typer.Option(
+    help="Learned choice: answers of the nearest examples added as candidates (M, default 8).")]
+CandidateNeighbours = Annotated[int | None, typer.Option(
+    help="Learned choice: nearest examples the candidates come from (K, default 32).")]
+ExampleOrder = Annotated[str | None, typer.Option(
+    help="similar (default) | answer-aware: prefer nearest examples whose answers are among the"
+    " neighbours' top candidates (Prophet).")]
+Selection = Annotated[str | None, typer.Option(
+    help="Example selection: auto | random | question | image+question | caption+question.")]
+Weights = Annotated[str | None, typer.Option(
+    help="Similarity weights per vector kind (unnamed kinds weigh 1; default caption=0.5),"
+    " e.g. 'question=1,caption=0.5'.")]
+Candidates = Annotated[int | None, typer.Option(
+    help="Answer candidates shown per example and query (templates with {candidates}).")]
+Template = Annotated[str | None, typer.Option(
+    help="Prompt template: pica, lean, prophet, or a .toml file.")]
+Llm = Annotated[str | None, typer.Option(
+    help="gemma3-270m (packaged), a .gguf path, ORG/REPO:FILE.gguf, or openai:MODEL.")]
+ApiBase = Annotated[str | None, typer.Option(
+    help="Base URL of an OpenAI-compatible API (else $PICA_API_BASE, then $OPENAI_BASE_URL).")]
+ApiKeyEnv = Annotated[str | None, typer.Option(
+    help="Environment variable holding the API key (default OPENAI_API_KEY).")]
+NCtx = Annotated[int | None, typer.Option(help="Context window of a local model (tokens).")]
+Threads = Annotated[int | None, typer.Option(help="CPU threads of a local model.")]
+MaxTokens = Annotated[int | None, typer.Option(help="Answer tokens to generate.")]
+Seed = Annotated[int | None, typer.Option(help="Seed of random example selection.")]
+Device = Annotated[str | None, typer.Option(
+    help="Where captioner and open_clip run: auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:N | mps.")]
+Dtype = Annotated[str | None, typer.Option(
+    help="Their precision: auto (float16 on a GPU, float32 on CPU) | float32 | float16 | bfloat16.")]
+NGpuLayers = Annotated[int | None, typer.Option(
+    help="llama.cpp layers on the GPU (-1 = all; default all with a GPU build, else 0).")]
+Task = Annotated[str | None, typer.Option(
+    help="da (direct answer), mc (multiple choice), both, or auto (default: both for A-OKVQA"
+    " files with choices, else da).")]
+McMethod = Annotated[str | None, typer.Option(
+    help="Multiple choice by 'score' (log-prob of each listed choice) or 'generate' (a free"
+    " answer mapped to the nearest choice); default auto: score when the LLM gives log-probs.")]
+Rationale = Annotated[bool | None, typer.Option(
+    "--rationale/--no-rationale",
+    help="Show the examples' rationales and have the model explain its answer"
+    " ('A: <answer> because <rationale>').")]
+Config = Annotated[Path | None, typer.Option(
+    help="TOML config file (default ./pica.toml or $PICA_CONFIG); CLI options win.")]
+
+
+# The options every answering command shares, by Settings field name (plus the config file).
+SETTING_OPTIONS: dict[str, Any] = {
+    "captioner": Captioner, "question_aware": QuestionAware, "index": Index, "embedder": Embedder,
+    "shots": Shots, "ensemble": Ensemble, "choose": Choose, "selection": Selection, "weights": Weights,
+    "candidates": Candidates, "candidate_answers": CandidateAnswers,
+    "candidate_neighbours": CandidateNeighbours, "example_order": ExampleOrder, "template": Template,
+    "llm": Llm, "api_base": ApiBase, "api_key_env": ApiKeyEnv, "n_ctx": NCtx, "threads": Threads,
+    "max_tokens": MaxTokens, "seed": Seed,
+    "device": Device, "dtype": Dtype, "n_gpu_layers": NGpuLayers,
+    "task": Task, "mc_method": McMethod, "rationale": Rationale, "config": Config,
+}
+
+
+def setting_options(func):
+    """Give a command the shared settings options; it receives their values as ``options``.
+
+    Typer reads a command's parameters from its signature, so the wrapper advertises the command's
+    own parameters followed by :data:`SETTING_OPTIONS`, and folds the latter into one dict.
+    """
+    signature = inspect.signature(func, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "options"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+              for name, kind in SETTING_OPTIONS.items()]
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        options = {name: kwargs.pop(name, None) for name in SETTING_OPTIONS}
+        return func(*args, options=options, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + shared)
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **SETTING_OPTIONS}
+    return wrapper
+
+
+def settings_from(options: dict[str, Any]):
+    """Settings from the shared options over the config file over the defaults."""
+    from pica.config import FIELDS, make_settings, parse_weights
+
+    cli = {name: value for name, value in options.items() if name in FIELDS}
+    cli["weights"] = parse_weights(cli.get("weights"))
+    return make_settings(cli, options.get("config"))
+
+
+def cached_captions(captions: Path | None, captioner: str | None) -> str | None:
+    """``--captions FILE`` is the captioner: check it and return the captioner setting."""
+    if captions is None:
+        return captioner
+    if captioner is not None:
+        raise InputError("give either --captions FILE or --captioner MODEL, not both")
+    if not captions.is_file():
+        raise InputError(f"captions file not found: {captions}")
+    return str(captions)
+
+

@@ -164,7 +164,8 @@ def _by_score(pipeline: Pipeline, choices: list[str], prompts: list[str]) -> Cho
     s = pipeline.settings
     scores = [pipeline.backend.score(prompt, [f" {c}" for c in choices]) for prompt in prompts]
     picks = [int(np.argmax(row)) for row in scores]
-    win = choose([choices[i] for i in picks], [row[i] for row, i in zip(scores, picks)], s.choose)
+    win = choose([choices[i] for i in picks], [row[i] for row, i in zip(scores, picks)],
+                 pipeline.ensemble_choice)
     index = picks[win]
     result = ChoiceResult(choices=list(choices), index=index, chosen=choices[index], method="score",
                           logprob=scores[win][index], scores=scores, prompts=prompts)
@@ -184,7 +185,7 @@ def _by_generation(pipeline: Pipeline, choices: list[str], prompts: list[str]) -
     embed = _embed_texts(pipeline)
     mapped = [map_to_choice(answer, choices, embed) for answer, _ in parts]
     picked = [choices[i] for i, _ in mapped]
-    win = choose(picked, [c.logprob for c in completions], s.choose)
+    win = choose(picked, [c.logprob for c in completions], pipeline.ensemble_choice)
     index = mapped[win][0]
     return ChoiceResult(choices=list(choices), index=index, chosen=choices[index], method="generate",
                         logprob=completions[win].logprob, generated=generated,

@@ -123,6 +123,12 @@ class Pipeline:
             return {"method": "logprob", "chooser": None, "sha256": None}
         return {"method": "learned", "chooser": found[0], "sha256": found[1]}
 
+    @property
+    def ensemble_choice(self) -> str:
+        """How one answer is picked among an ensemble's completions: ``vote`` or ``logprob``
+        (``--choose auto`` without a chooser, and the learned chooser's fallback, are PICa's)."""
+        return "vote" if self.choice["method"] == "vote" else "logprob"
+
     def chooser_target(self) -> dict[str, Any]:
         """What a chooser must have been fitted for to be used with these settings."""
         s = self.settings
@@ -348,7 +354,7 @@ class Pipeline:
             else:
                 win = choose(answers, [c.logprob for c in completions], "logprob")
         else:
-            win = choose(answers, [c.logprob for c in completions], s.choose)
+            win = choose(answers, [c.logprob for c in completions], self.ensemble_choice)
         if win is None:  # a neighbour's answer won: it has no raw completion of its own
             answer, raw, logprob, rationale = chosen, chosen, None, ""
         else:

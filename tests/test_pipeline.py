@@ -135,3 +135,14 @@ def test_question_from_image_takes_the_image_id_from_the_file_name(tmp_path):
     assert (q.image_id, q.question, q.caption) == ("297147", "What is this?", None)
     with pytest.raises(InputError, match="question is empty"):
         Question.from_image(tmp_path / "x.jpg", " ")
+
+
+def test_default_choice_without_a_chooser_is_picas_logprob(index):
+    # --choose auto (the default) with an index that has no fitted chooser: the ensemble answer
+    # is the most confident completion, not a vote.
+    replies = iter([" dog", " cat", " dog"])
+    logprobs = iter([-1.0, -0.5, -1.2])
+    backend = FakeBackend(reply=lambda p: next(replies), logprob=lambda p: next(logprobs))
+    p = pipeline(index, backend, shots=1, ensemble=3)
+    assert p.settings.choose == "auto" and p.choice["method"] == "logprob"
+    assert p.answer(ask("what?")).answer == "cat"

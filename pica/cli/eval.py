@@ -10,7 +10,8 @@ import typer
 from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
 from pica.errors import InputError
 
-eval_app = typer.Typer(help="Batch evaluation: OK-VQA, A-OKVQA direct answer and multiple choice (official metrics); resumable.",
+eval_app = typer.Typer(help="Batch evaluation: OK-VQA, A-OKVQA direct answer and multiple choice"
+                       " (official metrics); resumable.",
                        invoke_without_command=True, no_args_is_help=True)
 
 

@@ -103,22 +103,21 @@ def aokvqa_files(tmp_path_factory):
 @pytest.fixture(scope="session")
 def aokvqa_index(aokvqa_files, tmp_path_factory):
     """A question + caption index of the A-OKVQA fixture's train split (packaged MiniLM)."""
-    from pica.datasets import load_questions, read_captions
-    from pica.index_build import build_index
-
-    out = tmp_path_factory.mktemp("idx") / "aokvqa-train"
-    build_index(out, load_questions(aokvqa=aokvqa_files["train"]),
-                captions=read_captions(aokvqa_files["captions"]), progress=False)
-    return out
+    return build_text_index(tmp_path_factory.mktemp("idx") / "aokvqa-train", aokvqa_files["captions"],
+                            aokvqa=aokvqa_files["train"])
 
 
 @pytest.fixture(scope="session")
 def text_index(okvqa_files, tmp_path_factory):
     """A question + caption index of the fixture pool, built with the packaged MiniLM."""
+    return build_text_index(tmp_path_factory.mktemp("idx") / "pool", okvqa_files["captions"],
+                            dataset=okvqa_files["pool"])
+
+
+def build_text_index(out, captions, **source):
+    """Build a question + caption index (packaged MiniLM) of one question source at ``out``."""
     from pica.datasets import load_questions, read_captions
     from pica.index_build import build_index
 
-    out = tmp_path_factory.mktemp("idx") / "pool"
-    build_index(out, load_questions(dataset=okvqa_files["pool"]),
-                captions=read_captions(okvqa_files["captions"]), progress=False)
+    build_index(out, load_questions(**source), captions=read_captions(captions), progress=False)
     return out

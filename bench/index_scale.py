@@ -39,7 +39,7 @@ def clustered(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarr
 
 def build(n: int, out: Path, approximate: str | None, batch: int = 4096) -> dict:
     """Stream n synthetic examples into an index folder; report time and peak memory."""
-    from pica.index import IndexWriter
+    from pica.index_writer import IndexWriter
     from pica.types import Example
 
     rng = np.random.default_rng(0)

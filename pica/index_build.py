@@ -17,7 +17,7 @@ import numpy as np
 
 from pica.config import DEFAULT_BUILD_BATCH, DEFAULT_CLIP, DEFAULT_LOAD_WORKERS, DEFAULT_TEXT_EMBEDDER
 from pica.errors import InputError
-from pica.index import IndexWriter
+from pica.index_writer import IndexWriter
 from pica.loading import prefetch_map
 from pica.progress import progress_bar
 from pica.types import Example, Question

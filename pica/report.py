@@ -12,25 +12,28 @@ data: rows, formatted numbers, thumbnails and chart geometry.
 
 from __future__ import annotations
 
-import base64
 import functools
-import io
 import json
-import math
 import re
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from pica.aokvqa_eval import choice_marks
 from pica.errors import InputError
 from pica.evaluation import category_label, category_name
 from pica.fileio import atomic_write_text
+from pica.report_cards import (
+    as_float,
+    clip,
+    fmt,
+    make_card,
+    present,
+    row_category,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,7 +48,6 @@ _ROW_H = 26
 _BAR_H = 18
 _CHART_W = _LABEL_W + _BAR_W + 150
 
-_NO_CATEGORY = "(none)"
 
 
 @dataclass(frozen=True)
@@ -75,30 +77,6 @@ class Chart:
     full_x: int = _LABEL_W + _BAR_W  # the 100 % line
     bar_h: int = _BAR_H
     axis_y: int = 0
-
-
-@dataclass(frozen=True)
-class Card:
-    """One question of the gallery, every field ready to show (missing values are ``""``)."""
-
-    kind: str  # "ok", "part", "bad" or "na" (no score)
-    category: str
-    data_score: str
-    thumbnail: str | None
-    image_id: str
-    question: str
-    caption: str
-    answer: str
-    score: str
-    gold: list[tuple[str, str]]
-    meta: list[str]
-    raw: str
-    example_ids: str
-    prompt: str
-    choices: list[tuple[str, str]]  # (choice, "chosen" / "correct" / "chosen correct" / "")
-    rationale: str
-    # Learned choice: (answer, chooser score, features, won) per candidate, best first.
-    candidates: list[tuple[str, str, str, bool]] = field(default_factory=list)
 
 
 @functools.cache
@@ -175,21 +153,21 @@ def render_report(
 ) -> str:
     """Return the report page of :func:`write_report` as an HTML string (nothing is written)."""
     rows = results.head(max_gallery).to_dict("records") if max_gallery > 0 else []
-    title = "pica report" + (f" — {summary['dataset']}" if _present(summary.get("dataset")) else "")
-    categories = sorted({_category(r) for r in rows}, key=natural_key)
+    title = "pica report" + (f" — {summary['dataset']}" if present(summary.get("dataset")) else "")
+    categories = sorted({row_category(r) for r in rows}, key=natural_key)
     return _environment().get_template(_TEMPLATE).render(
         title=title,
         subtitle=[
             (label, str(summary[key]))
             for key, label in (("dataset", "dataset"), ("created", "created"))
-            if _present(summary.get(key))
+            if present(summary.get(key))
         ],
         stats=_header_stats(summary),
         config=[(str(key), _config_value(value)) for key, value in (summary.get("config") or {}).items()],
         chart=bar_chart_data(summary.get("per_category") or {}, "Accuracy per category"),
         question_types=_stats_rows(summary.get("per_question_type") or {}),
         categories=[(c, category_label(c, category_name(c))) for c in categories],
-        cards=[_card(row, thumb_px) for row in rows],
+        cards=[make_card(row, thumb_px) for row in rows],
         total=len(results),
         left_out=max(0, len(results) - len(rows)),
         css=_asset("report.css"),
@@ -210,15 +188,15 @@ def bar_chart_data(stats: Mapping[str, Mapping[str, Any]], title: str) -> Chart:
     """
     bars = []
     for i, key in enumerate(sorted(stats, key=natural_key)):
-        acc = _float(stats[key].get("accuracy"))
+        acc = as_float(stats[key].get("accuracy"))
         width = 0.0 if acc is None else max(0.0, min(100.0, acc)) / 100 * _BAR_W
         label = category_label(key, stats[key].get("name"))
         y = 6 + i * _ROW_H
         bars.append(Bar(
             name=str(key),
             label=label,
-            short_label=_clip(label, 36),
-            value=f"{_fmt(acc, '{:.1f}')}% (n={_fmt(stats[key].get('n'), '{}')})",
+            short_label=clip(label, 36),
+            value=f"{fmt(acc, '{:.1f}')}% (n={fmt(stats[key].get('n'), '{}')})",
             y=y,
             text_y=y + _BAR_H - 4,
             width=width,
@@ -247,64 +225,19 @@ def natural_key(text: str) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part.lower()) for part in parts if part]
 
 
-def gold_items(gold: Any) -> list[tuple[str, str]]:
-    """Gold answers as ``(answer, annotation)`` pairs for display.
-
-    Args:
-        gold: A JSON string (or already-parsed value): a list of human answers, shown as each
-            distinct answer with ``×count`` (most frequent first); or ``{answer: score}``, shown
-            with the score (highest first). Anything else gives ``[]``.
-
-    Returns:
-        The pairs, e.g. ``[("surfing", "×7"), ("surf", "×3")]`` or ``[("surfing", "1.00")]``.
-    """
-    if isinstance(gold, str):
-        try:
-            gold = json.loads(gold)
-        except ValueError:
-            return [(gold, "")] if gold.strip() else []
-    if isinstance(gold, Mapping):
-        scored = [(str(a), _float(s)) for a, s in gold.items()]
-        scored.sort(key=lambda item: (-(item[1] or 0.0), item[0]))
-        return [(a, _fmt(s, "{:.2f}")) for a, s in scored]
-    if isinstance(gold, list | tuple):
-        counts = Counter(str(a) for a in gold if _present(a))
-        return [(a, f"×{c}") for a, c in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
-    return []
-
-
-def thumbnail_data_uri(path: Any, thumb_px: int) -> str | None:
-    """A ``data:image/jpeg;base64,...`` thumbnail of the image at ``path``, or ``None``.
-
-    Missing, unreadable or corrupt images give ``None`` (the report simply shows no picture).
-    """
-    if not _present(path) or not str(path).strip():
-        return None
-    from pica.images import load_image
-
-    try:
-        img = load_image(path)
-        img.thumbnail((thumb_px, thumb_px))
-        buffer = io.BytesIO()
-        img.save(buffer, format="JPEG", quality=80)
-    except (InputError, OSError, ValueError):
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _header_stats(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The headline numbers as ``(value, label)`` pairs."""
-    tasks = [(_fmt(_float(summary[key].get("accuracy")), "{:.1f}%"), label)
+    tasks = [(fmt(as_float(summary[key].get("accuracy")), "{:.1f}%"), label)
              for key, label in (("da", "direct answer (A-OKVQA)"), ("mc", "multiple choice"))
              if isinstance(summary.get(key), Mapping)]
     if isinstance(summary.get("da"), Mapping):
-        tasks.append((_fmt(summary["da"].get("difficult_left_out"), "{:,}"), "difficult, left out of DA"))
+        tasks.append((fmt(summary["da"].get("difficult_left_out"), "{:,}"), "difficult, left out of DA"))
     return [
-        (_fmt(_float(summary.get("accuracy")), "{:.1f}%"), "accuracy"),
+        (fmt(as_float(summary.get("accuracy")), "{:.1f}%"), "accuracy"),
         *tasks,
-        (_fmt(summary.get("n"), "{:,}"), "questions"),
-        (_fmt(_float(summary.get("seconds_per_question")), "{:.2f}"), "seconds / question"),
-        (_fmt(_float(summary.get("prompt_tokens_per_second")), "{:,.0f}"), "prompt tokens / s"),
+        (fmt(summary.get("n"), "{:,}"), "questions"),
+        (fmt(as_float(summary.get("seconds_per_question")), "{:.2f}"), "seconds / question"),
+        (fmt(as_float(summary.get("prompt_tokens_per_second")), "{:,.0f}"), "prompt tokens / s"),
     ]
 
 
@@ -321,108 +254,13 @@ def _stats_rows(stats: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows of the per-question-type table: name, accuracy and n as text, bar width in percent."""
     rows = []
     for name in sorted(stats, key=natural_key):
-        acc = _float(stats[name].get("accuracy"))
+        acc = as_float(stats[name].get("accuracy"))
         rows.append({
             "name": str(name),
-            "accuracy": _fmt(acc, "{:.1f}"),
-            "n": _fmt(stats[name].get("n"), "{}"),
+            "accuracy": fmt(acc, "{:.1f}"),
+            "n": fmt(stats[name].get("n"), "{}"),
             "width": 0.0 if acc is None else max(0.0, min(100.0, acc)),
         })
     return rows
 
 
-def _card(row: Mapping[str, Any], thumb_px: int) -> Card:
-    score = _float(row.get("score"))
-    if score is None:
-        kind = "na"
-    elif score >= 1 - 1e-9:
-        kind = "ok"
-    elif score <= 1e-9:
-        kind = "bad"
-    else:
-        kind = "part"
-    category = _category(row)
-    meta = [
-        f"id {_text(row.get('question_id'))}",
-        f"category {category_label(category, category_name(category))}",
-    ]
-    if _present(row.get("question_type")):
-        meta.append(f"type {row.get('question_type')}")
-    meta.append(f"{_fmt(_float(row.get('seconds')), '{:.2f}')} s")
-    if _present(row.get("prompt_tokens")):
-        meta.append(f"{_fmt(row.get('prompt_tokens'), '{}')} prompt tokens")
-    logprob = _float(row.get("logprob"))
-    if logprob is not None:
-        meta.append(f"log-prob {logprob:.3f}")
-    return Card(
-        kind=kind,
-        category=category,
-        data_score="" if score is None else f"{score:g}",
-        thumbnail=thumbnail_data_uri(row.get("image_path"), thumb_px),
-        image_id=_text(row.get("image_id")),
-        question=_text(row.get("question")),
-        caption=_text(row.get("caption")),
-        answer=_text(row.get("answer")),
-        score=_fmt(score, "{:.2f}"),
-        gold=gold_items(row.get("gold")),
-        meta=meta,
-        raw=_text(row.get("raw")),
-        example_ids=_text(row.get("example_ids")),
-        prompt=_text(row.get("prompt")) or "(no prompt recorded)",
-        choices=choice_marks(row),
-        rationale=_text(row.get("rationale")),
-        candidates=_choices(row.get("candidates")),
-    )
-
-
-def _choices(cands: Any) -> list[tuple[str, str, str, bool]]:
-    """The learned chooser's candidates with their scores and features, best first."""
-    if not isinstance(cands, list) or not all(isinstance(c, dict) and "features" in c for c in cands):
-        return []
-    ranked = sorted(cands, key=lambda c: -(_float(c.get("score")) or 0.0))
-    return [(_text(c.get("answer")), _fmt(_float(c.get("score")), "{:.3f}"),
-             ", ".join(f"{k} {v:.3g}" for k, v in c["features"].items()), bool(c.get("chosen")))
-            for c in ranked]
-
-
-def _category(row: Mapping[str, Any]) -> str:
-    return _text(row.get("category")) or _NO_CATEGORY
-
-
-def _present(value: Any) -> bool:
-    """False for ``None`` and NaN-like missing values (pandas fills absent cells with NaN/NA)."""
-    if value is None or type(value).__name__ in ("NAType", "NaTType"):
-        return False
-    if isinstance(value, str | list | tuple | dict):
-        return True
-    try:
-        return bool(value == value)  # NaN (float or numpy) is the only value not equal to itself
-    except (TypeError, ValueError):
-        return True
-
-
-def _text(value: Any) -> str:
-    return str(value) if _present(value) else ""
-
-
-def _float(value: Any) -> float | None:
-    if not _present(value):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
-def _fmt(value: Any, spec: str) -> str:
-    if not _present(value):
-        return "–"
-    try:
-        return spec.format(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -16,7 +16,8 @@ import numpy as np
 
 from pica.backends.base import Backend
 from pica.embedders import Embedder
-from pica.index import ExampleIndex, IndexWriter
+from pica.index import ExampleIndex
+from pica.index_writer import IndexWriter
 from pica.types import Completion, Example
 
 

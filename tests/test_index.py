@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pica.errors import IndexFormatError, InputError
-from pica.index import ExampleIndex, IndexWriter
+from pica.index import ExampleIndex
+from pica.index_writer import IndexWriter
 from pica.types import Example
 
 

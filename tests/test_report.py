@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from pica.errors import InputError
-from pica.report import gold_items, natural_key, write_report
+from pica.report import natural_key, write_report
+from pica.report_cards import gold_items
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 

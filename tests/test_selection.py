@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pica.answers import choose
-from pica.index import ExampleIndex, Hit, IndexWriter
+from pica.index import ExampleIndex, Hit
+from pica.index_writer import IndexWriter
 from pica.selection import candidates_from, ensemble_slices
 
 

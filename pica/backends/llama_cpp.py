@@ -222,12 +222,9 @@ class LlamaCppBackend(Backend):
         base = self.tokenize(prompt)
         scores = []
         for cont in continuations:
-            full = self.tokenize(prompt + cont)
-            if full[: len(base)] != base:  # tokenization merged across the boundary
-                full = base + self.llm.tokenize(cont.encode("utf-8"), add_bos=False)
             self.prefill(base)
             total = 0.0
-            for token in full[len(base):]:
+            for token in self._continuation_tokens(prompt, base, cont):
                 total += float(self._last_logprobs()[token])
                 self.llm.eval([token])
             scores.append(total)
@@ -269,7 +266,7 @@ class LlamaCppBackend(Backend):
                 raise BackendError(f"prompt and candidate exceed the context of {self.n_ctx} tokens")
             total = float(first[tokens[0]])
             rest = tokens[:-1]  # the last token's own logits are not needed
-            if len(rest) > 0 and len(tokens) > 1:
+            if rest:
                 ctx.kv_cache_seq_rm(0, n_past, -1)
                 batch.set_batch(rest, n_past=n_past, logits_all=True)
                 ctx.decode(batch)

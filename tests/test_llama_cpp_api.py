@@ -31,6 +31,8 @@ def test_private_handles_the_backend_uses_exist(gemma):
     missing = [name for name, ok in [
         ("Llama._ctx.kv_cache_seq_rm", callable(getattr(getattr(llm, "_ctx", None), "kv_cache_seq_rm", None))),
         ("Llama._model.vocab", getattr(getattr(llm, "_model", None), "vocab", None) is not None),
+        ("Llama._ctx.decode", callable(getattr(getattr(llm, "_ctx", None), "decode", None))),
+        ("Llama._batch.set_batch", callable(getattr(getattr(llm, "_batch", None), "set_batch", None))),
         ("Llama.input_ids", hasattr(llm, "input_ids")),
         ("Llama.n_tokens", hasattr(llm, "n_tokens")),
         ("llama_cpp.llama_vocab_is_eog", callable(getattr(llama_cpp, "llama_vocab_is_eog", None))),
@@ -43,6 +45,7 @@ def test_kv_cache_trim_keeps_the_prompt_prefix(gemma):
     """Trimming the cache to a prefix and evaluating the rest gives the same greedy answer and
     log-prob as a fresh evaluation: what prefix reuse inside one call relies on."""
     prompt = "Q: What colour is the sky on a clear day?\nA:"
+    gemma.complete(["Hello"], max_tokens=1)  # a cached BOS, whatever ran before (batch numerics)
     [first] = gemma.complete([prompt])
     [again] = gemma.complete([prompt, prompt])[1:]
     assert again.text == first.text and again.logprob == pytest.approx(first.logprob, abs=0.05)

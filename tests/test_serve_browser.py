@@ -67,7 +67,9 @@ def test_upload_ask_and_see_the_answer_and_examples(page, server, tmp_path):
     if not PHOTO.is_file():
         pytest.skip(f"demo photo missing: {PHOTO}")
     page.set_input_files("#image", str(PHOTO))
-    assert page.is_visible("#preview")
+    # The preview shows once the browser has decoded the file (asynchronous): wait, then check.
+    page.wait_for_selector("#preview", state="visible")
+    assert page.eval_on_selector("#preview", "img => img.naturalWidth") > 0
     ask(page, QUESTION, CAPTION)
     assert page.is_hidden("#error"), page.text_content("#error")
     expected = server.post_form("/v1/answer", {"question": QUESTION, "caption": CAPTION},

@@ -56,6 +56,37 @@ def sample(pipeline, n: int, seed: int) -> list[int]:
     return [int(r) for r in rows[:n]]
 
 
+def collect(pipeline, rows: list[int], *, progress: bool = True
+            ) -> tuple[list[list[dict[str, Any]]], list[str]]:
+    """Ask the index examples at ``rows`` as questions, leave-one-image-out, and return each one's
+    candidate table (candidates with ``features`` and ``target``) and its image id.
+
+    The pipeline answers greedily (``--choose logprob``) and fetches the K candidate neighbours.
+    """
+    pipeline.settings = replace(pipeline.settings, choose="logprob")
+    pipeline.__dict__["choice"] = {"method": "learned", "chooser": None, "sha256": None}  # fetch K neighbours
+    tables: list[list[dict[str, Any]]] = []
+    images: list[str] = []
+    with progress_bar(total=len(rows), desc="calibrate", unit="q", enabled=progress) as bar:
+        for start in range(0, len(rows), 16):
+            chunk = rows[start:start + 16]
+            examples = [pipeline.index.example(r) for r in chunk]
+            questions = [as_question(ex) for ex in examples]
+            own = {q.id: [r] for q, r in zip(questions, chunk)}
+            for item in pipeline.prepare(questions, exclude=own):
+                prompts = pipeline.build_prompts(item.question, item.caption, item.hits)
+                completions = pipeline.backend.complete([p.text for p in prompts],
+                                                        max_tokens=pipeline.settings.max_tokens, stop=("\n",))
+                answers = [normalize_answer(c.text) for c in completions]
+                table = pipeline.candidate_table(item, prompts[0].text, answers, completions)
+                for cand in table:
+                    cand["target"] = target(cand["answer"], item.question.label)
+                tables.append(table)
+                images.append(str(item.question.image_id or item.question.id))
+                bar.update(1)
+    return tables, images
+
+
 def calibrate(pipeline, *, n: int = DEFAULT_N, heldout: float = DEFAULT_HELDOUT, seed: int = 0,
               overwrite: bool = False, progress: bool = True) -> tuple[Path, Chooser]:
     """Fit and save the chooser for the pipeline's index, LLM, template and shots.
@@ -88,27 +119,8 @@ def calibrate(pipeline, *, n: int = DEFAULT_N, heldout: float = DEFAULT_HELDOUT,
     if len(rows) < 20:
         raise InputError(f"index {pipeline.index.path} has {len(pipeline.index)} examples;"
                          " calibration needs 20")
-    pipeline.__dict__["choice"] = {"method": "learned", "chooser": None, "sha256": None}  # fetch K neighbours
     t0 = time.perf_counter()
-    tables: list[list[dict[str, Any]]] = []
-    images: list[str] = []
-    with progress_bar(total=len(rows), desc="calibrate", unit="q", enabled=progress) as bar:
-        for start in range(0, len(rows), 16):
-            chunk = rows[start:start + 16]
-            examples = [pipeline.index.example(r) for r in chunk]
-            questions = [as_question(ex) for ex in examples]
-            own = {q.id: [r] for q, r in zip(questions, chunk)}
-            for item in pipeline.prepare(questions, exclude=own):
-                prompts = pipeline.build_prompts(item.question, item.caption, item.hits)
-                completions = pipeline.backend.complete([p.text for p in prompts],
-                                                        max_tokens=pipeline.settings.max_tokens, stop=("\n",))
-                answers = [normalize_answer(c.text) for c in completions]
-                table = pipeline.candidate_table(item, prompts[0].text, answers, completions)
-                for cand in table:
-                    cand["target"] = target(cand["answer"], item.question.label)
-                tables.append(table)
-                images.append(str(item.question.image_id or item.question.id))
-                bar.update(1)
+    tables, images = collect(pipeline, rows, progress=progress)
     seconds = time.perf_counter() - t0
     figures = _heldout_figures(tables, images, heldout, seed)
     chooser = fit(tables, seed=seed)

@@ -104,7 +104,7 @@ def featurize(cands: list[dict[str, Any]], scored: Sequence[tuple[float, int]] |
                 giving.setdefault(answer, []).append((rank, hit.score))
         counts = answer_counts(index)
         own = Counter()
-        for row in exclude_rows:
+        for row in set(exclude_rows):  # a row listed twice is still one example
             own.update(_example_answers(index, row))
     else:
         own = Counter()

@@ -10,6 +10,7 @@ from fakes import FakeBackend, FakeEmbedder, fake_index
 from PIL import Image
 from typer.testing import CliRunner
 
+from pica.answers import normalize_answer
 from pica.calibrate import calibrate, target
 from pica.candidates import FEATURES, answer_end, featurize, gather
 from pica.chooser import Chooser, chooser_path, find_chooser, fit
@@ -131,9 +132,12 @@ def test_calibrate_leaves_own_image_out_and_learned_choice_uses_it(index, monkey
     seen = []
     original = Pipeline.candidate_table
 
+    calibrated = []
+
     def spy(self, item, prompt, answers, completions):
         seen.append(item)
-        return original(self, item, prompt, answers, completions)
+        calibrated.append(original(self, item, prompt, answers, completions))
+        return calibrated[-1]
 
     monkeypatch.setattr(Pipeline, "candidate_table", spy)
     path, chooser = calibrate(pipeline, n=40, progress=False)
@@ -142,6 +146,13 @@ def test_calibrate_leaves_own_image_out_and_learned_choice_uses_it(index, monkey
         image = item.question.image_id
         rows = [h.row for h in item.neighbours] + [h.row for h in item.hits]
         assert rows and all(index.example(r).image_id != image for r in rows)
+    # Answer frequencies count the other images' examples, each once: as a dev question would see
+    # them (the asked example's own answers subtracted twice leaked its label into the features).
+    item, table = seen[0], calibrated[0]
+    others = [index.example(r) for r in range(len(index)) if index.example(r).image_id != item.question.image_id]
+    for cand in table:
+        count = sum(cand["answer"] in {normalize_answer(a) for a in ex.answers} for ex in others)
+        assert cand["features"]["log_freq"] == pytest.approx(np.log1p(count), abs=1e-6), cand["answer"]
     assert chooser.training["questions"] == 40 and "heldout_chooser_accuracy" in chooser.training
     with pytest.raises(InputError, match="--overwrite"):
         calibrate(fake_pipeline(index), n=40, progress=False)

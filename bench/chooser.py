@@ -72,11 +72,13 @@ def table(index: Path) -> str:
         "",
         f"`{command_line()}` — {machine()}.",
         "",
-        f"The first {len(common)} questions of `okvqa_val2014_dev.json` (dataset order; every row on the same"
-        " questions), VinVL captions, the 2,509-question pool index, Gemma 3 270M Q4_K_M (llama.cpp, 1"
-        " thread per process; the runs ran side by side on the shared 2-core machine). The chooser was"
-        " fitted on the pool only (calibration below); nothing was chosen on dev. ± is one standard error"
-        " of the paired per-question difference.",
+        f"{'All' if len(common) == 1285 else 'The first'} {len(common)} questions of `okvqa_val2014_dev.json`"
+        " (every row on the same questions), VinVL captions, the 2,509-question pool index, Gemma 3 270M"
+        " Q4_K_M (llama.cpp). The chooser was fitted on the pool only (calibration below); nothing was"
+        " chosen on dev. ± is one standard error of the paired per-question difference. **The s/question"
+        " column does not compare across rows**: the rows ran at different times with 1 thread each, some"
+        " side by side and some under load from other work; the time ratio to trust is the alternating"
+        " one-process measurement below.",
         "",
         f"| setting | accuracy % | vs {REFERENCE} (paired, ± 1 SE) | s/question | × {REFERENCE} time |"
         " prompt tokens/question |",
@@ -109,12 +111,15 @@ def table(index: Path) -> str:
                   f" oracle over its candidates {oracle:.2f}%. The greedy candidate equals the default run's"
                   f" answer on {same} of {len(common)} shared questions."]
     for file in sorted(index.glob("choosers/*.json")):
-        t = json.loads(file.read_text())["training"]
-        lines += ["", f"Calibration (`{file.name}`): {t['questions']} pool questions, leave-one-image-out,"
-                  f" {t['seconds_per_question']} s/question; held back {t.get('heldout_questions')}:"
+        data = json.loads(file.read_text())
+        t = data["training"]
+        cv = ", ".join(f"{k} {v}%" for k, v in t.get("cv_accuracy", {}).items())
+        lines += ["", f"Calibration (`{file.name}`, `pica index calibrate --n {t['questions']}`):"
+                  f" {t['questions']} pool questions, leave-one-image-out, {t['seconds_per_question']} s/question"
+                  f" ({t['seconds'] / 60:.0f} min); held back {t.get('heldout_questions')}:"
                   f" greedy {t.get('heldout_greedy_accuracy')}%, chooser {t.get('heldout_chooser_accuracy')}%"
-                  f" (paired SE {t.get('heldout_difference_se')}), oracle {t.get('heldout_oracle_accuracy')}%;"
-                  f" L2 {t.get('l2')} picked by 5-fold CV on the pool."]
+                  f" (paired SE {t.get('heldout_difference_se')}), oracle {t.get('heldout_oracle_accuracy')}%."
+                  f" Model `{data.get('model')}` kept by 5-fold CV on all {t['questions']} ({cv})."]
     if (OUT / "timing.txt").is_file():
         lines += ["", (OUT / "timing.txt").read_text().strip()]
     lines += ["", "Exact commands:", ""] + [f"- {name}: `{' '.join(cmd)}`" for name, cmd in commands.items()]
@@ -166,7 +171,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(SETTINGS))
     parser.add_argument("--limit", type=int, help="first N dev questions only")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--calibrate-n", type=int, default=400)
+    parser.add_argument("--calibrate-n", type=int, help="calibration questions (default: pica's)")
     parser.add_argument("--table", action="store_true", help="only rewrite the table")
     parser.add_argument("--timing", type=int, help="only time default vs chooser, alternating, on N questions")
     args = parser.parse_args()
@@ -182,8 +187,8 @@ def main() -> None:
                  "--captions", str(files["captions"])])
         names = args.only or list(SETTINGS)
         if any(n.startswith("chooser") for n in names) and not list(args.index.glob("choosers/*.json")):
-            run(["pica", "index", "calibrate", str(args.index), "--n", str(args.calibrate_n),
-                 "--threads", str(args.threads), "--captioner", str(files["captions"])])
+            n = ["--n", str(args.calibrate_n)] if args.calibrate_n else []
+            run(["pica", "index", "calibrate", str(args.index), *n, "--captioner", str(files["captions"])])
         for name in names:
             cmd = eval_command(name, files, args.index, args.limit, args.threads)
             (OUT / name).mkdir(parents=True, exist_ok=True)

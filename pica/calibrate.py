@@ -9,7 +9,6 @@ on every sampled question. The file is written atomically to ``INDEX/choosers/<k
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -19,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from pica.answers import normalize_answer
-from pica.chooser import Chooser, accuracy, chooser_path, fit
+from pica.chooser import MODELS, Chooser, chooser_path, fit
+from pica.config import DEFAULT_CALIBRATION_QUESTIONS
 from pica.errors import InputError
 from pica.fileio import atomic_write_text
 from pica.progress import progress_bar
 from pica.types import Example, Question
 
-DEFAULT_N = 500
 DEFAULT_HELDOUT = 0.25
 
 
@@ -87,8 +86,9 @@ def collect(pipeline, rows: list[int], *, progress: bool = True
     return tables, images
 
 
-def calibrate(pipeline, *, n: int = DEFAULT_N, heldout: float = DEFAULT_HELDOUT, seed: int = 0,
-              overwrite: bool = False, progress: bool = True) -> tuple[Path, Chooser]:
+def calibrate(pipeline, *, n: int = DEFAULT_CALIBRATION_QUESTIONS, heldout: float = DEFAULT_HELDOUT,
+              seed: int = 0, overwrite: bool = False, progress: bool = True,
+              model: str = "auto") -> tuple[Path, Chooser]:
     """Fit and save the chooser for the pipeline's index, LLM, template and shots.
 
     Args:
@@ -98,6 +98,7 @@ def calibrate(pipeline, *, n: int = DEFAULT_N, heldout: float = DEFAULT_HELDOUT,
         seed: Seed of the sample and the split.
         overwrite: Replace an existing chooser for the same target.
         progress: Show a progress bar.
+        model: ``auto`` (cross-validate logistic and trees, keep the better), ``logistic`` or ``trees``.
 
     Returns:
         The chooser file and the chooser.
@@ -109,6 +110,8 @@ def calibrate(pipeline, *, n: int = DEFAULT_N, heldout: float = DEFAULT_HELDOUT,
         raise InputError("pica index calibrate needs an example index")
     if pipeline.settings.shots == 0:
         raise InputError("pica index calibrate needs --shots of at least 1")
+    if model not in ("auto", *MODELS):
+        raise InputError(f"unknown chooser model {model!r}; use auto, logistic or trees")
     pipeline.settings = replace(pipeline.settings, choose="logprob")
     pipeline.__dict__.pop("choice", None)
     wanted = pipeline.chooser_target()
@@ -122,8 +125,8 @@ def calibrate(pipeline, *, n: int = DEFAULT_N, heldout: float = DEFAULT_HELDOUT,
     t0 = time.perf_counter()
     tables, images = collect(pipeline, rows, progress=progress)
     seconds = time.perf_counter() - t0
-    figures = _heldout_figures(tables, images, heldout, seed)
-    chooser = fit(tables, seed=seed)
+    figures = _heldout_figures(tables, images, heldout, seed, model)
+    chooser = fit(tables, seed=seed, model=model)
     chooser.fitted_for = wanted
     chooser.training.update({
         "index": str(pipeline.index.path), "questions": len(tables), "seed": seed,
@@ -131,12 +134,12 @@ def calibrate(pipeline, *, n: int = DEFAULT_N, heldout: float = DEFAULT_HELDOUT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **figures,
     })
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(chooser.to_dict(), indent=1) + "\n")
+    atomic_write_text(path, chooser.dumps())
     return path, chooser
 
 
 def _heldout_figures(tables: list[list[dict[str, Any]]], images: list[str], heldout: float,
-                     seed: int) -> dict[str, Any]:
+                     seed: int, kind: str = "auto") -> dict[str, Any]:
     """Greedy, chooser and oracle accuracy (%) on held-back images, the chooser fitted on the rest."""
     unique = sorted(set(images))
     order = np.random.default_rng(seed + 1).permutation(len(unique))
@@ -145,18 +148,16 @@ def _heldout_figures(tables: list[list[dict[str, Any]]], images: list[str], held
     train = [t for t, img in zip(tables, images) if img not in held]
     if not test or not train:
         return {"heldout_questions": len(test)}
-    model = fit(train, seed=seed)
-    w = np.asarray(model.coef)
-    groups = [model.matrix(t) for t in test if t]
-    targets = [np.array([c["target"] for c in t]) for t in test if t]
+    model = fit(train, seed=seed, model=kind)
     greedy = sum(next((c["target"] for c in t if c["greedy"]), 0.0) for t in test) / len(test)
     oracle = sum(max((c["target"] for c in t), default=0.0) for t in test) / len(test)
-    chosen = accuracy(groups, targets, w, model.intercept) * len(groups) / len(test)
-    diffs = []
+    diffs, chosen = [], 0.0
     for t in test:
         g = next((c["target"] for c in t if c["greedy"]), 0.0)
-        c = t[int(np.argmax(model.matrix(t) @ w + model.intercept))]["target"] if t else 0.0
+        c = t[model.pick([dict(x) for x in t])]["target"] if t else 0.0
+        chosen += c
         diffs.append(c - g)
+    chosen /= len(test)
     se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
     return {"fit_questions": len(train), "heldout_questions": len(test),
             "heldout_greedy_accuracy": round(100 * greedy, 2),

@@ -51,6 +51,9 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # models run; BENCHMARKS.md, "Index build throughput").
 DEFAULT_LOAD_WORKERS = 2
 DEFAULT_BUILD_BATCH = 32
+# Index examples `pica index calibrate` asks: the boosted-trees chooser keeps gaining up to about
+# 2,000 OK-VQA pool questions (BENCHMARKS.md, "Learned answer chooser"); ~25 min on 2 cores.
+DEFAULT_CALIBRATION_QUESTIONS = 2000
 
 # pica's environment variables, read here and nowhere else.
 ENV_CONFIG = "PICA_CONFIG"

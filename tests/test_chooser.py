@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -86,7 +87,7 @@ def synthetic(n: int, seed: int) -> list[list[dict]]:
     return questions
 
 
-def test_fit_predict_and_json_round_trip(tmp_path):
+def test_fit_predict_and_json_round_trip(tmp_path, few_trees):
     chooser = fit(synthetic(200, 0))
     test = synthetic(100, 1)
     hits = sum(q[chooser.pick(q)]["target"] for q in test) / len(test)
@@ -96,6 +97,86 @@ def test_fit_predict_and_json_round_trip(tmp_path):
     path.write_text(json.dumps(chooser.to_dict()))
     again = Chooser.load(path)
     assert again.scores(test[0]) == pytest.approx(chooser.scores(test[0]))
+
+
+def interaction(n: int, seed: int) -> list[list[dict]]:
+    """The right candidate has lp_mean and conf of the same sign: no linear score finds it."""
+    rng = np.random.default_rng(seed)
+    questions = []
+    for _ in range(n):
+        good = int(rng.integers(0, 4))
+        q = []
+        for i in range(4):
+            f = {name: float(rng.normal()) for name in FEATURES}
+            a, b = abs(rng.normal()) + 0.2, abs(rng.normal()) + 0.2
+            sign = 1.0 if i == good else -1.0
+            f["lp_mean"], f["conf"] = (a, sign * b) if rng.random() < 0.5 else (-a, -sign * b)
+            q.append({"answer": str(i), "greedy": i == 0, "features": f, "target": float(i == good)})
+        questions.append(q)
+    return questions
+
+
+@pytest.fixture
+def few_trees(monkeypatch):
+    """Fewer boosting rounds: the same code, fast enough for the quick tests."""
+    from pica import chooser
+
+    monkeypatch.setitem(chooser.TREES, "n_estimators", 60)
+    monkeypatch.setitem(chooser.TREES, "learning_rate", 0.2)
+
+
+def test_trees_learn_an_interaction_and_auto_keeps_the_better_model(tmp_path, few_trees):
+    train, test = interaction(300, 0), interaction(150, 1)
+
+    def hits(chooser):
+        return sum(q[chooser.pick(q)]["target"] for q in test) / len(test)
+
+    trees, linear = fit(train, model="trees"), fit(train, model="logistic")
+    assert trees.model == "trees" and linear.model == "logistic"
+    assert hits(trees) > 0.9 and hits(linear) < 0.5  # chance is 0.25
+    auto = fit(train)
+    assert auto.model == "trees" and set(auto.training["cv_accuracy"]) >= {"trees", "logistic l2=1.0"}
+    assert fit(synthetic(200, 0)).model == "logistic"  # a linear signal: logistic wins the CV
+    path = tmp_path / "trees.json"
+    path.write_text(trees.dumps())
+    again = Chooser.load(path)
+    assert again.model == "trees" and again.scores(test[0]) == pytest.approx(trees.scores(test[0]))
+    assert len(path.read_text().splitlines()) < len(trees.trees) + 100  # one line per tree
+
+
+def test_exported_trees_predict_as_scikit_learn_does():
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from pica.chooser import export_trees, predict_trees
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    y = (x[:, 0] * x[:, 1] > 0).astype(float) + 0.1 * x[:, 2]
+    model = GradientBoostingRegressor(max_depth=3, n_estimators=40, random_state=0).fit(x, y)
+    test = rng.normal(size=(50, 5))
+    ours = predict_trees(export_trees(model), model.learning_rate, float(model.init_.constant_.ravel()[0]), test)
+    assert ours == pytest.approx(model.predict(test), abs=1e-5)
+
+
+def test_tree_and_version_checks_on_load(tmp_path, few_trees):
+    trees = fit(interaction(60, 0), model="trees")
+    path = tmp_path / "c.json"
+    broken = trees.to_dict()
+    first = broken["trees"][0]
+    assert len(first["value"]) > 1  # a split to break
+    first["left"] = [len(first["value"]) + 3] + first["left"][1:]
+    path.write_text(json.dumps(broken))
+    with pytest.raises(InputError, match="corrupt.*outside the tree"):
+        Chooser.load(path)
+    path.write_text(json.dumps(dict(trees.to_dict(), model="forest")))
+    with pytest.raises(InputError, match="unknown chooser model 'forest'"):
+        Chooser.load(path)
+    old = fit(synthetic(40, 0), model="logistic").to_dict()
+    path.write_text(json.dumps(dict(old, version=1)))  # files of the previous release still load
+    assert Chooser.load(path).model == "logistic"
+    path.write_text(json.dumps(dict(old, version=99)))
+    with pytest.raises(InputError, match="version 99"):
+        Chooser.load(path)
 
 
 def test_corrupt_and_mismatched_chooser_files(tmp_path):
@@ -226,7 +307,7 @@ def test_index_calibrate_end_to_end(text_index, okvqa_files, tmp_path):
     again = runner.invoke(app, ["index", "calibrate", str(index), "--n", "24", "--no-progress"])
     assert again.exit_code == 2 and "--overwrite" in again.stderr
     info = runner.invoke(app, ["index", "info", str(index)])
-    assert "chooser   gemma3-270m, template pica, 4 shots" in info.stdout
+    assert re.search(r"chooser   (logistic|trees) for gemma3-270m, template pica, 4 shots", info.stdout)
     image = tmp_path / "COCO_val2014_000000999999.jpg"
     Image.new("RGB", (8, 8)).save(image)
     answer = runner.invoke(app, ["answer", str(image), "What animal is this?", "--caption", "a dog on a couch",

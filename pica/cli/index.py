@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from pica.cli.options import Config, Device, Dtype, handle_errors, setting_options, settings_from
-from pica.config import DEFAULT_BUILD_BATCH, DEFAULT_LOAD_WORKERS
+from pica.config import DEFAULT_BUILD_BATCH, DEFAULT_CALIBRATION_QUESTIONS, DEFAULT_LOAD_WORKERS
 from pica.errors import InputError
+
+
+class ChooserModel(StrEnum):
+    auto = "auto"
+    logistic = "logistic"
+    trees = "trees"
+
 
 index_app = typer.Typer(help="Build, inspect and list example indexes.", no_args_is_help=True)
 
@@ -99,9 +107,10 @@ def _print_info(path: Path) -> None:
             typer.echo(f"chooser   {file.name}: BROKEN: {error}")
             continue
         f, t = chooser.fitted_for, chooser.training
-        typer.echo(f"chooser   {f.get('llm')}, template {f.get('template')}, {f.get('shots')} shots,"
-                   f" M={f.get('candidate_answers')} K={f.get('candidate_neighbours')}: {t.get('questions')}"
-                   f" questions; held back {t.get('heldout_questions')}: greedy"
+        typer.echo(f"chooser   {chooser.model} for {f.get('llm')}, template {f.get('template')},"
+                   f" {f.get('shots')} shots, M={f.get('candidate_answers')}"
+                   f" K={f.get('candidate_neighbours')}: {t.get('questions')} questions;"
+                   f" held back {t.get('heldout_questions')}: greedy"
                    f" {t.get('heldout_greedy_accuracy')}% -> chooser {t.get('heldout_chooser_accuracy')}%"
                    f" ({file.name})")
 
@@ -120,12 +129,16 @@ def index_info(path: Annotated[str, typer.Argument(help="Index folder or name un
 @setting_options
 def index_calibrate(
     path: Annotated[str, typer.Argument(help="Index folder or name under indexes/.")],
-    n: Annotated[int, typer.Option(help="Index examples to ask (leave-one-image-out).")] = 500,
+    n: Annotated[int, typer.Option(
+        help="Index examples to ask (leave-one-image-out).")] = DEFAULT_CALIBRATION_QUESTIONS,
     heldout: Annotated[float, typer.Option(help="Share of the sampled images held back to report"
                                                  " greedy vs chooser accuracy.")] = 0.25,
     calibration_seed: Annotated[int, typer.Option(help="Seed of the sample and the split.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Re-fit a chooser that exists.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    model: Annotated[ChooserModel, typer.Option(
+        help="Chooser model: auto (cross-validate logistic and boosted trees, keep the better),"
+             " logistic or trees.")] = ChooserModel.auto,
     *,
     options: dict[str, Any],
 ) -> None:
@@ -140,9 +153,9 @@ def index_calibrate(
     options["index"] = str(resolve_index(path))
     settings = settings_from(options)
     file, chooser = calibrate(Pipeline(settings), n=n, heldout=heldout, seed=calibration_seed,
-                              overwrite=overwrite, progress=progress)
+                              overwrite=overwrite, progress=progress, model=model.value)
     t = chooser.training
-    typer.echo(f"chooser  {file}")
+    typer.echo(f"chooser  {file} ({chooser.model})")
     typer.echo(f"fitted   {t['questions']} questions in {t['seconds']} s"
                f" ({t['seconds_per_question']} s/question)")
     if "heldout_chooser_accuracy" in t:

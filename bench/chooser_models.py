@@ -1,0 +1,209 @@
+"""Compare chooser models on pool candidate tables, cross-validated by image (issue 9).
+
+Reads the JSON lines of `bench/chooser_tables.py`, splits the questions into folds by image
+(a question's image never is in both the fitting and the testing part), fits each model on the
+other folds and reports the mean VQA score of its chosen answers against the greedy answer, with
+the paired difference ± 1 SE. Only pool data: nothing here reads dev.
+
+    python bench/chooser_models.py bench/out/chooser_tables/part*.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pica.candidates import FEATURES  # noqa: E402
+from pica.chooser import fit as fit_chooser  # noqa: E402
+
+
+def load(paths: list[Path]) -> list[dict]:
+    out = []
+    for path in paths:
+        out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [q for q in out if q["candidates"]]
+
+
+def recount_frequencies(questions: list[dict], index_path: str) -> int:
+    """Recompute ``log_freq`` with the index (tables written before the fix of the doubly
+    subtracted own answers); returns how many values changed."""
+    import math
+
+    from pica.candidates import _example_answers, answer_counts
+    from pica.index import ExampleIndex
+
+    index = ExampleIndex.load(index_path)
+    counts = answer_counts(index)
+    changed = 0
+    for q in questions:
+        own = {}
+        for row in index.rows_of_image(q["image"]):
+            for a in _example_answers(index, row):
+                own[a] = own.get(a, 0) + 1
+        for c in q["candidates"]:
+            value = round(math.log1p(max(counts.get(c["answer"], 0) - own.get(c["answer"], 0), 0)), 6)
+            changed += value != c["features"]["log_freq"]
+            c["features"]["log_freq"] = value
+    return changed
+
+
+def folds_by_image(questions: list[dict], k: int, seed: int) -> np.ndarray:
+    images = sorted({q["image"] for q in questions})
+    order = np.random.default_rng(seed).permutation(len(images))
+    fold = {images[i]: int(j % k) for j, i in enumerate(order)}
+    return np.array([fold[q["image"]] for q in questions])
+
+
+def chosen_scores(pick, questions: list[dict]) -> np.ndarray:
+    return np.array([q["candidates"][pick(q["candidates"])]["target"] for q in questions])
+
+
+def greedy_scores(questions: list[dict]) -> np.ndarray:
+    return np.array([next((c["target"] for c in q["candidates"] if c["features"]["is_greedy"]), 0.0)
+                     for q in questions])
+
+
+# -- models: each fit(train questions) -> pick(candidates) -> index ------------------------------
+def logistic(train):
+    model = fit_chooser([q["candidates"] for q in train], model="logistic")
+    return lambda cands: int(np.argmax(model.scores(cands)))
+
+
+def boosted(train, depth=3, n=150, rate=0.05):
+    from sklearn.ensemble import GradientBoostingRegressor
+    x = np.array([[c["features"][f] for f in FEATURES] for q in train for c in q["candidates"]])
+    y = np.array([c["target"] for q in train for c in q["candidates"]])
+    model = GradientBoostingRegressor(max_depth=depth, n_estimators=n, learning_rate=rate, subsample=0.8,
+                                      random_state=0).fit(x, y)
+    return lambda cands: int(np.argmax(model.predict(np.array([[c["features"][f] for f in FEATURES]
+                                                                for c in cands]))))
+
+
+def conditional_logit(train, l2=1.0):
+    """Softmax over each question's candidates, soft targets normalized per question."""
+    from scipy.optimize import minimize
+    xs = [np.array([[c["features"][f] for f in FEATURES] for c in q["candidates"]]) for q in train]
+    stacked = np.concatenate(xs)
+    mean, scale = stacked.mean(0), stacked.std(0)
+    scale[scale < 1e-9] = 1
+    xs = [(x - mean) / scale for x in xs]
+    ys = [np.array([c["target"] for c in q["candidates"]]) for q in train]
+    keep = [i for i, y in enumerate(ys) if y.sum() > 0]
+    xs, ys = [xs[i] for i in keep], [ys[i] / ys[i].sum() for i in keep]
+
+    def loss(w):
+        total, grad = 0.5 * l2 * w @ w, l2 * w
+        for x, y in zip(xs, ys):
+            z = x @ w
+            z = z - z.max()
+            p = np.exp(z) / np.exp(z).sum()
+            total -= float(y @ (z - np.log(np.exp(z).sum())))
+            grad = grad + x.T @ (p - y)
+        return total, grad
+
+    w = minimize(loss, np.zeros(len(FEATURES)), jac=True, method="L-BFGS-B").x
+
+    def pick(cands):
+        x = (np.array([[c["features"][f] for f in FEATURES] for c in cands]) - mean) / scale
+        return int(np.argmax(x @ w))
+    return pick
+
+
+def trees_pica(train):
+    """pica's own trees chooser (pica.chooser.fit(model="trees")), as calibration fits it."""
+    model = fit_chooser([q["candidates"] for q in train], model="trees")
+    return lambda cands: int(np.argmax(model.scores(cands)))
+
+
+def auto_pica(train):
+    """pica's default (pica.chooser.fit(model="auto")): cross-validated logistic or trees."""
+    model = fit_chooser([q["candidates"] for q in train], model="auto")
+    return lambda cands: int(np.argmax(model.scores(cands)))
+
+
+MODELS = {
+    "pica-trees": trees_pica,
+    "pica-auto": auto_pica,
+    "logistic": logistic,
+    "conditional-logit": conditional_logit,
+    "trees-d2": lambda t: boosted(t, depth=2, n=200),
+    "trees-d3": lambda t: boosted(t, depth=3, n=150),
+}
+
+
+def cross_validated(questions: list[dict], name: str, folds: int, seed: int = 0) -> np.ndarray:
+    """Each question's score under model ``name`` fitted on the other folds (by image)."""
+    fold = folds_by_image(questions, folds, seed)
+    chosen = np.zeros(len(questions))
+    for f in range(folds):
+        test_idx = np.flatnonzero(fold == f)
+        pick = MODELS[name]([q for q, g in zip(questions, fold) if g != f])
+        chosen[test_idx] = chosen_scores(pick, [questions[i] for i in test_idx])
+    return chosen
+
+
+def versus(base: list[dict], other: list[dict], name: str, folds: int) -> int:
+    """Greedy and chooser accuracy of two table sets on their common questions, paired."""
+    by_row = {q["row"]: q for q in other}
+    rows = [q["row"] for q in base if q["row"] in by_row]
+    a, b = [q for q in base if q["row"] in by_row], [by_row[r] for r in rows]
+    print(f"{len(rows)} questions in both sets")
+    results = {}
+    for label, qs in (("base", a), ("versus", b)):
+        results[label] = (greedy_scores(qs), cross_validated(qs, name, folds))
+        print(f"{label:7s} greedy {100 * results[label][0].mean():.2f}%, {name} {100 * results[label][1].mean():.2f}%")
+    for i, what in enumerate(("greedy", name)):
+        d = results["versus"][i] - results["base"][i]
+        print(f"versus - base, {what}: {100 * d.mean():+.2f} ± {100 * d.std(ddof=1) / np.sqrt(len(d)):.2f}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tables", nargs="+", type=Path)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--recount", metavar="INDEX", help="recompute log_freq with this index")
+    parser.add_argument("--sizes", help="learning curve: comma-separated fitting-set sizes")
+    parser.add_argument("--versus", nargs="+", type=Path, metavar="TABLES",
+                        help="tables of another prompt setting (e.g. answer-aware examples): compare greedy and"
+                             " the first --models model on the questions both sets have, paired")
+    args = parser.parse_args(argv)
+    questions = load(args.tables)
+    if args.recount:
+        print(f"log_freq recomputed: {recount_frequencies(questions, args.recount)} values changed")
+    if args.versus:
+        return versus(questions, load(args.versus), args.models.split(",")[0], args.folds)
+    greedy = greedy_scores(questions)
+    oracle = np.array([max(c["target"] for c in q["candidates"]) for q in questions])
+    print(f"{len(questions)} questions, {len({q['image'] for q in questions})} images;"
+          f" greedy {100 * greedy.mean():.2f}%, oracle {100 * oracle.mean():.2f}%")
+    sizes = [int(v) for v in args.sizes.split(",")] if args.sizes else [None]
+    for name in args.models.split(","):
+        for size in sizes:
+            accs, diffs = [], []
+            for seed in range(args.seeds):
+                fold = folds_by_image(questions, args.folds, seed)
+                chosen = np.zeros(len(questions))
+                for f in range(args.folds):
+                    train = [q for q, g in zip(questions, fold) if g != f][:size]
+                    test_idx = np.flatnonzero(fold == f)
+                    pick = MODELS[name](train)
+                    chosen[test_idx] = chosen_scores(pick, [questions[i] for i in test_idx])
+                accs.append(chosen.mean())
+                diffs.append(chosen - greedy)
+            d = np.mean(diffs, axis=0)
+            se = d.std(ddof=1) / np.sqrt(len(d))
+            label = name + (f" n={size}" if size else "")
+            print(f"{label:24s} {100 * np.mean(accs):6.2f}%  {100 * d.mean():+.2f} ± {100 * se:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,17 +34,14 @@ def recount_frequencies(questions: list[dict], index_path: str) -> int:
     subtracted own answers); returns how many values changed."""
     import math
 
-    from pica.candidates import _example_answers, answer_counts
+    from pica.candidates import answer_counts, own_answers
     from pica.index import ExampleIndex
 
     index = ExampleIndex.load(index_path)
     counts = answer_counts(index)
     changed = 0
     for q in questions:
-        own = {}
-        for row in index.rows_of_image(q["image"]):
-            for a in _example_answers(index, row):
-                own[a] = own.get(a, 0) + 1
+        own = own_answers(index, index.rows_of_image(q["image"]))
         for c in q["candidates"]:
             value = round(math.log1p(max(counts.get(c["answer"], 0) - own.get(c["answer"], 0), 0)), 6)
             changed += value != c["features"]["log_freq"]
@@ -69,9 +66,12 @@ def greedy_scores(questions: list[dict]) -> np.ndarray:
 
 
 # -- models: each fit(train questions) -> pick(candidates) -> index ------------------------------
-def logistic(train):
-    model = fit_chooser([q["candidates"] for q in train], model="logistic")
-    return lambda cands: int(np.argmax(model.scores(cands)))
+def pica_chooser(kind: str):
+    """pica's own chooser, ``pica.chooser.fit(model=kind)``, as calibration fits it."""
+    def fit(train):
+        model = fit_chooser([q["candidates"] for q in train], model=kind)
+        return lambda cands: int(np.argmax(model.scores(cands)))
+    return fit
 
 
 def boosted(train, depth=3, n=150, rate=0.05):
@@ -114,35 +114,25 @@ def conditional_logit(train, l2=1.0):
     return pick
 
 
-def trees_pica(train):
-    """pica's own trees chooser (pica.chooser.fit(model="trees")), as calibration fits it."""
-    model = fit_chooser([q["candidates"] for q in train], model="trees")
-    return lambda cands: int(np.argmax(model.scores(cands)))
-
-
-def auto_pica(train):
-    """pica's default (pica.chooser.fit(model="auto")): cross-validated logistic or trees."""
-    model = fit_chooser([q["candidates"] for q in train], model="auto")
-    return lambda cands: int(np.argmax(model.scores(cands)))
-
-
 MODELS = {
-    "pica-trees": trees_pica,
-    "pica-auto": auto_pica,
-    "logistic": logistic,
+    "pica-trees": pica_chooser("trees"),
+    "pica-auto": pica_chooser("auto"),
+    "logistic": pica_chooser("logistic"),
     "conditional-logit": conditional_logit,
     "trees-d2": lambda t: boosted(t, depth=2, n=200),
     "trees-d3": lambda t: boosted(t, depth=3, n=150),
 }
 
 
-def cross_validated(questions: list[dict], name: str, folds: int, seed: int = 0) -> np.ndarray:
-    """Each question's score under model ``name`` fitted on the other folds (by image)."""
+def cross_validated(questions: list[dict], name: str, folds: int, seed: int = 0,
+                    size: int | None = None) -> np.ndarray:
+    """Each question's score under model ``name`` fitted on the other folds (by image), on at
+    most ``size`` of their questions."""
     fold = folds_by_image(questions, folds, seed)
     chosen = np.zeros(len(questions))
     for f in range(folds):
         test_idx = np.flatnonzero(fold == f)
-        pick = MODELS[name]([q for q, g in zip(questions, fold) if g != f])
+        pick = MODELS[name]([q for q, g in zip(questions, fold) if g != f][:size])
         chosen[test_idx] = chosen_scores(pick, [questions[i] for i in test_idx])
     return chosen
 
@@ -187,17 +177,8 @@ def main(argv=None) -> int:
     sizes = [int(v) for v in args.sizes.split(",")] if args.sizes else [None]
     for name in args.models.split(","):
         for size in sizes:
-            accs, diffs = [], []
-            for seed in range(args.seeds):
-                fold = folds_by_image(questions, args.folds, seed)
-                chosen = np.zeros(len(questions))
-                for f in range(args.folds):
-                    train = [q for q, g in zip(questions, fold) if g != f][:size]
-                    test_idx = np.flatnonzero(fold == f)
-                    pick = MODELS[name](train)
-                    chosen[test_idx] = chosen_scores(pick, [questions[i] for i in test_idx])
-                accs.append(chosen.mean())
-                diffs.append(chosen - greedy)
+            chosen = [cross_validated(questions, name, args.folds, seed, size) for seed in range(args.seeds)]
+            accs, diffs = [c.mean() for c in chosen], [c - greedy for c in chosen]
             d = np.mean(diffs, axis=0)
             se = d.std(ddof=1) / np.sqrt(len(d))
             label = name + (f" n={size}" if size else "")

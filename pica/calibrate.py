@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pica.answers import normalize_answer
-from pica.chooser import MODELS, Chooser, chooser_path, fit
+from pica.chooser import Chooser, check_model, chooser_path, fit
 from pica.config import DEFAULT_CALIBRATION_QUESTIONS
 from pica.errors import InputError
 from pica.fileio import atomic_write_text
@@ -110,8 +110,7 @@ def calibrate(pipeline, *, n: int = DEFAULT_CALIBRATION_QUESTIONS, heldout: floa
         raise InputError("pica index calibrate needs an example index")
     if pipeline.settings.shots == 0:
         raise InputError("pica index calibrate needs --shots of at least 1")
-    if model not in ("auto", *MODELS):
-        raise InputError(f"unknown chooser model {model!r}; use auto, logistic or trees")
+    check_model(model)  # before the long question loop
     pipeline.settings = replace(pipeline.settings, choose="logprob")
     pipeline.__dict__.pop("choice", None)
     wanted = pipeline.chooser_target()

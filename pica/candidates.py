@@ -39,6 +39,15 @@ def answer_counts(index: ExampleIndex) -> Counter:
     return counts
 
 
+def own_answers(index: ExampleIndex, rows: Iterable[int]) -> Counter:
+    """How many of the examples at ``rows`` list each normalized answer, each row counted once
+    (a row listed twice is still one example): what answer frequencies leave out for a question."""
+    own: Counter = Counter()
+    for row in set(rows):
+        own.update(_example_answers(index, row))
+    return own
+
+
 def _example_answers(index: ExampleIndex, row: int) -> set[str]:
     ex = index.example(row)
     return {k for k in (normalize_answer(a) for a in (ex.answers or {ex.answer: 1.0})) if k}
@@ -103,9 +112,7 @@ def featurize(cands: list[dict[str, Any]], scored: Sequence[tuple[float, int]] |
             for answer in _example_answers(index, hit.row):
                 giving.setdefault(answer, []).append((rank, hit.score))
         counts = answer_counts(index)
-        own = Counter()
-        for row in set(exclude_rows):  # a row listed twice is still one example
-            own.update(_example_answers(index, row))
+        own = own_answers(index, exclude_rows)
     else:
         own = Counter()
     sums = [s[0] for s in scored] if scored else [0.0] * len(cands)

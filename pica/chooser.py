@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,15 +291,6 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, f
     return result.x[:d], float(result.x[d])
 
 
-def accuracy(groups: Sequence[np.ndarray], targets: Sequence[np.ndarray], w: np.ndarray, b: float) -> float:
-    """Mean score of the argmax candidate per question (first wins ties), in [0, 1]."""
-    total = 0.0
-    for x, y in zip(groups, targets):
-        if len(y):
-            total += float(y[int(np.argmax(x @ w + b))])
-    return total / max(len(groups), 1)
-
-
 def fit_trees(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[list[dict[str, list]], float, float]:
     """Gradient-boosted regression trees (:data:`TREES`) on raw features: ``(trees, rate, init)``."""
     try:
@@ -310,10 +301,17 @@ def fit_trees(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[list[dict[st
     return export_trees(model), float(model.learning_rate), float(model.init_.constant_.ravel()[0])
 
 
-def _choose_accuracy(groups: Sequence[np.ndarray], targets: Sequence[np.ndarray], score) -> float:
-    """Mean target of each group's highest-scoring row (first wins ties), in [0, 1]."""
+def accuracy(groups: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+             score: Callable[[np.ndarray], np.ndarray]) -> float:
+    """Mean target of each question's highest-scoring candidate (first wins ties), in [0, 1]."""
     total = sum(float(y[int(np.argmax(score(x)))]) for x, y in zip(groups, targets) if len(y))
     return total / max(len(groups), 1)
+
+
+def check_model(model: str) -> None:
+    """Raise ``InputError`` unless ``model`` is ``auto`` or one of :data:`MODELS`."""
+    if model not in ("auto", *MODELS):
+        raise InputError(f"unknown chooser model {model!r}; use auto, logistic or trees")
 
 
 def fit(questions: Sequence[list[dict[str, Any]]], folds: int = 5, seed: int = 0,
@@ -324,8 +322,7 @@ def fit(questions: Sequence[list[dict[str, Any]]], folds: int = 5, seed: int = 0
     accuracy over questions; ``auto`` also cross-validates the trees on the same folds and keeps
     the better model. The final model is fitted on all questions.
     """
-    if model not in ("auto", *MODELS):
-        raise InputError(f"unknown chooser model {model!r}; use auto, logistic or trees")
+    check_model(model)
     usable = [q for q in questions if q]
     raw = [np.array([[c["features"][f] for f in FEATURES] for c in q], dtype=np.float64) for q in usable]
     targets = [np.array([c["target"] for c in q], dtype=np.float64) for q in usable]
@@ -346,15 +343,16 @@ def fit(questions: Sequence[list[dict[str, Any]]], folds: int = 5, seed: int = 0
             for train, test in splits:
                 w, b = fit_logistic(np.concatenate([groups[i] for i in train]),
                                     np.concatenate([targets[i] for i in train]), l2)
-                acc += accuracy([groups[i] for i in test], [targets[i] for i in test], w, b) * len(test)
+                acc += accuracy([groups[i] for i in test], [targets[i] for i in test],
+                                lambda x, w=w, b=b: x @ w + b) * len(test)
             cv[f"logistic l2={l2}"] = acc / max(len(groups), 1)
     if model in ("auto", "trees") and len(groups) >= 2:
         acc = 0.0
         for train, test in splits:
             fitted = fit_trees(np.concatenate([raw[i] for i in train]),
                                np.concatenate([targets[i] for i in train]), seed)
-            acc += _choose_accuracy([raw[i] for i in test], [targets[i] for i in test],
-                                    lambda x, fitted=fitted: predict_trees(*fitted, x)) * len(test)
+            acc += accuracy([raw[i] for i in test], [targets[i] for i in test],
+                            lambda x, fitted=fitted: predict_trees(*fitted, x)) * len(test)
         cv["trees"] = acc / max(len(groups), 1)
     best_l2 = max(L2_GRID, key=lambda v: (round(cv.get(f"logistic l2={v}", -1.0), 9), v))  # ties: stronger L2
     use_trees = model == "trees" or (

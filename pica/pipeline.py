@@ -246,8 +246,8 @@ class Pipeline:
         t1 = time.perf_counter()
         exclude = {q.id: list((exclude or {}).get(q.id, ())) for q in questions}
         if not self.zero_shot:
-            for q in questions:  # each row once: answer frequencies subtract what is excluded
-                exclude[q.id] = list(dict.fromkeys(exclude[q.id] + self.index.rows_of_image(q.image_id)))
+            for q in questions:
+                exclude[q.id] += self.index.rows_of_image(q.image_id)
         neighbours = self._retrieve(questions, captions, images, exclude)
         t2 = time.perf_counter()
         n = len(questions)

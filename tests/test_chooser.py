@@ -73,7 +73,20 @@ def test_answer_end_and_target():
     assert target("bird", {"dog": 3.0}) == 0.0
 
 
-def synthetic(n: int, seed: int) -> list[list[dict]]:
+def linear_signal(rng, f: dict, good: bool) -> None:
+    """The right candidate has a higher conf: a linear score finds it."""
+    f["conf"] = float(rng.normal()) + (2.0 if good else 0.0)
+
+
+def interaction_signal(rng, f: dict, good: bool) -> None:
+    """The right candidate has lp_mean and conf of the same sign: no linear score finds it."""
+    a, b = abs(rng.normal()) + 0.2, abs(rng.normal()) + 0.2
+    sign = 1.0 if good else -1.0
+    f["lp_mean"], f["conf"] = (a, sign * b) if rng.random() < 0.5 else (-a, -sign * b)
+
+
+def synthetic(n: int, seed: int, signal=linear_signal) -> list[list[dict]]:
+    """``n`` questions of 4 candidates with random features, one right answer marked by ``signal``."""
     rng = np.random.default_rng(seed)
     questions = []
     for _ in range(n):
@@ -81,10 +94,14 @@ def synthetic(n: int, seed: int) -> list[list[dict]]:
         q = []
         for i in range(4):
             f = {name: float(rng.normal()) for name in FEATURES}
-            f["conf"] = float(rng.normal()) + (2.0 if i == good else 0.0)
+            signal(rng, f, i == good)
             q.append({"answer": str(i), "greedy": i == 0, "features": f, "target": float(i == good)})
         questions.append(q)
     return questions
+
+
+def interaction(n: int, seed: int) -> list[list[dict]]:
+    return synthetic(n, seed, interaction_signal)
 
 
 def test_fit_predict_and_json_round_trip(tmp_path, few_trees):
@@ -97,23 +114,6 @@ def test_fit_predict_and_json_round_trip(tmp_path, few_trees):
     path.write_text(json.dumps(chooser.to_dict()))
     again = Chooser.load(path)
     assert again.scores(test[0]) == pytest.approx(chooser.scores(test[0]))
-
-
-def interaction(n: int, seed: int) -> list[list[dict]]:
-    """The right candidate has lp_mean and conf of the same sign: no linear score finds it."""
-    rng = np.random.default_rng(seed)
-    questions = []
-    for _ in range(n):
-        good = int(rng.integers(0, 4))
-        q = []
-        for i in range(4):
-            f = {name: float(rng.normal()) for name in FEATURES}
-            a, b = abs(rng.normal()) + 0.2, abs(rng.normal()) + 0.2
-            sign = 1.0 if i == good else -1.0
-            f["lp_mean"], f["conf"] = (a, sign * b) if rng.random() < 0.5 else (-a, -sign * b)
-            q.append({"answer": str(i), "greedy": i == 0, "features": f, "target": float(i == good)})
-        questions.append(q)
-    return questions
 
 
 @pytest.fixture

@@ -169,7 +169,12 @@ def split_rationale(text: str) -> tuple[str, str]:
     answer, sep, rationale = text.partition(" because ")
     if not sep and text.strip().lower().startswith("because "):
         return "", text.strip()[len("because "):].strip()
-    return answer.strip(), " ".join(rationale.split()).rstrip(".")
+    return answer.strip(), clean_rationale(rationale)
+
+
+def clean_rationale(text: str) -> str:
+    """A generated rationale on one line, without its final full stop."""
+    return " ".join(text.split()).rstrip(".")
 
 
 def majority_answer(answers: Sequence[str]) -> str:

@@ -22,6 +22,7 @@ from pica.chooser import Chooser, check_model, chooser_path, fit
 from pica.config import DEFAULT_CALIBRATION_QUESTIONS
 from pica.errors import InputError
 from pica.fileio import atomic_write_text
+from pica.pipeline import STOP
 from pica.progress import progress_bar
 from pica.types import Example, Question
 
@@ -75,7 +76,7 @@ def collect(pipeline, rows: list[int], *, progress: bool = True
             for item in pipeline.prepare(questions, exclude=own):
                 prompts = pipeline.build_prompts(item.question, item.caption, item.hits)
                 completions = pipeline.backend.complete([p.text for p in prompts],
-                                                        max_tokens=pipeline.settings.max_tokens, stop=("\n",))
+                                                        max_tokens=pipeline.settings.max_tokens, stop=STOP)
                 answers = [normalize_answer(c.text) for c in completions]
                 table = pipeline.candidate_table(item, prompts[0].text, answers, completions)
                 for cand in table:

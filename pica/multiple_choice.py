@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pica.answers import choose, normalize_answer, split_rationale
+from pica.answers import choose, clean_rationale, normalize_answer, split_rationale
 from pica.config import RATIONALE_TOKENS
 from pica.errors import InputError
+from pica.pipeline import STOP
 from pica.types import Answer, Question
 
 if TYPE_CHECKING:
@@ -171,15 +172,14 @@ def _by_score(pipeline: Pipeline, choices: list[str], prompts: list[str]) -> Cho
                           logprob=scores[win][index], scores=scores, prompts=prompts)
     if s.rationale:  # nothing was generated: ask for the reason of the chosen choice
         lead = f"{prompts[win]} {choices[index]} because"
-        raw = pipeline.backend.complete([lead], max_tokens=RATIONALE_TOKENS, stop=("\n",))[0].text
-        result.raw, result.rationale = raw, " ".join(raw.split()).rstrip(".")
+        raw = pipeline.backend.complete([lead], max_tokens=RATIONALE_TOKENS, stop=STOP)[0].text
+        result.raw, result.rationale = raw, clean_rationale(raw)
     return result
 
 
 def _by_generation(pipeline: Pipeline, choices: list[str], prompts: list[str]) -> ChoiceResult:
     s = pipeline.settings
-    max_tokens = max(s.max_tokens, RATIONALE_TOKENS) if s.rationale else s.max_tokens
-    completions = pipeline.backend.complete(prompts, max_tokens=max_tokens, stop=("\n",))
+    completions = pipeline.backend.complete(prompts, max_tokens=pipeline.answer_tokens, stop=STOP)
     parts = [split_rationale(c.text) if s.rationale else (c.text, "") for c in completions]
     generated = [normalize_answer(answer) for answer, _ in parts]
     embed = _embed_texts(pipeline)
@@ -224,11 +224,10 @@ def respond(pipeline: Pipeline, item: Prepared, task: str) -> Answer:
         return direct
     seconds = {**item.seconds, "llm": mc_seconds, "mc": mc_seconds}
     seconds["total"] = sum(v for k, v in seconds.items() if k != "mc")
-    shown = {e.id: e for e in (pipeline.index.example(h.row) for h in item.hits)} if item.hits else {}
     return Answer(
         question_id=item.question.id, question=item.question.question, answer=result.chosen,
         raw=result.raw, caption=item.caption, logprob=result.logprob, prompts=result.prompts,
         example_ids=result.example_ids, seconds=seconds, rationale=result.rationale,
-        mc=result.to_dict(), examples=[[shown[i] for i in ids] for ids in result.example_ids],
+        mc=result.to_dict(), examples=pipeline.shown_examples(item, result.example_ids),
         prompt_tokens=sum(pipeline.backend.count_tokens(p) for p in result.prompts),
     )

@@ -362,15 +362,19 @@ class Pipeline:
             rationale = parts[win][1]
         seconds = {**item.seconds, "llm": time.perf_counter() - t0}
         seconds["total"] = sum(seconds.values())
-        shown = {e.id: e for e in (self.index.example(h.row) for h in item.hits)}
         return Answer(
             question_id=item.question.id, question=item.question.question, answer=answer,
             raw=raw, caption=item.caption, logprob=logprob,
             prompts=[p.text for p in prompts], example_ids=[p.example_ids for p in prompts],
             candidates=candidates,
             seconds=seconds, prompt_tokens=sum(c.prompt_tokens for c in completions),
-            examples=[[shown[i] for i in p.example_ids] for p in prompts], rationale=rationale,
+            examples=self.shown_examples(item, [p.example_ids for p in prompts]), rationale=rationale,
         )
+
+    def shown_examples(self, item: Prepared, example_ids: Sequence[Sequence[str]]) -> list[list[Any]]:
+        """The examples each prompt showed (ids in prompt order), from the question's hits."""
+        shown = {e.id: e for e in (self.index.example(h.row) for h in item.hits)} if item.hits else {}
+        return [[shown[i] for i in ids] for ids in example_ids]
 
     def candidate_table(self, item: Prepared, prompt: str, answers: Sequence[str],
                         completions: Sequence[Any]) -> list[dict[str, Any]]:

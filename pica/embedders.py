@@ -154,16 +154,15 @@ class OpenClipEmbedder(Embedder):
         self.model = model.eval().to(self.device, self.dtype)
         self._preprocess = preprocess
         self.id = f"open_clip:{name}"
-        self.dim = int(self.embed_texts(["a"], normalized=False).shape[-1])
+        self.dim = int(self.embed_texts(["a"]).shape[-1])
 
-    def embed_texts(self, texts: Sequence[str], batch_size: int = 64, normalized: bool = True) -> np.ndarray:
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         out = []
         with self._torch.inference_mode():
             for i in range(0, len(texts), batch_size):
                 tokens = self._tokenizer(list(texts[i : i + batch_size])).to(self.device)
                 out.append(self.model.encode_text(tokens).float().cpu().numpy())
-        vectors = np.concatenate(out) if out else np.zeros((0, self.dim))
-        return normalize(vectors) if normalized else vectors
+        return normalize(np.concatenate(out) if out else np.zeros((0, self.dim)))
 
     def preprocess(self, image):
         """The model's pixel tensor for one PIL image (CPU, float32), for loader threads."""

@@ -55,6 +55,14 @@ DEFAULT_BUILD_BATCH = 32
 # 2,000 OK-VQA pool questions (BENCHMARKS.md, "Learned answer chooser"); ~25 min on 2 cores.
 DEFAULT_CALIBRATION_QUESTIONS = 2000
 
+
+
+def check_device(spec: str) -> None:
+    """Raise ``InputError`` unless ``spec`` is a device spec (auto, cpu, cuda, cuda:N, mps)."""
+    if not DEVICE_PATTERN.fullmatch(str(spec)):
+        raise InputError(f"--device '{spec}' is not valid; use auto, cpu, cuda, cuda:N or mps")
+
+
 # pica's environment variables, read here and nowhere else.
 ENV_CONFIG = "PICA_CONFIG"
 ENV_INDEX_DIR = "PICA_INDEX_DIR"
@@ -193,8 +201,7 @@ class Settings:
                           ("candidate_answers", 0), ("candidate_neighbours", 1)):
             if getattr(self, name) < low:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {low}")
-        if not DEVICE_PATTERN.fullmatch(str(self.device)):
-            raise InputError(f"--device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
+        check_device(self.device)
         if self.n_gpu_layers is not None and self.n_gpu_layers < -1:
             raise InputError("--n-gpu-layers must be -1 (all layers), 0 (CPU only) or a layer count")
         for kind, weight in self.weights.items():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pica.config import DEVICE_PATTERN
+from pica.config import check_device
 from pica.errors import InputError
 from pica.hub import require
 
@@ -30,8 +30,7 @@ def resolve_device(spec: str = "auto"):
     """
     torch = require("torch", "running models on a device")
     spec = str(spec).strip().lower()
-    if not DEVICE_PATTERN.fullmatch(spec):
-        raise InputError(f"--device '{spec}' is not valid; use auto, cpu, cuda, cuda:N or mps")
+    check_device(spec)
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -19,6 +19,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
+from pica.prompts import clean
+
 CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've",
     "couldnt": "couldn't", "couldn'tve": "couldn't've", "couldnt've": "couldn't've",
@@ -169,12 +171,7 @@ def split_rationale(text: str) -> tuple[str, str]:
     answer, sep, rationale = text.partition(" because ")
     if not sep and text.strip().lower().startswith("because "):
         return "", text.strip()[len("because "):].strip()
-    return answer.strip(), clean_rationale(rationale)
-
-
-def clean_rationale(text: str) -> str:
-    """A generated rationale on one line, without its final full stop."""
-    return " ".join(text.split()).rstrip(".")
+    return answer.strip(), clean(rationale)
 
 
 def majority_answer(answers: Sequence[str]) -> str:

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pica.answers import choose, clean_rationale, normalize_answer, split_rationale
+from pica.answers import choose, normalize_answer, split_rationale
 from pica.config import RATIONALE_TOKENS
 from pica.errors import InputError
 from pica.pipeline import STOP
+from pica.prompts import clean
 from pica.types import Answer, Question
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def _by_score(pipeline: Pipeline, choices: list[str], prompts: list[str]) -> Cho
     if s.rationale:  # nothing was generated: ask for the reason of the chosen choice
         lead = f"{prompts[win]} {choices[index]} because"
         raw = pipeline.backend.complete([lead], max_tokens=RATIONALE_TOKENS, stop=STOP)[0].text
-        result.raw, result.rationale = raw, clean_rationale(raw)
+        result.raw, result.rationale = raw, clean(raw)
     return result
 
 

@@ -131,9 +131,9 @@ def timing(files: dict[str, Path], index: Path, n: int, threads: int) -> str:
     question (same model object, same load on a shared machine), on the first ``n`` dev questions."""
     import time
 
-    from pica.backends.llama_cpp import LlamaCppBackend
     from pica.config import Settings
     from pica.datasets import load_questions
+    from pica.llm.llama_cpp import LlamaCppBackend
     from pica.pipeline import Pipeline
 
     questions = load_questions(dataset=files["dev"], limit=n)

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pica.candidates import FEATURES  # noqa: E402
-from pica.chooser import fit as fit_chooser  # noqa: E402
+from pica.choice.candidates import FEATURES  # noqa: E402
+from pica.choice.chooser import fit as fit_chooser  # noqa: E402
 
 
 def load(paths: list[Path]) -> list[dict]:
@@ -34,8 +34,8 @@ def recount_frequencies(questions: list[dict], index_path: str) -> int:
     subtracted own answers); returns how many values changed."""
     import math
 
-    from pica.candidates import answer_counts, own_answers
-    from pica.index import ExampleIndex
+    from pica.choice.candidates import answer_counts, own_answers
+    from pica.retrieval.index import ExampleIndex
 
     index = ExampleIndex.load(index_path)
     counts = answer_counts(index)
@@ -67,7 +67,7 @@ def greedy_scores(questions: list[dict]) -> np.ndarray:
 
 # -- models: each fit(train questions) -> pick(candidates) -> index ------------------------------
 def pica_chooser(kind: str):
-    """pica's own chooser, ``pica.chooser.fit(model=kind)``, as calibration fits it."""
+    """pica's own chooser, ``pica.choice.chooser.fit(model=kind)``, as calibration fits it."""
     def fit(train):
         model = fit_chooser([q["candidates"] for q in train], model=kind)
         return lambda cands: int(np.argmax(model.scores(cands)))

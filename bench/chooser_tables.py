@@ -16,10 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-from pica.calibrate import collect, sample
+from pica.choice.calibrate import collect, sample
 from pica.config import make_settings
-from pica.fileio import atomic_write_text
 from pica.pipeline import Pipeline
+from pica.util.fileio import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:

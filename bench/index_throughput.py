@@ -30,7 +30,7 @@ CACHE = ROOT / "bench" / "out" / "fullsize"
 
 
 def dataloader_map(fn, batches, workers, ahead=2):
-    """:func:`pica.loading.prefetch_map` done by a torch DataLoader with worker processes."""
+    """:func:`pica.util.loading.prefetch_map` done by a torch DataLoader with worker processes."""
     from torch.utils.data import DataLoader, Dataset
 
     batches = list(batches)
@@ -52,12 +52,12 @@ def one(job: dict) -> dict:
     """Run one build in this process; return its figures."""
     import torch
 
-    from pica import index_build
-    from pica.captioners import make_captioner
+    from pica.retrieval import build as index_build
+    from pica.caption import make_captioner
 
     if job["torch_threads"]:
         torch.set_num_threads(job["torch_threads"])
-    from pica.embedders import make_embedder
+    from pica.retrieval.embedders import make_embedder
 
     paths = make_images(CACHE / "images", job["n"])
     questions = questions_for(paths)

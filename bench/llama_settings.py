@@ -21,7 +21,7 @@ from hf_compare import make_prompts  # noqa: E402
 
 
 def main() -> None:
-    from pica.backends.llama_cpp import LlamaCppBackend
+    from pica.llm.llama_cpp import LlamaCppBackend
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=60)

@@ -6,6 +6,7 @@ Each setting runs as its own `pica eval` process (so peak memory is that run's) 
 
     python bench/okvqa.py                     # every setting, all 1285 dev questions
     python bench/okvqa.py --only default --limit 300
+    python bench/okvqa.py --smoke             # two settings, 3 questions of a small fixture
 
 The table lists every setting that has a finished run in bench/out (from this or an earlier
 invocation), so settings can be re-run one at a time.
@@ -21,13 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, command_line, machine, update_section  # noqa: E402
-
-DEV = SHARED / "okvqa_val2014_dev.json"
-POOL = SHARED / "okvqa_val2014_pool.json"
-CAPTIONS = SHARED / "VinVL_base_val2014.tsv"
-INDEX = ROOT / "indexes" / "okvqa-pool"
-OUT = ROOT / "bench" / "out"
+from common import REAL, ROOT, SHARED, SMOKE_HELP, Data, bench_data, command_line, machine, publish  # noqa: E402
 
 # name -> (description, extra `pica eval` flags). The PICa-style baselines pin the settings the
 # defaults used to have, so the table stays comparable when defaults move.
@@ -65,18 +60,20 @@ def paired_difference(a: dict[str, dict], b: dict[str, dict]) -> tuple[float, fl
     return mean_se([a[k]["score"] - b[k]["score"] for k in a if k in b])
 
 
-def ensure_index() -> None:
-    if not (INDEX / "manifest.json").is_file():
-        subprocess.run([sys.executable, "-m", "pica", "index", "build", str(INDEX), "--dataset", str(POOL),
-                        "--captions", str(CAPTIONS)], check=True)
+def ensure_index(data: Data = REAL) -> None:
+    """Build the pool index (MiniLM, VinVL captions) unless it exists."""
+    if not (data.index / "manifest.json").is_file():
+        subprocess.run([sys.executable, "-m", "pica", "index", "build", str(data.index), "--dataset",
+                        str(data.pool), "--captions", str(data.captions)], check=True)
 
 
-def command(name: str, flags: list[str], limit: int | None, dataset: Path = DEV) -> tuple[Path, list[str]]:
-    """The run folder and `pica eval` command of one setting."""
-    out = OUT / name if limit is None else OUT / f"{name}-{limit}"
-    cmd = ["pica", "eval", "--dataset", str(dataset), "--captions", str(CAPTIONS), "--index", str(INDEX),
-           "--out", str(out), *flags, "--force-new", "--no-progress"]
-    return out, cmd + (["--limit", str(limit)] if limit else [])
+def command(name: str, flags: list[str], limit: int | None, dataset: Path | None = None,
+            data: Data = REAL, threads: int | None = None) -> tuple[Path, list[str]]:
+    """The run folder and `pica eval` command of one setting (on dev unless ``dataset``)."""
+    out = data.out / name if limit is None else data.out / f"{name}-{limit}"
+    cmd = ["pica", "eval", "--dataset", str(dataset or data.dev), "--captions", str(data.captions),
+           "--index", str(data.index), "--out", str(out), *flags, "--force-new", "--no-progress"]
+    return out, cmd + (["--limit", str(limit)] if limit else []) + (["--threads", str(threads)] if threads else [])
 
 
 def shown(cmd: list[str]) -> str:
@@ -89,9 +86,10 @@ def shown(cmd: list[str]) -> str:
     return " ".join(shlex.quote(short(a)) for a in cmd)
 
 
-def run(name: str, flags: list[str], limit: int | None, dataset: Path = DEV) -> tuple[str, dict]:
+def run(name: str, flags: list[str], limit: int | None, dataset: Path | None = None,
+        data: Data = REAL, threads: int | None = None) -> tuple[str, dict]:
     """Run one setting as its own `pica eval` process; return the command shown and the summary."""
-    out, cmd = command(name, flags, limit, dataset)
+    out, cmd = command(name, flags, limit, dataset, data, threads)
     (out / "results.jsonl").unlink(missing_ok=True)  # measure from scratch, never a resumed run
     subprocess.run([sys.executable, "-m", "pica", *cmd[1:]], check=True, cwd=ROOT)
     return shown(cmd), json.loads((out / "summary.json").read_text())
@@ -102,14 +100,24 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(SETTINGS), help="settings to run")
     parser.add_argument("--limit", type=int, help="first N dev questions only")
     parser.add_argument("--table", action="store_true", help="only rewrite the table from finished runs")
+    parser.add_argument("--threads", type=int, help="llama.cpp threads of each run (default: all cores)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
-    ensure_index()
+    if args.smoke:  # the reference and the default on 2 questions: the paired columns are filled
+        args.only, args.limit, args.threads = args.only or [REFERENCE, "default"], args.limit or 2, args.threads or 1
+    with bench_data("okvqa", args.smoke) as data:
+        bench(args, data)
+
+
+def bench(args: argparse.Namespace, data: Data) -> None:
+    """Run the settings asked for and write the table of every finished one."""
+    ensure_index(data)
     for name in [] if args.table else args.only or list(SETTINGS):
-        _, summary = run(name, SETTINGS[name][1], args.limit)
+        _, summary = run(name, SETTINGS[name][1], args.limit, data=data, threads=args.threads)
         print(f"{name}: {summary['accuracy']:.2f}% {summary['seconds_per_question']:.3f} s/q", flush=True)
     rows = []
     for name, (description, flags) in SETTINGS.items():
-        out, cmd = command(name, flags, args.limit)
+        out, cmd = command(name, flags, args.limit, data=data, threads=args.threads)
         if (out / "summary.json").is_file():
             rows.append((name, description, shown(cmd), json.loads((out / "summary.json").read_text()), out))
     n = rows[0][3]["n"]
@@ -143,7 +151,7 @@ def main() -> None:
                      f" {s['peak_rss_mb']:.0f} |")
     lines += ["", "Exact commands:", ""]
     lines += [f"- {name}: `{cmd}`" for name, _, cmd, *_ in rows]
-    update_section("okvqa" if args.limit is None else f"okvqa-{args.limit}", "\n".join(lines))
+    publish("okvqa" if args.limit is None else f"okvqa-{args.limit}", "\n".join(lines), data.smoke_dir)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ log P(" answer" + end-of-answer | prompt), reusing the prompt's KV cache. Candid
 log-prob + lambda * log(confidence + eps) for a grid of lambda, and compared with greedy decoding.
 
     python bench/rerank.py --n 300
+    python bench/rerank.py --smoke     # 3 questions of a small fixture
 """
 
 from __future__ import annotations
@@ -19,54 +20,60 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, machine, update_section  # noqa: E402
-from okvqa import CAPTIONS, INDEX, ensure_index  # noqa: E402
+from common import SMOKE_HELP, Data, bench_data, command_line, machine, publish  # noqa: E402
+from okvqa import ensure_index  # noqa: E402
 from tuning import tuning_split  # noqa: E402
 
 LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 
 def main() -> None:
-    from pica.answers import normalize_answer, soft_score
-    from pica.config import Settings
-    from pica.datasets import load_questions
-    from pica.evaluation import _attach_cached_captions
-    from pica.pipeline import Pipeline
-    from pica.selection import candidates_from
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--m", type=int, default=5, help="candidates from the neighbours")
     parser.add_argument("--k", type=int, default=32, help="neighbours the candidates come from")
+    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
-    ensure_index()
-    questions = load_questions(dataset=tuning_split(900), limit=args.n)
-    settings = Settings(captioner=str(CAPTIONS), index=str(INDEX))
+    if args.smoke:
+        args.n, args.k, args.threads = 3, 8, args.threads or 1
+    with bench_data("rerank", args.smoke) as data:
+        bench(args, data)
+
+
+def bench(args: argparse.Namespace, data: Data) -> None:
+    """Greedy answers, candidate log-probs and the re-ranking table."""
+    from pica.answers import normalize_answer, soft_score
+    from pica.choice.candidates import answer_end
+    from pica.config import Settings
+    from pica.datasets import load_questions
+    from pica.pipeline import Pipeline
+    from pica.retrieval.selection import candidates_from
+
+    ensure_index(data)
+    questions = load_questions(dataset=tuning_split(900, data), limit=args.n)
+    # Cached VinVL captions; the K candidate neighbours are fetched with the prompts' examples
+    # (leave-one-image-out); answers are chosen here, never by a chooser of the index.
+    settings = Settings(captioner=str(data.captions), index=str(data.index), candidate_neighbours=args.k,
+                        choose="logprob", threads=args.threads)
     pipeline = Pipeline(settings)
-    _attach_cached_captions(pipeline, questions)
     backend = pipeline.backend
-    tail = pipeline.template.example.split("{answer}", 1)[1]
-    end = tail[: len(tail) - len(tail.lstrip("\n"))] or "\n"
+    end = answer_end(pipeline.template.example)
     records, t_gen, t_score = [], 0.0, 0.0
     for start in range(0, len(questions), 16):
-        for item in pipeline._prepare(questions[start:start + 16]):
-            # Retrieval for candidates reaches further than the prompt's examples.
-            hits = pipeline.index.nearest(
-                {"question": pipeline.embedder.embed_texts([item.question.question]),
-                 "caption": pipeline.embedder.embed_texts([item.caption])}, args.k, settings.weights,
-                [pipeline._rows_by_image.get(str(item.question.image_id), [])])[0]
+        for item in pipeline.prepare(questions[start:start + 16], neighbours=True):
             t0 = time.perf_counter()
-            prompt = pipeline.build_prompts(item.question, item.caption, item.hits)[0].text
-            backend.reset_cache()
-            greedy = normalize_answer(backend.complete([prompt], max_tokens=settings.max_tokens)[0].text)
+            greedy = pipeline.greedy(item)  # the prompt, then greedy decoding from a reset cache
+            prompt, answer = greedy.prompts[0].text, greedy.answers[0]
             t1 = time.perf_counter()
-            cands = dict(candidates_from(pipeline.index, hits, args.m))
-            options = [o for o in dict.fromkeys([greedy, *cands]) if o]
-            logprobs = backend.score(prompt, [" " + o + end for o in options])
+            cands = dict(candidates_from(pipeline.index, item.neighbours[:args.k], args.m))
+            options = [o for o in dict.fromkeys([answer, *cands]) if o]
+            # Right after greedy decoding of the same prompt: the prompt's KV cache is reused.
+            logprobs = [lp for lp, _ in backend.score_candidates(prompt, [" " + o + end for o in options])]
             t_gen, t_score = t_gen + t1 - t0, t_score + time.perf_counter() - t1
             label = item.question.label
-            records.append({"greedy": soft_score(greedy, label), "options": options, "logprobs": logprobs,
-                            "conf": [cands.get(o, 0.0) for o in options],
+            records.append({"greedy": soft_score(normalize_answer(answer), label), "options": options,
+                            "logprobs": logprobs, "conf": [cands.get(o, 0.0) for o in options],
                             "scores": [soft_score(o, label) for o in options],
                             "top1": soft_score(next(iter(cands), ""), label)})
     n = len(records)
@@ -103,9 +110,9 @@ def main() -> None:
         f"Greedy decoding took {1000 * t_gen / n:.0f} ms/question; scoring the candidates added"
         f" {1000 * t_score / n:.0f} ms/question (prompt cached).",
     ]
-    update_section("rerank", "\n".join(lines))
-    print("\n".join(lines))
-    (Path(__file__).resolve().parent / "out" / "rerank.json").write_text(json.dumps(records))
+    publish("rerank", "\n".join(lines), data.smoke_dir)
+    data.out.mkdir(parents=True, exist_ok=True)
+    (data.out / "rerank.json").write_text(json.dumps(records))
 
 
 if __name__ == "__main__":

@@ -14,12 +14,9 @@ score of the normalized prediction (0 when absent).
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping, Sequence
-
-from pica.prompts import clean
 
 CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've",
@@ -151,7 +148,7 @@ def aokvqa_direct_accuracy(prediction: str, direct_answers: Sequence[str]) -> fl
     prediction as strings — no leave-one-out averaging and no normalization of either side (the
     official direct answers are already lower-case; pica's predictions are VQA-normalized).
     Questions marked ``difficult_direct_answer`` are left out of the mean by the caller, as the
-    official script does; see :func:`pica.multiple_choice.summarize_tasks`.
+    official script does; see :func:`pica.tasks.multiple_choice.summarize_tasks`.
 
     >>> aokvqa_direct_accuracy("bus", ["bus", "bus", "van", "bus", "car"])
     1.0
@@ -182,20 +179,6 @@ def majority_answer(answers: Sequence[str]) -> str:
     return counts.most_common(1)[0][0]
 
 
-def choose(answers: Sequence[str], logprobs: Sequence[float | None], method: str) -> int:
-    """Index of the winning completion among an ensemble's.
-
-    ``logprob`` (PICa): highest summed log-prob. ``vote`` (Prophet): sum ``exp(logprob)`` per
-    normalized answer (1 per answer when log-probs are unavailable) and take the best answer's
-    most confident completion. Log-prob choice falls back to a vote without log-probs.
-    """
-    if not answers:
-        raise ValueError("no answers to choose from")
-    if method == "logprob" and all(lp is not None for lp in logprobs):
-        return max(range(len(answers)), key=lambda i: (logprobs[i], -i))
-    totals: Mapping[str, float] = defaultdict(float)
-    for a, lp in zip(answers, logprobs):
-        totals[a] += 1.0 if lp is None else math.exp(lp)
-    best = max(totals, key=lambda a: (totals[a], -answers.index(a)))
-    members = [i for i, a in enumerate(answers) if a == best]
-    return max(members, key=lambda i: (logprobs[i] if logprobs[i] is not None else 0.0, -i))
+def clean(text: str) -> str:
+    """One-line text for a prompt field: whitespace folded, no trailing period."""
+    return " ".join(text.split()).rstrip(".")

@@ -19,6 +19,10 @@ from pica.errors import InputError, did_you_mean
 DEFAULT_CAPTIONER = "Salesforce/blip-image-captioning-base"
 DEFAULT_CLIP = "ViT-B-32@laion2b_s34b_b79k"
 DEFAULT_TEXT_EMBEDDER = "all-MiniLM-L6-v2"
+# Embedder specs (``KIND:NAME``) of text and image indexes; the text one also maps free answers
+# to choices when there is no index.
+TEXT_EMBEDDER = f"sentence-transformers:{DEFAULT_TEXT_EMBEDDER}"
+IMAGE_EMBEDDER = f"open_clip:{DEFAULT_CLIP}"
 DEFAULT_LLM = "gemma3-270m"
 STARTER_INDEX = "starter"
 # Measured on a pool tuning split (BENCHMARKS.md, "Tuning"): with Gemma 3 270M, 4 nearest examples

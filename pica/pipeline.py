@@ -12,30 +12,18 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-from pica.answers import choose, normalize_answer, split_rationale
-from pica.config import DEFAULT_CANDIDATES, RATIONALE_TOKENS, Settings
+from pica.config import DEFAULT_CANDIDATES, RATIONALE_TOKENS, TEXT_EMBEDDER, Settings
 from pica.errors import InputError
-from pica.index import ExampleIndex, Hit
-from pica.prompts import Prompt, Template, build_prompt, format_candidates, load_template
-from pica.selection import answer_aware, candidates_from, ensemble_slices, kinds_for, random_hits
-from pica.types import Answer, Question
+from pica.llm.prompts import Prompt, Template, build_prompt, format_candidates, load_template
+from pica.retrieval.index import ExampleIndex, Hit
+from pica.retrieval.selection import answer_aware, candidates_from, ensemble_slices, kinds_for, random_hits
+from pica.tasks import direct, multiple_choice
+from pica.tasks.base import Prepared, Tools, question_task
+from pica.types import Answer, Example, Question
 
-STOP = ("\n",)
-
-
-@dataclass
-class Prepared:
-    """A question after the batched stages, ready for its LLM call."""
-
-    question: Question
-    caption: str
-    hits: list[Hit]
-    seconds: dict[str, float]
-    neighbours: list[Hit] = field(default_factory=list)  # the K nearest, for answer candidates
-    exclude_rows: list[int] = field(default_factory=list)  # rows the question must not see
+__all__ = ["Pipeline", "Prepared"]
 
 
 class Pipeline:
@@ -65,9 +53,10 @@ class Pipeline:
     @functools.cached_property
     def index(self) -> ExampleIndex | None:
         """The example index, or ``None`` for zero-shot."""
-        from pica.index_store import resolve_index
+        from pica.retrieval.build import build_starter
+        from pica.retrieval.store import resolve_index
 
-        path = resolve_index(self.settings.index)
+        path = resolve_index(self.settings.index, build_starter=build_starter)
         if path is None:
             return None
         index = ExampleIndex.load(path)
@@ -78,7 +67,7 @@ class Pipeline:
     @functools.cached_property
     def embedder(self):
         """The embedder the index was built with."""
-        from pica.embedders import make_embedder
+        from pica.retrieval.embedders import make_embedder
 
         embedder = make_embedder(self.index.embedder_id, device=self.settings.device,
                                  dtype=self.settings.dtype)
@@ -88,14 +77,14 @@ class Pipeline:
     @functools.cached_property
     def backend(self):
         """The LLM backend."""
-        from pica.backends import make_backend
+        from pica.llm import make_backend
 
         return make_backend(self.settings)
 
     @functools.cached_property
     def captioner(self):
         """The captioner (an image-to-text model, or a captions file)."""
-        from pica.captioners import make_captioner
+        from pica.caption import make_captioner
 
         s = self.settings
         return make_captioner(s.captioner, question_aware=s.question_aware, prompt=s.caption_prompt,
@@ -104,7 +93,7 @@ class Pipeline:
     @functools.cached_property
     def choice(self) -> dict[str, Any]:
         """How answers are chosen, resolved: ``method`` (``learned``, ``logprob`` or ``vote``),
-        ``chooser`` (the :class:`~pica.chooser.Chooser` or ``None``) and ``sha256`` of its file.
+        ``chooser`` (the :class:`~pica.choice.chooser.Chooser` or ``None``) and ``sha256`` of its file.
 
         Raises:
             InputError: ``--choose learned`` without an index or without a matching chooser.
@@ -116,7 +105,7 @@ class Pipeline:
             if s.choose == "learned":
                 raise InputError("--choose learned needs an example index (its chooser and neighbours)")
             return {"method": "logprob", "chooser": None, "sha256": None}
-        from pica.chooser import find_chooser
+        from pica.choice.chooser import find_chooser
 
         found = find_chooser(self.index.path, self.chooser_target(), required=s.choose == "learned")
         if found is None:
@@ -142,12 +131,15 @@ class Pipeline:
         return self.settings.shots == 0 or self.index is None
 
     # -- public API ---------------------------------------------------------------------------
-    def answer(self, question: Question) -> Answer:
+    def answer(self, question: Question, task: str | None = None) -> Answer:
         """Answer one question (see :meth:`answer_stream`)."""
-        return next(self.answer_stream([question]))
+        return next(self.answer_stream([question], task=task))
 
-    def answer_stream(self, questions: Sequence[Question], chunk: int = 16) -> Iterator[Answer]:
+    def answer_stream(self, questions: Sequence[Question], chunk: int = 16,
+                      task: str | None = None) -> Iterator[Answer]:
         """Answer questions in order, yielding each answer as soon as it is ready.
+
+        ``task`` (``auto``, ``da``, ``mc``, ``both``) overrides the settings' for this call.
 
         With a thread-safe backend (an API) and ``concurrency`` N > 1, N LLM calls stay in flight
         across chunk boundaries: the next chunk is prepared while earlier questions are answered,
@@ -162,14 +154,14 @@ class Pipeline:
         if workers <= 1:
             for start in range(0, len(questions), chunk):
                 for item in self.prepare(questions[start:start + chunk]):
-                    yield self.respond(item)
+                    yield self.respond(item, task)
             return
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pica-answer")
         pending: deque[Future] = deque()
         try:
             for start in range(0, len(questions), chunk):
                 for item in self.prepare(questions[start:start + chunk]):
-                    pending.append(pool.submit(self.respond, item))
+                    pending.append(pool.submit(self.respond, item, task))
                     while len(pending) >= 2 * workers:
                         yield pending.popleft().result()
             while pending:
@@ -217,6 +209,11 @@ class Pipeline:
                                         choices=choices, rationale=s.rationale))
         return prompts
 
+    def item_prompts(self, item: Prepared, *, template: Template | None = None,
+                     choices: Sequence[str] = ()) -> list[Prompt]:
+        """:meth:`build_prompts` for a prepared question."""
+        return self.build_prompts(item.question, item.caption, item.hits, template=template, choices=choices)
+
     @property
     def answer_tokens(self) -> int:
         """Tokens generated per answer: ``max_tokens``, more with ``--rationale``."""
@@ -224,11 +221,13 @@ class Pipeline:
         return max(s.max_tokens, RATIONALE_TOKENS) if s.rationale else s.max_tokens
 
     # -- stages -------------------------------------------------------------------------------
-    def prepare(self, questions: Sequence[Question],
-                exclude: dict[str, list[int]] | None = None) -> list[Prepared]:
+    def prepare(self, questions: Sequence[Question], exclude: dict[str, list[int]] | None = None,
+                *, neighbours: bool = False) -> list[Prepared]:
         """The batched stages for a chunk of questions: images, captions, vectors, search.
 
         ``exclude`` maps a question id to index rows it must never see (besides its own image's).
+        ``neighbours`` fetches the K candidate neighbours even when no setting needs them
+        (calibration scores candidates for a chooser it has yet to fit).
 
         Raises:
             InputError: an empty question, a bad image, a question that cannot be captioned.
@@ -248,12 +247,13 @@ class Pipeline:
         if not self.zero_shot:
             for q in questions:
                 exclude[q.id] += self.index.rows_of_image(q.image_id)
-        neighbours = self._retrieve(questions, captions, images, exclude)
+        found = self._retrieve(questions, captions, images, exclude,
+                               neighbours or self._wants_neighbours())
         t2 = time.perf_counter()
         n = len(questions)
         return [Prepared(q, c, self._prompt_hits(h), {"caption": (t1 - t0) / n, "retrieval": (t2 - t1) / n},
                          neighbours=h, exclude_rows=exclude[q.id])
-                for q, c, h in zip(questions, captions, neighbours)]
+                for q, c, h in zip(questions, captions, found)]
 
     def _wants_neighbours(self) -> bool:
         return self.settings.example_order == "answer-aware" or self.choice["method"] == "learned"
@@ -283,12 +283,12 @@ class Pipeline:
         return captions
 
     def _retrieve(self, questions: Sequence[Question], captions: Sequence[str],
-                  images: dict, exclude: dict[str, list[int]]) -> list[list[Hit]]:
+                  images: dict, exclude: dict[str, list[int]], neighbours: bool) -> list[list[Hit]]:
         s = self.settings
         if self.zero_shot:
             return [[] for _ in questions]
         k = s.shots * s.ensemble
-        if self._wants_neighbours():
+        if neighbours:
             k = max(k, s.candidate_neighbours)
         if s.selection == "random":
             return [random_hits(self.index, k, s.seed, q.id) for q in questions]
@@ -323,78 +323,57 @@ class Pipeline:
                  for row, nb in zip(rows, found)}
         return lambda ex: by_id.get(ex.id, "")
 
-    def respond(self, item: Prepared) -> Answer:
-        """The LLM stage for the question's task (``--task``): a direct answer
-        (:meth:`generate`), a choice among the question's choices, or both
-        (:func:`pica.multiple_choice.respond`)."""
-        from pica.multiple_choice import question_task, respond
+    def respond(self, item: Prepared, task: str | None = None) -> Answer:
+        """The LLM stage for one prepared question, as ``task`` (default: the settings'): a direct
+        answer (:func:`pica.tasks.direct.answer`), a choice among the question's choices, or both
+        (:func:`pica.tasks.multiple_choice.respond`)."""
+        task = question_task(task or self.settings.task, item.question)
+        if task == "da":
+            return direct.answer(self.tools, item)
+        return multiple_choice.respond(self.tools, item, task)
 
-        task = question_task(self.settings.task, item.question)
-        return self.generate(item) if task == "da" else respond(self, item, task)
+    def greedy(self, item: Prepared) -> direct.Greedy:
+        """The ensemble's greedy completions for one prepared question (no answer choice)."""
+        return direct.greedy(self.tools, item)
 
-    def generate(self, item: Prepared) -> Answer:
-        """The LLM stage for one prepared question: prompts, completions, choice, normalization."""
+    @functools.cached_property
+    def tools(self) -> Tools:
+        """What the task strategies get from this pipeline (:class:`~pica.tasks.base.Tools`)."""
         s = self.settings
-        t0 = time.perf_counter()
-        prompts = self.build_prompts(item.question, item.caption, item.hits)
-        completions = self.backend.complete([p.text for p in prompts], max_tokens=self.answer_tokens,
-                                            stop=STOP)
-        parts = [split_rationale(c.text) if s.rationale else (c.text, "") for c in completions]
-        answers = [normalize_answer(answer) for answer, _ in parts]
-        candidates = [{"answer": a, "raw": c.text, "logprob": c.logprob}
-                      for a, c in zip(answers, completions)]
-        if self.choice["method"] == "learned":
-            table = self.candidate_table(item, prompts[0].text, answers, completions)
-            if table:
-                best = self.choice["chooser"].pick(table)
-                table[best]["chosen"] = True
-                candidates = table
-                chosen = table[best]["answer"]
-                win = answers.index(chosen) if chosen in answers else None
-            else:
-                win = choose(answers, [c.logprob for c in completions], "logprob")
-        else:
-            win = choose(answers, [c.logprob for c in completions], self.ensemble_choice)
-        if win is None:  # a neighbour's answer won: it has no raw completion of its own
-            answer, raw, logprob, rationale = chosen, chosen, None, ""
-        else:
-            answer, raw, logprob = answers[win], completions[win].text, completions[win].logprob
-            rationale = parts[win][1]
-        seconds = {**item.seconds, "llm": time.perf_counter() - t0}
-        seconds["total"] = sum(seconds.values())
-        return Answer(
-            question_id=item.question.id, question=item.question.question, answer=answer,
-            raw=raw, caption=item.caption, logprob=logprob,
-            prompts=[p.text for p in prompts], example_ids=[p.example_ids for p in prompts],
-            candidates=candidates,
-            seconds=seconds, prompt_tokens=sum(c.prompt_tokens for c in completions),
-            examples=self.shown_examples(item, [p.example_ids for p in prompts]), rationale=rationale,
+        learned = self.choice["method"] == "learned"
+        return Tools(
+            backend=self.backend, prompts=self.item_prompts, choices_template=self._choices_template,
+            examples=self.shown_examples, embed_texts=self._embed_texts, answer_tokens=self.answer_tokens,
+            rationale=s.rationale, ensemble_choice=self.ensemble_choice, mc_method=s.mc_method,
+            chooser=self.choice["chooser"] if learned else None,
+            candidate_table=self.candidate_table if learned else None,
         )
 
-    def shown_examples(self, item: Prepared, example_ids: Sequence[Sequence[str]]) -> list[list[Any]]:
+    def shown_examples(self, item: Prepared, example_ids: Sequence[Sequence[str]]) -> list[list[Example]]:
         """The examples each prompt showed (ids in prompt order), from the question's hits."""
         shown = {e.id: e for e in (self.index.example(h.row) for h in item.hits)} if item.hits else {}
         return [[shown[i] for i in ids] for ids in example_ids]
 
     def candidate_table(self, item: Prepared, prompt: str, answers: Sequence[str],
                         completions: Sequence[Any]) -> list[dict[str, Any]]:
-        """Greedy + neighbour candidates of one question, scored under ``prompt``, with features.
-
-        Each dict: answer, raw and logprob (of the greedy completion giving it, else ``None``),
-        greedy, conf, logprob_scored, tokens, features.
-        """
-        from pica.candidates import answer_end, featurize, gather, score_all
+        """Greedy + neighbour candidates of one question, scored under ``prompt``, with features
+        (:func:`pica.choice.candidates.candidate_table`)."""
+        from pica.choice.candidates import answer_end, candidate_table
 
         s = self.settings
-        cands = gather(answers, self.index, item.neighbours[:s.candidate_neighbours], s.candidate_answers)
-        scored = score_all(self.backend, prompt, cands, answer_end(self.template.example))
-        featurize(cands, scored, question=item.question.question, caption=item.caption, index=self.index,
-                  neighbours=item.neighbours[:s.candidate_neighbours], exclude_rows=item.exclude_rows)
-        for i, cand in enumerate(cands):
-            j = answers.index(cand["answer"]) if cand["answer"] in answers else None
-            cand["raw"] = completions[j].text if j is not None else None
-            cand["logprob"] = completions[j].logprob if j is not None else None
-            cand["logprob_scored"] = scored[i][0] if scored else None
-            cand["tokens"] = scored[i][1] if scored else None
-            cand["features"] = {k: round(v, 6) for k, v in cand["features"].items()}
-        return cands
+        return candidate_table(self.backend, self.index, answer_end(self.template.example), item, prompt,
+                               answers, completions, top=s.candidate_answers, k=s.candidate_neighbours)
+
+    def _choices_template(self) -> Template:
+        from pica.llm.prompts import load_choices_template
+
+        return load_choices_template(self.settings.template)
+
+    def _embed_texts(self, texts: list[str]):
+        """The index's text embedder (the packaged MiniLM when answering zero-shot), built lazily."""
+        if self.index is not None:
+            return self.embedder.embed_texts(texts)
+        from pica.retrieval.embedders import make_embedder
+
+        return make_embedder(TEXT_EMBEDDER).embed_texts(texts)
+

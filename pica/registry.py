@@ -14,18 +14,18 @@ from pica.errors import unknown_name
 # ``--llm KIND:MODEL`` picks a backend by name; other values go to the local one.
 LOCAL_BACKEND = "llama-cpp"
 BACKENDS: dict[str, str] = {
-    "llama-cpp": "pica.backends.llama_cpp:LlamaCppBackend",
-    "openai": "pica.backends.openai_compat:OpenAICompatBackend",
+    "llama-cpp": "pica.llm.llama_cpp:LlamaCppBackend",
+    "openai": "pica.llm.openai_compat:OpenAICompatBackend",
 }
 
 CAPTIONERS: dict[str, str] = {
-    "hf": "pica.captioners:HFCaptioner",
-    "cache": "pica.captioners:CachedCaptioner",
+    "hf": "pica.caption.hf:HFCaptioner",
+    "cache": "pica.caption.cached:CachedCaptioner",
 }
 
 EMBEDDERS: dict[str, str] = {
-    "open_clip": "pica.embedders:OpenClipEmbedder",
-    "sentence-transformers": "pica.embedders:SentenceTransformerEmbedder",
+    "open_clip": "pica.retrieval.embedders:OpenClipEmbedder",
+    "sentence-transformers": "pica.retrieval.embedders:SentenceTransformerEmbedder",
 }
 
 REGISTRIES: dict[str, dict[str, str]] = {

@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pica.errors import InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# "COCO_val2014_000000297147", "val2014_000000297147", "000000297147", "297147".
+_NUMERIC_ID = re.compile(r"(?:COCO_)?(?:[A-Za-z-]+\d{4}_)?(\d+)", re.IGNORECASE)
+
+
+def normalize_image_id(value: str | int) -> str:
+    """Canonical form of an image id, used wherever ids are compared.
+
+    COCO names, zero-padded ids and image file names map to the bare number
+    (``"COCO_val2014_000000297147"``, ``"000000297147.jpg"``, ``297147`` -> ``"297147"``);
+    any other string is returned stripped but otherwise unchanged.
+
+    Raises:
+        InputError: ``value`` is ``None``.
+    """
+    if value is None:
+        raise InputError("an image id is missing; every question needs an image_id")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    name = re.split(r"[\\/]", text)[-1]
+    stem, ext = os.path.splitext(name)
+    if ext.lower() in IMAGE_EXTENSIONS:
+        name = stem
+    match = _NUMERIC_ID.fullmatch(name)
+    return str(int(match.group(1))) if match else text
 
 
 @dataclass(frozen=True)
@@ -89,7 +120,6 @@ class Question:
         Raises:
             InputError: the question (or a given caption) is empty.
         """
-        from pica.datasets.rows import normalize_image_id
         from pica.errors import InputError
 
         if not question or not question.strip():
@@ -107,7 +137,7 @@ class Question:
 
     def load_image(self):
         """The question's image as RGB PIL, or ``None``. Raises ``InputError`` for bad files."""
-        from pica.images import load_image, to_rgb
+        from pica.util.images import load_image, to_rgb
 
         if self.image_path is not None:
             return load_image(self.image_path)
@@ -140,7 +170,7 @@ class Answer:
 
     ``examples`` holds the examples of each prompt (in prompt order, like ``example_ids``).
     ``rationale`` is the model's one-sentence reason (``--rationale``), ``mc`` the
-    multiple-choice outcome (:class:`pica.multiple_choice.ChoiceResult` as a dict) when the
+    multiple-choice outcome (:class:`pica.tasks.multiple_choice.ChoiceResult` as a dict) when the
     question was asked as multiple choice.
     """
 

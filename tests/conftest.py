@@ -60,7 +60,7 @@ def fake_embedder():
 @pytest.fixture(scope="session")
 def gemma():
     """The packaged Gemma 3 270M GGUF through llama.cpp, loaded once per session."""
-    from pica.backends.llama_cpp import LlamaCppBackend
+    from pica.llm.llama_cpp import LlamaCppBackend
 
     backend = LlamaCppBackend("gemma3-270m", n_ctx=2048)
     yield backend
@@ -117,7 +117,7 @@ def text_index(okvqa_files, tmp_path_factory):
 def build_text_index(out, captions, **source):
     """Build a question + caption index (packaged MiniLM) of one question source at ``out``."""
     from pica.datasets import load_questions, read_captions
-    from pica.index_build import build_index
+    from pica.retrieval.build import build_index
 
     build_index(out, load_questions(**source), captions=read_captions(captions), progress=False)
     return out

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pica.backends.base import Backend
-from pica.embedders import Embedder
-from pica.index import ExampleIndex
-from pica.index_writer import IndexWriter
+from pica.llm.base import Backend
+from pica.retrieval.embedders import Embedder
+from pica.retrieval.index import ExampleIndex
+from pica.retrieval.writer import IndexWriter
 from pica.types import Completion, Example
 
 

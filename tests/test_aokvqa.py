@@ -12,15 +12,16 @@ from fakes import FakeBackend, FakeEmbedder, fake_index
 from typer.testing import CliRunner
 
 from pica.answers import aokvqa_direct_accuracy, split_rationale
-from pica.aokvqa_eval import official_predictions, split_name, task_summary
 from pica.cli import app
 from pica.config import Settings
 from pica.datasets import load_questions, scan_images
 from pica.errors import InputError
 from pica.evaluation import evaluate
-from pica.multiple_choice import map_to_choice, resolve_task
+from pica.llm.prompts import build_prompt, load_choices_template, load_template
 from pica.pipeline import Pipeline
-from pica.prompts import build_prompt, load_choices_template, load_template
+from pica.tasks.aokvqa import official_predictions, split_name, task_summary
+from pica.tasks.base import resolve_task
+from pica.tasks.multiple_choice import map_to_choice
 from pica.types import Example, Question
 
 runner = CliRunner()
@@ -70,7 +71,7 @@ def test_bad_choices_are_input_errors(aokvqa_files, tmp_path, change, match):
 def test_index_keeps_choices_and_rationales(aokvqa_index):
     frame = pd.read_parquet(aokvqa_index / "examples.parquet")
     assert {"choices", "correct_choice_idx", "rationales"} <= set(frame.columns)
-    from pica.index import ExampleIndex
+    from pica.retrieval.index import ExampleIndex
 
     ex = ExampleIndex.load(aokvqa_index).example(0)
     assert len(ex.choices) == 4 and ex.correct_choice_idx == 2 and len(ex.rationales) == 3
@@ -278,7 +279,7 @@ def test_eval_writes_official_prediction_files_and_both_accuracies(aokvqa_files,
 
 
 def test_choice_marks_for_the_report():
-    from pica.aokvqa_eval import choice_marks
+    from pica.tasks.aokvqa import choice_marks
 
     row = {"choices": json.dumps(["a", "b", "c"]), "chosen_idx": 1.0, "correct_choice_idx": float("nan")}
     assert choice_marks(row) == [("a", ""), ("b", "chosen"), ("c", "")]

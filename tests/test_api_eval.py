@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pica.cli import app
-from pica.evaluation import RESULTS_FILE, read_results
+from pica.evaluation.results import RESULTS_FILE, read_results
 
 runner = CliRunner()
 SECRET = "sk-test-DO-NOT-LEAK-4242424242"

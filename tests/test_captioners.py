@@ -8,14 +8,10 @@ import pytest
 from PIL import Image
 from tiny_models import make_tiny_blip, make_tiny_git, make_tiny_vision_encoder_decoder
 
-from pica.captioners import (
-    CachedCaptioner,
-    HFCaptioner,
-    is_captions_file,
-    make_captioner,
-    one_line,
-    strip_prompt,
-)
+from pica.caption import is_captions_file, make_captioner
+from pica.caption.base import one_line, strip_prompt
+from pica.caption.cached import CachedCaptioner
+from pica.caption.hf import HFCaptioner
 from pica.config import PROMPTCAP_PROMPT
 from pica.errors import InputError, ModelLoadError
 from pica.types import Question
@@ -186,12 +182,12 @@ def test_unknown_hub_id_offline(monkeypatch):
 def test_unknown_hub_id_unreachable_hub_fails_fast(monkeypatch):
     import huggingface_hub.constants
 
-    import pica.captioners
+    import pica.caption.hf
 
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(pica.captioners, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(pica.caption.hf, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(ModelLoadError) as excinfo:
         HFCaptioner("no-such-org/no-such-captioner-xyz")
     _assert_load_error(excinfo, "no-such-org/no-such-captioner-xyz", "cannot be reached")

@@ -12,14 +12,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pica.answers import normalize_answer
-from pica.calibrate import calibrate, target
-from pica.candidates import FEATURES, answer_end, featurize, gather
-from pica.chooser import Chooser, chooser_path, find_chooser, fit
+from pica.choice.calibrate import calibrate, target
+from pica.choice.candidates import FEATURES, answer_end, featurize, gather
+from pica.choice.chooser import Chooser, chooser_path, find_chooser, fit
 from pica.cli import app
 from pica.config import Settings
 from pica.errors import InputError
-from pica.index import Hit
 from pica.pipeline import Pipeline
+from pica.retrieval.index import Hit
 from pica.types import Example, Question
 
 runner = CliRunner()
@@ -119,7 +119,7 @@ def test_fit_predict_and_json_round_trip(tmp_path, few_trees):
 @pytest.fixture
 def few_trees(monkeypatch):
     """Fewer boosting rounds: the same code, fast enough for the quick tests."""
-    from pica import chooser
+    from pica.choice import chooser
 
     monkeypatch.setitem(chooser.TREES, "n_estimators", 60)
     monkeypatch.setitem(chooser.TREES, "learning_rate", 0.2)
@@ -147,7 +147,7 @@ def test_trees_learn_an_interaction_and_auto_keeps_the_better_model(tmp_path, fe
 def test_exported_trees_predict_as_scikit_learn_does():
     from sklearn.ensemble import GradientBoostingRegressor
 
-    from pica.chooser import export_trees, predict_trees
+    from pica.choice.chooser import export_trees, predict_trees
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 5))
@@ -250,7 +250,7 @@ def test_calibrate_leaves_own_image_out_and_learned_choice_uses_it(index, monkey
 
 
 def test_answer_aware_prefers_examples_with_top_answers(index):
-    from pica.selection import answer_aware
+    from pica.retrieval.selection import answer_aware
 
     hits = [Hit(r, 1.0 - r / 100) for r in (2, 3, 4, 7, 9)]  # answers two, red, the dog, two, the dog
     picked = answer_aware(index, hits, 2, top=1)

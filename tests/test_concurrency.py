@@ -11,7 +11,8 @@ from servers import FlakyServer, completion_json
 
 from pica.config import Settings
 from pica.datasets import load_questions
-from pica.evaluation import RESULTS_FILE, evaluate, read_results
+from pica.evaluation import evaluate
+from pica.evaluation.results import RESULTS_FILE, read_results
 from pica.pipeline import Pipeline
 from pica.types import Question
 

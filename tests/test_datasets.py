@@ -269,7 +269,7 @@ def test_read_lxmert(tmp_path):
      ("11", None), ("what sport", None), ("", None)],
 )
 def test_okvqa_category_names(code, name):
-    from pica.evaluation import category_name
+    from pica.evaluation.categories import category_name
 
     assert category_name(code) == name
 

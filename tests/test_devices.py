@@ -37,7 +37,7 @@ def no_gpu(monkeypatch):
 def test_auto_is_the_cpu_without_a_gpu_and_float32_there(no_gpu):
     import torch
 
-    from pica.devices import resolve_device, resolve_dtype
+    from pica.util.devices import resolve_device, resolve_dtype
 
     assert resolve_device("auto") == torch.device("cpu")
     assert resolve_device("cpu") == torch.device("cpu")
@@ -48,7 +48,7 @@ def test_auto_is_the_cpu_without_a_gpu_and_float32_there(no_gpu):
 
 @pytest.mark.parametrize("spec", ["cuda", "cuda:1", "mps"])
 def test_a_device_that_is_not_there_is_one_input_error(no_gpu, spec):
-    from pica.devices import resolve_device
+    from pica.util.devices import resolve_device
 
     with pytest.raises(InputError, match=f"^{spec} requested but torch sees no .*; use --device cpu$"):
         resolve_device(spec)
@@ -139,7 +139,7 @@ def test_gpu_layers_on_a_cpu_only_build_is_an_input_error(llama_spy, monkeypatch
 def test_the_installed_llama_cpp_loads_with_the_detected_default(gemma_path):
     import llama_cpp
 
-    from pica.backends.llama_cpp import LlamaCppBackend
+    from pica.llm.llama_cpp import LlamaCppBackend
 
     backend = LlamaCppBackend(gemma_path, n_ctx=256)
     try:
@@ -170,7 +170,7 @@ def pictures():
 def test_preprocessed_pixels_equal_the_processor_batch(tiny, pictures, question_aware):
     import torch
 
-    from pica.captioners import HFCaptioner
+    from pica.caption.hf import HFCaptioner
 
     cap = HFCaptioner(str(tiny["blip"]), question_aware=question_aware, device="cpu")
     batch = cap.processor(images=pictures, return_tensors="pt")["pixel_values"]
@@ -182,7 +182,7 @@ def test_preprocessed_pixels_equal_the_processor_batch(tiny, pictures, question_
 
 @pytest.mark.slow
 def test_open_clip_vectors_from_preprocessed_pixels(tiny, pictures):
-    from pica.embedders import OpenClipEmbedder
+    from pica.retrieval.embedders import OpenClipEmbedder
 
     clip = OpenClipEmbedder(str(tiny["clip"]), device="cpu")
     np.testing.assert_array_equal(clip.embed_images([clip.preprocess(p) for p in pictures]),
@@ -196,7 +196,7 @@ def test_index_build_with_loader_threads_equals_the_sequential_build(okvqa_files
     from test_index_cli import write_images
 
     from pica.datasets import load_questions
-    from pica.index_build import build_index
+    from pica.retrieval.build import build_index
 
     images = write_images(tmp_path / "images", okvqa_files["pool"])
     questions = load_questions(dataset=okvqa_files["pool"], images_dir=images)

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from tiny_models import make_tiny_open_clip
 
-from pica.embedders import OpenClipEmbedder, SentenceTransformerEmbedder, make_embedder, normalize
 from pica.errors import InputError, ModelLoadError
+from pica.retrieval.embedders import OpenClipEmbedder, SentenceTransformerEmbedder, make_embedder, normalize
 
 
 @pytest.fixture(scope="module")

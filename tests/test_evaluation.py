@@ -18,9 +18,10 @@ from pica.cli import app
 from pica.config import Settings
 from pica.datasets import load_questions
 from pica.errors import RunConfigError
-from pica.evaluation import RESULTS_FILE, evaluate, read_results
+from pica.evaluation import evaluate
+from pica.evaluation.results import RESULTS_FILE, read_results
+from pica.evaluation.runlock import RunLock
 from pica.pipeline import Pipeline
-from pica.runlock import RunLock
 
 runner = CliRunner()
 

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from pica.errors import InputError
-from pica.images import MAX_PIXELS, load_image
+from pica.util.images import MAX_PIXELS, load_image
 
 
 def write_jpeg(path, size=(64, 48)):

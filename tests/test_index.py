@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pica.errors import IndexFormatError, InputError
-from pica.index import ExampleIndex
-from pica.index_writer import IndexWriter
+from pica.retrieval.index import ExampleIndex
+from pica.retrieval.writer import IndexWriter
 from pica.types import Example
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pica.cli import app
-from pica.index import ExampleIndex
+from pica.retrieval.index import ExampleIndex
 
 runner = CliRunner()
 
@@ -45,7 +45,7 @@ def test_build_info_list_and_refuse_second_build(okvqa_files, tmp_path, monkeypa
 
 
 def test_nearest_neighbours_share_the_topic(text_index):
-    from pica.embedders import make_embedder
+    from pica.retrieval.embedders import make_embedder
 
     index = ExampleIndex.load(text_index)
     emb = make_embedder(index.embedder_id)

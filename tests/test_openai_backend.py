@@ -8,8 +8,8 @@ import time
 import pytest
 from servers import FlakyServer, chat_json, completion_json, error_json, free_port
 
-from pica.backends.openai_compat import OpenAICompatBackend
 from pica.errors import BackendError, InputError
+from pica.llm.openai_compat import OpenAICompatBackend
 
 OK = completion_json(" surfing", [-0.25, -0.5], tokens=[" surf", "ing"])
 FAST = {"backoff": 0.01, "backoff_cap": 0.05}

@@ -12,7 +12,7 @@ import inspect
 import openai
 import pytest
 
-from pica.backends.openai_compat import _PicaClient
+from pica.llm.openai_compat import _PicaClient
 
 OVERRIDDEN = {
     "_parse_retry_after_header": ["self", "response_headers"],

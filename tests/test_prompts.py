@@ -3,7 +3,7 @@
 import pytest
 
 from pica.errors import InputError
-from pica.prompts import build_prompt, format_candidates, list_templates, load_template
+from pica.llm.prompts import build_prompt, format_candidates, list_templates, load_template
 from pica.types import Example
 
 EXAMPLES = [  # as retrieval returns them: most similar first

@@ -1,4 +1,4 @@
-"""Tests for the self-contained HTML report (pica.report)."""
+"""Tests for the self-contained HTML report (pica.evaluation.report)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from pica.errors import InputError
-from pica.report import natural_key, write_report
-from pica.report_cards import gold_items
+from pica.evaluation.cards import gold_items
+from pica.evaluation.report import natural_key, write_report
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 

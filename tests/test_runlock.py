@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from pica.errors import RunInUseError
-from pica.runlock import LOCK_FILE, RunLock, in_use_message, read_holder
+from pica.evaluation.runlock import LOCK_FILE, RunLock, in_use_message, read_holder
 
 ROOT = Path(__file__).resolve().parents[1]
 
 HOLD = """
 import sys, time
-from pica.runlock import RunLock
+from pica.evaluation.runlock import RunLock
 lock = RunLock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(600)

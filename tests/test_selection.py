@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from pica.answers import choose
-from pica.index import ExampleIndex, Hit
-from pica.index_writer import IndexWriter
-from pica.selection import candidates_from, ensemble_slices
+from pica.choice.ensemble import choose
+from pica.retrieval.index import ExampleIndex, Hit
+from pica.retrieval.selection import candidates_from, ensemble_slices
+from pica.retrieval.writer import IndexWriter
 
 
 def test_ensemble_slices_are_disjoint_consecutive_blocks():

@@ -217,7 +217,7 @@ def test_thumbnails_come_from_the_images_folder_the_index_names(tmp_path):
 
     import pandas as pd
 
-    from pica.serve import Service
+    from pica.serve.service import Service
 
     Image.new("RGB", (640, 480), (200, 30, 30)).save(tmp_path / "COCO_val2014_000000000042.jpg")
     index = SimpleNamespace(path=tmp_path, manifest={"sources": {"images": str(tmp_path)}},

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from pica import textencoder
+from pica.retrieval import textencoder
 
 TEXTS = ["What sport can you use this for?", "a man riding a motorcycle down a dirt road.", "Hi",
          "Ünïcode café naïve 日本 " * 3, "word " * 400]  # the last one is cut at max_seq_length
@@ -32,7 +32,7 @@ def test_numpy_engine_matches_sentence_transformers(minilm_path):
 
 @pytest.mark.slow
 def test_embedder_uses_numpy_unless_told_otherwise(monkeypatch):
-    from pica.embedders import SentenceTransformerEmbedder
+    from pica.retrieval.embedders import SentenceTransformerEmbedder
 
     assert SentenceTransformerEmbedder("all-MiniLM-L6-v2").engine == "numpy"
     monkeypatch.setenv("PICA_TEXT_ENGINE", "torch")
@@ -45,7 +45,7 @@ def test_embedder_uses_numpy_unless_told_otherwise(monkeypatch):
 
 @pytest.mark.slow
 def test_text_embedding_does_not_import_torch():
-    code = ("import sys; from pica.embedders import make_embedder; "
+    code = ("import sys; from pica.retrieval.embedders import make_embedder; "
             "make_embedder('sentence-transformers:all-MiniLM-L6-v2').embed_texts(['a dog']); "
             "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

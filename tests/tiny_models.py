@@ -47,7 +47,7 @@ def _bert_tokenizer(path: Path, bos: str | None = None):
     from transformers import BertTokenizer
     from transformers.models.bert.tokenization_bert import load_vocab
 
-    from pica.hub import quiet_transformers
+    from pica.util.hub import quiet_transformers
 
     quiet_transformers()
     path.mkdir(parents=True, exist_ok=True)

@@ -55,9 +55,9 @@ def answer(
     options: dict[str, Any],
 ) -> None:
     """Answer a question about an image."""
-    from pica.images import load_image
     from pica.pipeline import Pipeline
     from pica.types import Question
+    from pica.util.images import load_image
 
     query = Question.from_image(image, question, caption=caption)
     options["captioner"] = cached_captions(captions, options["captioner"])

@@ -60,7 +60,7 @@ def index_build(
 ) -> None:
     """Build an example index from a dataset."""
     from pica.config import make_settings
-    from pica.index_build import build_from_examples_file, build_index
+    from pica.retrieval.build import build_from_examples_file, build_index
 
     settings = make_settings({"device": device, "dtype": dtype}, config)
     if out.exists() and not overwrite:
@@ -88,7 +88,7 @@ def index_build(
 
 
 def _print_info(path: Path) -> None:
-    from pica.index import read_manifest
+    from pica.retrieval.index import read_manifest
 
     m = read_manifest(path)
     kinds = ", ".join(f"{k} ({v['dim']})" for k, v in m["kinds"].items())
@@ -100,7 +100,7 @@ def _print_info(path: Path) -> None:
     ]
     for key, value in lines:
         typer.echo(f"{key:9} {value}")
-    from pica.chooser import list_choosers
+    from pica.choice.chooser import list_choosers
 
     for file, chooser, error in list_choosers(path):
         if chooser is None:
@@ -119,9 +119,10 @@ def _print_info(path: Path) -> None:
 @handle_errors
 def index_info(path: Annotated[str, typer.Argument(help="Index folder or name under indexes/.")]) -> None:
     """Show an index's size, embedder, vector dims, build time and sources."""
-    from pica.index_store import resolve_index
+    from pica.retrieval.build import build_starter
+    from pica.retrieval.store import resolve_index
 
-    _print_info(resolve_index(path))
+    _print_info(resolve_index(path, build_starter))
 
 
 @index_app.command("calibrate")
@@ -144,13 +145,14 @@ def index_calibrate(
 ) -> None:
     """Fit the learned answer chooser on the index's own examples, for the LLM, template and shots
     in use; written to INDEX/choosers/."""
-    from pica.calibrate import calibrate
-    from pica.index_store import resolve_index
+    from pica.choice.calibrate import calibrate
     from pica.pipeline import Pipeline
+    from pica.retrieval.build import build_starter
+    from pica.retrieval.store import resolve_index
 
     if n < 20 or not 0 < heldout < 1:
         raise InputError("--n must be at least 20 and --heldout between 0 and 1")
-    options["index"] = str(resolve_index(path))
+    options["index"] = str(resolve_index(path, build_starter))
     settings = settings_from(options)
     file, chooser = calibrate(Pipeline(settings), n=n, heldout=heldout, seed=calibration_seed,
                               overwrite=overwrite, progress=progress, model=model.value)
@@ -170,7 +172,7 @@ def index_list(root: Annotated[Path | None, typer.Option(
         help="Folder to list (default ./indexes or $PICA_INDEX_DIR).")] = None) -> None:
     """List the indexes under indexes/."""
     from pica.config import index_root
-    from pica.index_store import list_indexes
+    from pica.retrieval.store import list_indexes
 
     rows = list_indexes(root)
     if not rows:

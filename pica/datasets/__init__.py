@@ -27,14 +27,9 @@ from pica.datasets.captions import read_captions
 from pica.datasets.hf import read_hf_dataset
 from pica.datasets.images import attach_images, scan_images, select
 from pica.datasets.okvqa import from_rows, okvqa_pair, read_lxmert, read_okvqa
-from pica.datasets.rows import (
-    IMAGE_EXTENSIONS,
-    QuestionList,
-    example_answer,
-    normalize_image_id,
-    read_json,
-)
+from pica.datasets.rows import QuestionList, example_answer, read_json
 from pica.errors import InputError
+from pica.types import IMAGE_EXTENSIONS, normalize_image_id
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pica.datasets.rows import normalize_image_id, parse_json, read_text
+from pica.datasets.rows import parse_json, read_text
 from pica.errors import InputError
+from pica.types import normalize_image_id
 
 _ID_KEYS = ("image_id", "img_id", "id")
 

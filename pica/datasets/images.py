@@ -7,9 +7,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pica.datasets.rows import IMAGE_EXTENSIONS, QuestionList, normalize_image_id
+from pica.datasets.rows import QuestionList
 from pica.errors import InputError
-from pica.types import Question
+from pica.types import IMAGE_EXTENSIONS, Question, normalize_image_id
 
 
 def scan_images(images_dir: str | Path) -> dict[str, Path]:

@@ -15,19 +15,13 @@ The readers themselves live beside this module in :mod:`pica.datasets`.
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pica.answers import normalize_answer
 from pica.errors import InputError
-from pica.types import Question
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-# "COCO_val2014_000000297147", "val2014_000000297147", "000000297147", "297147".
-_NUMERIC_ID = re.compile(r"(?:COCO_)?(?:[A-Za-z-]+\d{4}_)?(\d+)", re.IGNORECASE)
+from pica.types import Question, normalize_image_id
 
 
 class QuestionList(list[Question]):
@@ -44,29 +38,6 @@ class QuestionList(list[Question]):
         super().__init__(items)
         self.source = source
         self.skipped = list(skipped)
-
-
-def normalize_image_id(value: str | int) -> str:
-    """Canonical form of an image id, used wherever ids are compared.
-
-    COCO names, zero-padded ids and image file names map to the bare number
-    (``"COCO_val2014_000000297147"``, ``"000000297147.jpg"``, ``297147`` -> ``"297147"``);
-    any other string is returned stripped but otherwise unchanged.
-
-    Raises:
-        InputError: ``value`` is ``None``.
-    """
-    if value is None:
-        raise InputError("an image id is missing; every question needs an image_id")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
-    name = re.split(r"[\\/]", text)[-1]
-    stem, ext = os.path.splitext(name)
-    if ext.lower() in IMAGE_EXTENSIONS:
-        name = stem
-    match = _NUMERIC_ID.fullmatch(name)
-    return str(int(match.group(1))) if match else text
 
 
 # ---------------------------------------------------------------------------------------------

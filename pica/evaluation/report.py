@@ -1,0 +1,266 @@
+"""A self-contained HTML report of an evaluation run.
+
+One file with inline CSS, inline SVG charts, inline JPEG thumbnails (``data:`` URIs) and a little
+inline JavaScript for filtering: it opens from disk in any browser, with no server and no network.
+
+The page is the Jinja2 template ``pica/templates/report.html.j2`` (its chart macro is in
+``report_chart.html.j2``), rendered with autoescape on, so everything that comes from the data
+(questions, captions, prompts, config values) is HTML-escaped. The CSS and JavaScript are package
+data too (``report.css``, ``report.js``), inlined into every page. This module only prepares the
+data: rows, formatted numbers, thumbnails and chart geometry.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from pica.errors import InputError
+from pica.evaluation.cards import (
+    as_float,
+    clip,
+    fmt,
+    make_card,
+    present,
+    row_category,
+)
+from pica.evaluation.categories import category_label, category_name
+from pica.util.fileio import atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_TEMPLATE = "report.html.j2"
+_CHART_TEMPLATE = "report_chart.html.j2"
+
+# SVG bar chart geometry, in pixels.
+_LABEL_W = 260
+_BAR_W = 360
+_ROW_H = 26
+_BAR_H = 18
+_CHART_W = _LABEL_W + _BAR_W + 150
+
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One row of a :class:`Chart`: a key, its labels and its geometry in pixels."""
+
+    name: str
+    label: str  # the key, with its category name when there is one
+    short_label: str  # ``label`` clipped to fit left of the bar
+    value: str  # "57.5% (n=4)"
+    y: int
+    text_y: int
+    width: float
+    value_x: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    """What the ``bar_chart`` macro draws: a titled horizontal bar chart, accuracy 0-100 %."""
+
+    title: str
+    bars: list[Bar]
+    width: int = _CHART_W
+    height: int = 0
+    label_x: int = _LABEL_W - 8  # right edge of the key labels
+    bar_x: int = _LABEL_W  # where the bars (and the 0 % axis) start
+    full_x: int = _LABEL_W + _BAR_W  # the 100 % line
+    bar_h: int = _BAR_H
+    axis_y: int = 0
+
+
+@functools.cache
+def _asset(name: str) -> str:
+    """Text of a packaged report asset (``report.css``, ``report.js``) from ``pica/templates``."""
+    return (resources.files("pica") / "templates" / name).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The Jinja2 environment of the report templates (package data, autoescape on)."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pica", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["thousands"] = lambda number: f"{number:,}"
+    return env
+
+
+def write_report(
+    results: pd.DataFrame,
+    summary: Mapping[str, Any],
+    out: Path,
+    *,
+    max_gallery: int = 2000,
+    thumb_px: int = 160,
+) -> Path:
+    """Write a self-contained HTML report of an evaluation run.
+
+    The page shows overall accuracy and speed, the run configuration, per-category (and
+    per-question-type) accuracy charts, and a filterable gallery of question cards with
+    thumbnails, predictions, gold answers, scores and the prompt. The file is written through a
+    temp file and a rename, so it is never half-written.
+
+    Args:
+        results: One row per evaluated question (columns ``question_id``, ``question``,
+            ``image_path``, ``caption``, ``prompt``, ``raw``, ``logprob``, ``answer``, ``score``,
+            ``gold``, ``category``, ``question_type``, ``example_ids``, ``seconds``,
+            ``prompt_tokens``, ...); missing columns and values are shown as blanks.
+        summary: Run summary: ``accuracy`` (percent), ``n``, ``per_category``,
+            ``per_question_type``, ``seconds_per_question``, ``prompt_tokens_per_second``,
+            ``config``, ``dataset``, ``created``.
+        out: Path of the HTML file to write; its parent folder is created if needed.
+        max_gallery: Show at most this many question cards (the first ones); the page says how
+            many were left out.
+        thumb_px: Longest side of the inline thumbnails, in pixels.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        InputError: ``out`` is an existing folder, ``max_gallery`` is negative, or ``thumb_px`` is
+            less than 1.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"report path is a folder: {out}; give a file name such as {out / 'report.html'}")
+    if max_gallery < 0:
+        raise InputError(f"max_gallery must be >= 0, got {max_gallery}")
+    if thumb_px < 1:
+        raise InputError(f"thumb_px must be >= 1, got {thumb_px}")
+    page = render_report(results, summary, max_gallery=max_gallery, thumb_px=thumb_px)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, page)
+    return out
+
+
+def render_report(
+    results: pd.DataFrame, summary: Mapping[str, Any], *, max_gallery: int = 2000, thumb_px: int = 160
+) -> str:
+    """Return the report page of :func:`write_report` as an HTML string (nothing is written)."""
+    rows = results.head(max_gallery).to_dict("records") if max_gallery > 0 else []
+    title = "pica report" + (f" — {summary['dataset']}" if present(summary.get("dataset")) else "")
+    categories = sorted({row_category(r) for r in rows}, key=natural_key)
+    return _environment().get_template(_TEMPLATE).render(
+        title=title,
+        subtitle=[
+            (label, str(summary[key]))
+            for key, label in (("dataset", "dataset"), ("created", "created"))
+            if present(summary.get(key))
+        ],
+        stats=_header_stats(summary),
+        config=[(str(key), _config_value(value)) for key, value in (summary.get("config") or {}).items()],
+        chart=bar_chart_data(summary.get("per_category") or {}, "Accuracy per category"),
+        question_types=_stats_rows(summary.get("per_question_type") or {}),
+        categories=[(c, category_label(c, category_name(c))) for c in categories],
+        cards=[make_card(row, thumb_px) for row in rows],
+        total=len(results),
+        left_out=max(0, len(results) - len(rows)),
+        css=_asset("report.css"),
+        js=_asset("report.js"),
+    )
+
+
+def bar_chart_data(stats: Mapping[str, Mapping[str, Any]], title: str) -> Chart:
+    """The bars of a horizontal accuracy chart, one per key, sorted numeric-aware.
+
+    Args:
+        stats: ``{name: {"accuracy": percent, "n": count}}``, optionally with a ``"name"`` (an
+            OK-VQA category name) shown after the key.
+        title: Accessible title of the chart.
+
+    Returns:
+        The :class:`Chart` that the template's ``bar_chart`` macro draws.
+    """
+    bars = []
+    for i, key in enumerate(sorted(stats, key=natural_key)):
+        acc = as_float(stats[key].get("accuracy"))
+        width = 0.0 if acc is None else max(0.0, min(100.0, acc)) / 100 * _BAR_W
+        label = category_label(key, stats[key].get("name"))
+        y = 6 + i * _ROW_H
+        bars.append(Bar(
+            name=str(key),
+            label=label,
+            short_label=clip(label, 36),
+            value=f"{fmt(acc, '{:.1f}')}% (n={fmt(stats[key].get('n'), '{}')})",
+            y=y,
+            text_y=y + _BAR_H - 4,
+            width=width,
+            value_x=_LABEL_W + width + 6,
+        ))
+    return Chart(title=title, bars=bars, height=_ROW_H * len(bars) + 30, axis_y=6 + len(bars) * _ROW_H)
+
+
+def bar_chart_svg(stats: Mapping[str, Mapping[str, Any]], title: str) -> str:
+    """An inline SVG horizontal bar chart: one ``rect.bar`` per key, sorted numeric-aware.
+
+    Args:
+        stats: ``{name: {"accuracy": percent, "n": count}}``.
+        title: Accessible title of the chart.
+
+    Returns:
+        The ``<svg>`` element as a string (a short note when ``stats`` is empty).
+    """
+    macro = _environment().get_template(_CHART_TEMPLATE).module.bar_chart
+    return str(macro(bar_chart_data(stats, title)))
+
+
+def natural_key(text: str) -> list[tuple[int, int | str]]:
+    """Sort key that orders embedded numbers numerically: ``"2" < "10"``, ``"cat2" < "cat10"``."""
+    parts = re.split(r"(\d+)", str(text))
+    return [(0, int(part)) if part.isdigit() else (1, part.lower()) for part in parts if part]
+
+
+def _header_stats(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The headline numbers as ``(value, label)`` pairs."""
+    tasks = [(fmt(as_float(summary[key].get("accuracy")), "{:.1f}%"), label)
+             for key, label in (("da", "direct answer (A-OKVQA)"), ("mc", "multiple choice"))
+             if isinstance(summary.get(key), Mapping)]
+    if isinstance(summary.get("da"), Mapping):
+        tasks.append((fmt(summary["da"].get("difficult_left_out"), "{:,}"), "difficult, left out of DA"))
+    return [
+        (fmt(as_float(summary.get("accuracy")), "{:.1f}%"), "accuracy"),
+        *tasks,
+        (fmt(summary.get("n"), "{:,}"), "questions"),
+        (fmt(as_float(summary.get("seconds_per_question")), "{:.2f}"), "seconds / question"),
+        (fmt(as_float(summary.get("prompt_tokens_per_second")), "{:,.0f}"), "prompt tokens / s"),
+    ]
+
+
+def _config_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _stats_rows(stats: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the per-question-type table: name, accuracy and n as text, bar width in percent."""
+    rows = []
+    for name in sorted(stats, key=natural_key):
+        acc = as_float(stats[name].get("accuracy"))
+        rows.append({
+            "name": str(name),
+            "accuracy": fmt(acc, "{:.1f}"),
+            "n": fmt(stats[name].get("n"), "{}"),
+            "width": 0.0 if acc is None else max(0.0, min(100.0, acc)),
+        })
+    return rows
+
+

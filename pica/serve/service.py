@@ -1,0 +1,310 @@
+"""``pica serve``: one pipeline, loaded and warmed up at start-up, behind a web page and a JSON API.
+
+:class:`Service` is the part without HTTP: it checks requests, decodes uploads with the same guard
+as ``pica answer`` (format, size, decompression bombs), and runs answers through a gate — one at a
+time for the local llama.cpp model (not thread-safe; requests queue), up to ``concurrency`` at once
+for an API backend — each within a per-request timeout. ``pica/serve_app.py`` puts it behind
+FastAPI; :func:`serve` is what ``pica serve`` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pica.config import (
+    DEFAULT_SERVE_HOST,
+    DEFAULT_SERVE_MAX_UPLOAD_MB,
+    DEFAULT_SERVE_PORT,
+    DEFAULT_SERVE_TIMEOUT,
+)
+from pica.errors import BackendError, InputError, ModelLoadError, PicaError
+from pica.types import Question
+
+log = logging.getLogger("pica.serve")
+
+# Upload formats the page and the API accept, by PIL format name.
+UPLOAD_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+WARMUP_QUESTION = "Which city is famous for these buses?"
+WARMUP_CAPTION = "a red double decker bus driving down a city street"
+# Demo photos of the shared workspace (README's example), offered on the page when present.
+SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "images"
+
+
+class RequestFailed(Exception):
+    """A request that gets an HTTP error: ``status`` and a one-line ``message`` for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = " ".join(str(message).split())
+
+
+@dataclass
+class ServeOptions:
+    """How the server listens and what it accepts (the pipeline's settings are separate).
+
+    Attributes:
+        host: Interface to bind; ``127.0.0.1`` keeps the server private to this machine.
+        port: TCP port.
+        max_upload_mb: Largest accepted request body (an image upload), in MB.
+        timeout: Seconds a request may take, queueing included, before it gets HTTP 504.
+        examples_dir: Folder of example images shown on the page (default: the shared demo
+            photos when they exist); chosen by whoever starts the server, never by a request.
+    """
+
+    host: str = DEFAULT_SERVE_HOST
+    port: int = DEFAULT_SERVE_PORT
+    max_upload_mb: float = DEFAULT_SERVE_MAX_UPLOAD_MB
+    timeout: float = DEFAULT_SERVE_TIMEOUT
+    examples_dir: Path | None = None
+
+    def validate(self) -> ServeOptions:
+        """Check ranges; return ``self``. Raises ``InputError`` naming the option."""
+        if not 0 <= self.port <= 65535:
+            raise InputError(f"--port must be between 0 and 65535, got {self.port}")
+        if self.max_upload_mb <= 0:
+            raise InputError("--max-upload-mb must be positive")
+        if self.timeout <= 0:
+            raise InputError("--timeout must be positive")
+        if self.examples_dir is not None and not Path(self.examples_dir).is_dir():
+            raise InputError(f"--examples-dir {self.examples_dir} is not a folder")
+        return self
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class Service:
+    """Answers requests with one long-lived pipeline.
+
+    Args:
+        pipeline: The pipeline (its components are loaded by :meth:`warm_up`).
+        options: Limits and listening options.
+    """
+
+    def __init__(self, pipeline, options: ServeOptions | None = None) -> None:
+        self.pipeline = pipeline
+        self.options = (options or ServeOptions()).validate()
+        self.captioner_error: str | None = None
+        self._slots = 1
+        self._gate: asyncio.Semaphore | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._thumbnails: dict[str, Path] | None = None
+        self._thumb_lock = threading.Lock()
+        # Uploads are checked (fully decoded) at most two at a time, outside the answer queue.
+        self._decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pica-decode")
+
+    # -- start-up -------------------------------------------------------------------------------
+    def warm_up(self) -> float:
+        """Load index, embedder and LLM by answering a fixed question; try to load the captioner.
+
+        A captioner that cannot load (e.g. no weights offline) is not fatal: requests that carry
+        a caption still work, the others get HTTP 503 naming the problem.
+
+        Returns:
+            Seconds the warm-up answer took.
+
+        Raises:
+            PicaError: the index, embedder or LLM cannot be loaded.
+        """
+        t0 = time.perf_counter()
+        self.pipeline.answer(Question(id="warm-up", question=WARMUP_QUESTION, caption=WARMUP_CAPTION))
+        seconds = time.perf_counter() - t0
+        backend = self.pipeline.backend
+        self._slots = self.pipeline.settings.concurrency if getattr(backend, "thread_safe", False) else 1
+        self._executor = ThreadPoolExecutor(max_workers=self._slots, thread_name_prefix="pica-answer")
+        try:
+            self.pipeline.captioner  # noqa: B018 - builds the captioner once, now
+        except PicaError as e:
+            self.captioner_error = str(e)
+            log.warning("captioning is unavailable (%s); requests must carry a caption", e)
+        return seconds
+
+    @property
+    def slots(self) -> int:
+        """Answers that may run at the same time (1 for the local model)."""
+        return self._slots
+
+    @property
+    def index_path(self) -> str | None:
+        """The index folder, or ``None`` when answering zero-shot."""
+        index = self.pipeline.index
+        return str(index.path) if index is not None else None
+
+    def health(self) -> dict[str, Any]:
+        """What ``GET /healthz`` returns."""
+        return {"status": "ok", "llm": self.pipeline.backend.id, "index": self.index_path,
+                "captioning": self.captioner_error is None, "slots": self._slots}
+
+    # -- answering ------------------------------------------------------------------------------
+    async def answer(self, question: str, caption: str | None = None, image: bytes | None = None,
+                     filename: str | None = None) -> dict[str, Any]:
+        """Answer one request; return the object ``pica answer --json`` prints.
+
+        Args:
+            question: The question text.
+            caption: A caption to use instead of captioning (empty = none).
+            image: The uploaded image file's bytes, if any.
+            filename: The upload's file name (only its base name is used, as an image id for
+                captions files and for keeping the photo's own examples out).
+
+        Raises:
+            RequestFailed: 400 bad input, 413 too large, 415 unsupported format, 502 LLM failure,
+                503 captioning unavailable, 504 timeout, 500 anything else.
+        """
+        question = (question or "").strip()
+        caption = (caption or "").strip() or None
+        if not question:
+            raise RequestFailed(400, "the question is empty; ask something about the image")
+        if image is None and caption is None:
+            raise RequestFailed(400, "send an image, a caption, or both")
+        if image is not None:
+            # Check now (a bad image is a 400 even with a caption), then let the decoded pixels go:
+            # a queued request holds only the compressed upload, and the pipeline decodes it again
+            # only if it needs the pixels (captioning, image retrieval).
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._decoder, self.decode_image, image)
+            if caption is None and self.captioner_error is not None:
+                raise RequestFailed(503, f"captioning is unavailable on this server"
+                                         f" ({self.captioner_error}); send a caption with the image")
+        image_id = None
+        if filename:
+            from pica.datasets import normalize_image_id
+
+            image_id = normalize_image_id(Path(filename.replace("\\", "/")).name)
+        q = Question(id="request", question=question, caption=caption, image_id=image_id,
+                     image=(lambda: self.decode_image(image)) if image is not None else None)
+        result = await self._run(lambda: self.pipeline.answer(q))
+        return result.to_dict(llm=self.pipeline.backend.id, index=self.index_path)
+
+    def decode_image(self, data: bytes):
+        """Check and decode an uploaded image; return it as RGB PIL.
+
+        Raises:
+            RequestFailed: 400 empty, not an image, corrupt or a decompression bomb; 413 larger
+                than the upload limit; 415 not JPEG, PNG or WebP.
+        """
+        from PIL import Image, UnidentifiedImageError
+
+        from pica.util.images import load_image
+
+        if not data:
+            raise RequestFailed(400, "the image is empty (0 bytes)")
+        if len(data) > self.options.max_upload_bytes:
+            raise RequestFailed(413, f"the image is larger than {self.options.max_upload_mb:g} MB")
+        try:
+            with Image.open(io.BytesIO(data)) as probe:
+                kind = probe.format
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise RequestFailed(400, "the upload is not an image (unrecognised format)") from e
+        if kind not in UPLOAD_FORMATS:
+            raise RequestFailed(415, f"{kind} images are not accepted; send JPEG, PNG or WebP")
+        fd, name = tempfile.mkstemp(prefix="pica-upload-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return load_image(name)  # the decompression-bomb and truncation guard of `pica answer`
+        except InputError as e:
+            raise RequestFailed(400, str(e).replace(name, "the upload")) from e
+        finally:
+            os.unlink(name)
+
+    async def _run(self, work: Callable[[], Any]) -> Any:
+        """Run ``work`` in a free slot within the timeout; map failures to :class:`RequestFailed`.
+
+        A timed-out answer keeps its slot until its thread finishes, so the local model is never
+        entered twice; the client gets 504 at once.
+        """
+        if self._executor is None:
+            raise RequestFailed(503, "the server is still starting")
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self._slots)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.timeout
+        try:
+            await asyncio.wait_for(self._gate.acquire(), self.options.timeout)
+        except TimeoutError as e:
+            raise RequestFailed(504, f"no answer within {self.options.timeout:g} s (queued)") from e
+        future = loop.run_in_executor(self._executor, work)
+        future.add_done_callback(lambda _: self._gate.release())
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
+        except TimeoutError as e:
+            raise RequestFailed(504, f"no answer within {self.options.timeout:g} s") from e
+        except ModelLoadError as e:
+            raise RequestFailed(503, str(e)) from e
+        except InputError as e:
+            raise RequestFailed(400, str(e)) from e
+        except BackendError as e:
+            raise RequestFailed(502, f"the LLM failed: {e}") from e
+        except PicaError as e:
+            raise RequestFailed(500, str(e)) from e
+
+    # -- page extras ----------------------------------------------------------------------------
+    @property
+    def has_thumbnails(self) -> bool:
+        """Whether the index names an images folder that exists (example thumbnails)."""
+        folder = self._images_folder()
+        return folder is not None and folder.is_dir()
+
+    def thumbnail(self, example_id: str, size: int = 192) -> bytes | None:
+        """A JPEG thumbnail of an index example's image, or ``None`` when it has none."""
+        index = self.pipeline.index
+        if index is None or not self.has_thumbnails:
+            return None
+        with self._thumb_lock:
+            if self._thumbnails is None:
+                from pica.datasets import normalize_image_id, scan_images
+
+                by_image = scan_images(self._images_folder())
+                ids = index.examples["id"].astype(str)
+                self._thumbnails = {i: by_image[normalize_image_id(m)]
+                                    for i, m in zip(ids, index.examples["image_id"])
+                                    if m is not None and normalize_image_id(m) in by_image}
+        path = self._thumbnails.get(example_id)
+        if path is None:
+            return None
+        from pica.util.images import load_image
+
+        try:
+            img = load_image(path)
+        except InputError:
+            return None
+        img.thumbnail((size, size))
+        out = io.BytesIO()
+        img.save(out, format="JPEG", quality=80)
+        return out.getvalue()
+
+    def _images_folder(self) -> Path | None:
+        index = self.pipeline.index
+        folder = index.manifest.get("sources", {}).get("images") if index is not None else None
+        return Path(folder) if folder else None
+
+    def demo_images(self) -> dict[str, Path]:
+        """Example images offered on the page, by file name (only JPEG, PNG, WebP files)."""
+        folder = self.options.examples_dir or (SHARED_IMAGES if SHARED_IMAGES.is_dir() else None)
+        if folder is None:
+            return {}
+        suffixes = {".jpg", ".jpeg", ".png", ".webp"}
+        return {p.name: p for p in sorted(Path(folder).iterdir())
+                if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")}
+
+    def close(self) -> None:
+        """Stop the answer threads and release the model."""
+        self._decoder.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self.pipeline.backend.close()

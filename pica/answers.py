@@ -182,3 +182,21 @@ def majority_answer(answers: Sequence[str]) -> str:
 def clean(text: str) -> str:
     """One-line text for a prompt field: whitespace folded, no trailing period."""
     return " ".join(text.split()).rstrip(".")
+
+
+def mean_se(scores: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean of per-question scores in [0, 1] and one standard error of that mean, both in percent
+    and rounded to 2 decimals (``SE = sd / sqrt(n)``, sample sd); ``(None, None)`` without scores
+    and SE ``None`` for a single score.
+
+    >>> mean_se([1.0, 0.0, 1.0, 0.0])
+    (50.0, 28.87)
+    """
+    n = len(scores)
+    if not n:
+        return None, None
+    mean = sum(scores) / n
+    if n == 1:
+        return round(100 * mean, 2), None
+    var = sum((s - mean) ** 2 for s in scores) / (n - 1)
+    return round(100 * mean, 2), round(100 * (var / n) ** 0.5, 2)

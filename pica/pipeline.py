@@ -93,24 +93,53 @@ class Pipeline:
     @functools.cached_property
     def choice(self) -> dict[str, Any]:
         """How answers are chosen, resolved: ``method`` (``learned``, ``logprob`` or ``vote``),
-        ``chooser`` (the :class:`~pica.choice.chooser.Chooser` or ``None``) and ``sha256`` of its file.
+        ``chooser`` (the :class:`~pica.choice.chooser.Chooser` or ``None``), ``sha256`` of its
+        file and ``info`` (:attr:`choice_info`).
+
+        ``--choose auto`` uses the index's chooser for these settings only when its verdict
+        trusts it (:mod:`pica.choice.trust`: a clearly positive held-back gain over greedy);
+        an untrusted one is left to ``--choose learned`` and the choice resolves to ``logprob``,
+        exactly as without a chooser.
 
         Raises:
             InputError: ``--choose learned`` without an index or without a matching chooser.
         """
         s = self.settings
+
+        def plain(method: str, **info: Any) -> dict[str, Any]:
+            return {"method": method, "chooser": None, "sha256": None,
+                    "info": {"method": method, "requested": s.choose, "chooser": None, **info}}
+
         if s.choose in ("logprob", "vote"):
-            return {"method": s.choose, "chooser": None, "sha256": None}
+            return plain(s.choose)
         if self.index is None:
             if s.choose == "learned":
                 raise InputError("--choose learned needs an example index (its chooser and neighbours)")
-            return {"method": "logprob", "chooser": None, "sha256": None}
-        from pica.choice.chooser import find_chooser
+            return plain("logprob", note="no example index")
+        from pica.choice.chooser import chooser_path, find_chooser
 
         found = find_chooser(self.index.path, self.chooser_target(), required=s.choose == "learned")
         if found is None:
-            return {"method": "logprob", "chooser": None, "sha256": None}
-        return {"method": "learned", "chooser": found[0], "sha256": found[1]}
+            return plain("logprob", note="the index has no chooser for these settings")
+        chooser, sha = found
+        path = str(chooser_path(self.index.path, self.chooser_target()))
+        v = chooser.verdict
+        measured = {"gain": v.get("gain"), "se": v.get("se"), "n": v.get("n"),
+                    "trusted": chooser.trusted, "reason": v.get("reason")}
+        if s.choose == "auto" and not chooser.trusted:
+            return plain("logprob", untrusted_chooser=path, **measured)
+        return {"method": "learned", "chooser": chooser, "sha256": sha,
+                "info": {"method": "learned", "requested": s.choose, "chooser": path,
+                         "sha256": sha, **measured}}
+
+    @property
+    def choice_info(self) -> dict[str, Any]:
+        """The answer choice in use, as JSON for ``answer --json``, ``run.json`` and
+        ``summary.json``: ``method``, ``requested`` (``--choose``), ``chooser`` (its file or
+        ``None``) and, when the index has a chooser for these settings, its held-back ``gain``
+        over greedy (points), ``se``, ``n``, ``trusted`` and ``reason``; ``untrusted_chooser``
+        names a chooser that ``--choose auto`` left out."""
+        return self.choice["info"]
 
     @property
     def ensemble_choice(self) -> str:

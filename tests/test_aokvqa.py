@@ -100,8 +100,10 @@ def test_summary_leaves_difficult_questions_out_of_da_only():
         {"task": "both", "da_score": 0.0, "difficult": True, "mc_correct": 1.0},
     ]
     summary = task_summary(rows)
-    assert summary["da"] == {"accuracy": pytest.approx(66.67), "n": 2, "difficult_left_out": 1}
-    assert summary["mc"] == {"accuracy": pytest.approx(66.67), "n": 3}
+    # SE: sample sd / sqrt(n), in points: DA scores (1, 1/3) -> 33.33; MC (1, 0, 1) -> 33.33
+    assert summary["da"] == {"accuracy": pytest.approx(66.67), "se": pytest.approx(33.33), "n": 2,
+                             "difficult_left_out": 1}
+    assert summary["mc"] == {"accuracy": pytest.approx(66.67), "se": pytest.approx(33.33), "n": 3}
     assert task_summary([{"score": 1.0}]) == {}
 
 

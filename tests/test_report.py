@@ -147,7 +147,7 @@ def render(results, summary, tmp_path, **kwargs) -> tuple[str, Node]:
 def test_header_and_config(results, summary, tmp_path):
     text, root = render(results, summary, tmp_path)
     stats = root.find_all("div", "stats")[0].text()
-    assert "48.8%" in stats and "8" in stats and "0.50" in stats and "900" in stats
+    assert "48.75%" in stats and "accuracy (n=8)" in stats and "0.50" in stats and "900" in stats
     table = root.find_all("table", "config")[0]
     config = {tds[0].text(): tds[1].text() for tr in table.find_all("tr") if (tds := tr.find_all("td"))}
     assert config["shots"] == "16"
@@ -167,7 +167,7 @@ def test_category_bars_sorted_and_labelled(results, summary, tmp_path):
     labels = [g.find_all("text")[0].text() for g in groups]
     values = [g.find_all("text", "value")[0].text() for g in groups]
     assert labels == ["2", "10"]
-    assert values == ["57.5% (n=4)", "40.0% (n=4)"]
+    assert values == ["57.50% (n=4)", "40.00% (n=4)"]  # 2 decimals, as everywhere
     summary["per_category"]["10"]["name"] = "Weather and Climate"  # summaries name OK-VQA categories
     _, root = render(results, summary, tmp_path)
     assert [g.find_all("text")[0].text() for g in root.find_all("g", "row")] == ["2", "10 Weather and Climate"]
@@ -181,7 +181,7 @@ def test_question_types_table(results, summary, tmp_path):
     table = root.find_all("table", "qtypes")
     assert len(table) == 1
     cells = [td.text() for td in table[0].find_all("td")]
-    assert cells[:3] == ["other", "48.8", "8"]
+    assert cells[:4] == ["other", "48.75", "–", "8"]  # no SE in this summary: a dash
 
     summary["per_question_type"] = {}
     _, root = render(results, summary, tmp_path)

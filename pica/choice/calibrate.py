@@ -4,7 +4,8 @@ Each sampled example is asked as a question against its own index, leave-one-ima
 prompt examples and its candidate neighbours never come from its own image, and answer
 frequencies leave that image's examples out. A held-back share of the sampled images reports
 greedy vs chooser accuracy for a chooser fitted without them; the saved chooser is then refitted
-on every sampled question. The file is written atomically to ``INDEX/choosers/<key>.json``.
+on every sampled question, and its verdict (:func:`pica.choice.trust.judge`: is the held-back
+paired gain clearly positive?) decides whether ``--choose auto`` uses it. The file is written atomically to ``INDEX/choosers/<key>.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from pica.answers import normalize_answer
 from pica.choice.chooser import Chooser, check_model, chooser_path, fit
+from pica.choice.trust import judge
 from pica.config import DEFAULT_CALIBRATION_QUESTIONS
 from pica.errors import InputError
 from pica.types import Example, Question
@@ -127,6 +129,7 @@ def calibrate(pipeline, *, n: int = DEFAULT_CALIBRATION_QUESTIONS, heldout: floa
         "seconds": round(seconds, 1), "seconds_per_question": round(seconds / max(len(tables), 1), 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **figures,
     })
+    chooser.verdict = judge(chooser.training)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, chooser.dumps())
     return path, chooser
@@ -156,5 +159,6 @@ def _heldout_figures(tables: list[list[dict[str, Any]]], images: list[str], held
     return {"fit_questions": len(train), "heldout_questions": len(test),
             "heldout_greedy_accuracy": round(100 * greedy, 2),
             "heldout_chooser_accuracy": round(100 * chosen, 2),
+            "heldout_gain": round(100 * float(np.mean(diffs)), 4),
             "heldout_difference_se": round(100 * se, 2),
             "heldout_oracle_accuracy": round(100 * oracle, 2)}

@@ -11,7 +11,8 @@ the candidate with the highest score (ties: the earlier candidate, greedy answer
 ``fit(model="auto")`` cross-validates both over question groups of the fitting data and keeps the
 better (on the OK-VQA pool with the packaged 270M model: trees, see BENCHMARKS.md). The file holds
 plain numbers (no pickle, no joblib): feature names, the model's coefficients or trees, what it
-was fitted for (LLM, template, shots, candidate M and K) and its training figures.
+was fitted for (LLM, template, shots, candidate M and K), its training figures and its verdict
+(whether ``--choose auto`` may use it, :mod:`pica.choice.trust`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from pica.choice.candidates import FEATURES
+from pica.choice.trust import read_verdict
 from pica.errors import InputError
 
 FORMAT = "pica-chooser"
@@ -57,6 +59,9 @@ class Chooser:
         trees: For ``trees``: each tree as parallel node lists ``feature``, ``threshold``,
             ``left``, ``right`` (-1 at leaves) and ``value``; go left when ``x <= threshold``.
         learning_rate: For ``trees``: the weight of each tree's value.
+        verdict: Whether ``--choose auto`` uses it (:func:`pica.choice.trust.judge`): ``trusted``,
+            ``gain``, ``se``, ``n``, ``rule``, ``reason``; read from the file, or judged from
+            ``training`` for files that have none.
     """
 
     features: list[str]
@@ -69,6 +74,12 @@ class Chooser:
     model: str = "logistic"
     trees: list[dict[str, list]] = field(default_factory=list)
     learning_rate: float = 0.0
+    verdict: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trusted(self) -> bool:
+        """Whether ``--choose auto`` uses this chooser (its verdict, else the rule on its figures)."""
+        return bool((self.verdict or read_verdict(None, self.training))["trusted"])
 
     def raw(self, cands: Sequence[dict[str, Any]]) -> np.ndarray:
         """The unstandardized feature matrix of ``cands`` (each with ``features``)."""
@@ -102,6 +113,8 @@ class Chooser:
         out = {"format": FORMAT, "version": VERSION, "model": self.model, "features": self.features,
                "mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,
                "fitted_for": self.fitted_for, "training": self.training}
+        if self.verdict:
+            out["verdict"] = self.verdict
         if self.model == "trees":
             out.update(learning_rate=self.learning_rate, trees=self.trees)
         return out
@@ -138,6 +151,7 @@ class Chooser:
                           scale=[float(v) for v in data["scale"]], coef=[float(v) for v in data["coef"]],
                           intercept=float(data["intercept"]), fitted_for=dict(data["fitted_for"]),
                           training=dict(data.get("training", {})), model=model)
+            chooser.verdict = read_verdict(data.get("verdict"), chooser.training)
             if model == "trees":
                 chooser.learning_rate = float(data["learning_rate"])
                 chooser.trees = [_read_tree(t, len(chooser.features)) for t in data["trees"]]

@@ -72,7 +72,8 @@ def answer(
             typer.echo(f"----- prompt {i}/{len(result.prompts)} -----\n{prompt}\n-----")
     if as_json:
         index = str(pipeline.index.path) if pipeline.index is not None else None
-        typer.echo(json.dumps(result.to_dict(llm=pipeline.backend.id, index=index), ensure_ascii=False))
+        data = {**result.to_dict(llm=pipeline.backend.id, index=index), "choice": pipeline.choice_info}
+        typer.echo(json.dumps(data, ensure_ascii=False))
     else:
         typer.echo(result.answer)
 

@@ -62,25 +62,37 @@ def evaluate(
     pipeline = Pipeline(settings)
     if pipeline.zero_shot:
         typer.echo("note: no example index; answering zero-shot", err=True)
+    from pica.choice.trust import choice_line
+
+    typer.echo(choice_line(pipeline.choice_info))
     summary = run_evaluation(settings, qs, out, dataset=identity, force_new=force_new,
                              progress=progress, pipeline=pipeline, split=split_name)
     _print_summary(summary, out)
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
-    accuracy = summary["accuracy"]
-    shown = "-" if accuracy is None else f"{accuracy:.2f}"
-    typer.echo(f"accuracy {shown}  n={summary['n']}  "
-               f"{summary['seconds_per_question']:.3f} s/question  -> {out}")
+    speed = f"{summary['seconds_per_question']:.2f} s/question"
+    if summary["accuracy"] is None:
+        typer.echo(f"no annotations: {summary.get('questions', summary['n'])} questions answered,"
+                   f" no accuracy (predictions in {out / 'predictions.json'})  {speed}  -> {out}")
+        return
+    typer.echo(f"accuracy {_mean(summary)}  {speed}  -> {out}")
     if "da" in summary:
         da = summary["da"]
-        typer.echo(f"  direct answer (A-OKVQA)  {da['accuracy']}  (n={da['n']};"
-                   f" {da['difficult_left_out']} difficult left out)")
+        typer.echo(f"  direct answer (A-OKVQA)  {_mean(da)}; {da['difficult_left_out']} difficult left out")
     if "mc" in summary:
-        typer.echo(f"  multiple choice          {summary['mc']['accuracy']}  (n={summary['mc']['n']})")
+        typer.echo(f"  multiple choice          {_mean(summary['mc'])}")
     for category, row in summary["per_category"].items():
         label = f"{category:>2} {row['name']}" if row.get("name") else category
-        typer.echo(f"  {label:<44} {row['accuracy']:6.2f}  (n={row['n']})")
+        typer.echo(f"  {label:<44} {_mean(row)}")
+
+
+def _mean(stats: dict[str, Any]) -> str:
+    """``24.26 ± 1.10 (n=1285)``: an accuracy with one standard error and its n."""
+    if stats.get("accuracy") is None:
+        return f"- (n={stats['n']})"
+    se = "" if stats.get("se") is None else f" ± {stats['se']:.2f}"
+    return f"{stats['accuracy']:.2f}{se} (n={stats['n']})"
 
 
 @eval_app.command("report")

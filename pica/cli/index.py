@@ -113,6 +113,15 @@ def _print_info(path: Path) -> None:
                    f" held back {t.get('heldout_questions')}: greedy"
                    f" {t.get('heldout_greedy_accuracy')}% -> chooser {t.get('heldout_chooser_accuracy')}%"
                    f" ({file.name})")
+        typer.echo(f"          {_verdict_line(chooser)}")
+
+
+def _verdict_line(chooser) -> str:
+    """Whether ``--choose auto`` uses the chooser, and why (numbers)."""
+    v = chooser.verdict
+    use = ("trusted: the --choose auto default" if chooser.trusted
+           else "not trusted: kept for --choose learned only")
+    return f"{use}; {v.get('reason')}"
 
 
 @index_app.command("info")
@@ -164,6 +173,8 @@ def index_calibrate(
         typer.echo(f"held back {t['heldout_questions']} questions: greedy {t['heldout_greedy_accuracy']}%,"
                    f" chooser {t['heldout_chooser_accuracy']}% (paired SE {t['heldout_difference_se']}),"
                    f" oracle {t['heldout_oracle_accuracy']}%")
+    typer.echo(f"verdict  {_verdict_line(chooser)}")
+    typer.echo(f"rule     {chooser.verdict.get('rule')}")
 
 
 @index_app.command("list")

@@ -17,6 +17,8 @@ from pica.evaluation.categories import category_label, category_name
 from pica.tasks.aokvqa import choice_marks
 
 NO_CATEGORY = "(none)"
+# The stages of a question's time (``seconds_<stage>`` columns) as the report names them.
+STAGE_LABELS = {"caption": "caption", "retrieval": "retrieval", "llm": "LLM", "mc": "MC scoring"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Card:
     rationale: str
     # Learned choice: (answer, chooser score, features, won) per candidate, best first.
     candidates: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    prompt_label: str = "prompt"  # "multiple-choice prompt" when ``prompt`` is the MC one
+    mc_prompt: str = ""  # the multiple-choice prompt when ``prompt`` is the direct answer's
 
 
 def gold_items(gold: Any) -> list[tuple[str, str]]:
@@ -105,7 +109,7 @@ def make_card(row: Mapping[str, Any], thumb_px: int) -> Card:
     ]
     if present(row.get("question_type")):
         meta.append(f"type {row.get('question_type')}")
-    meta.append(f"{fmt(as_float(row.get('seconds')), '{:.2f}')} s")
+    meta.append(_seconds(row))
     if present(row.get("prompt_tokens")):
         meta.append(f"{fmt(row.get('prompt_tokens'), '{}')} prompt tokens")
     logprob = as_float(row.get("logprob"))
@@ -129,16 +133,46 @@ def make_card(row: Mapping[str, Any], thumb_px: int) -> Card:
         choices=choice_marks(row),
         rationale=text(row.get("rationale")),
         candidates=_choices(row.get("candidates")),
+        prompt_label="multiple-choice prompt" if row.get("task") == "mc" else "prompt",
+        mc_prompt=_mc_prompt(row) if row.get("task") == "both" else "",
     )
+
+
+def parsed(value: Any) -> Any:
+    """A cell of ``results.parquet`` as its value: lists and objects are stored there as JSON
+    text (``None`` when that text is not JSON)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def _seconds(row: Mapping[str, Any]) -> str:
+    """``1.23 s (caption 0.10, retrieval 0.01, LLM 1.02, MC 0.10)``: the total and its stages."""
+    parts = [f"{label} {as_float(row.get(f'seconds_{stage}')):.2f}"
+             for stage, label in STAGE_LABELS.items() if as_float(row.get(f"seconds_{stage}"))]
+    total = f"{fmt(as_float(row.get('seconds')), '{:.2f}')} s"
+    return f"{total} ({', '.join(parts)})" if parts else total
+
+
+def _mc_prompt(row: Mapping[str, Any]) -> str:
+    """The first multiple-choice prompt of a row that also has a direct answer."""
+    mc = parsed(row.get("mc"))
+    prompts = mc.get("prompts") if isinstance(mc, Mapping) else None
+    return text(prompts[0]) if isinstance(prompts, list) and prompts else ""
 
 
 def _choices(cands: Any) -> list[tuple[str, str, str, bool]]:
     """The learned chooser's candidates with their scores and features, best first."""
-    if not isinstance(cands, list) or not all(isinstance(c, dict) and "features" in c for c in cands):
+    cands = parsed(cands)  # results.parquet holds them as JSON text
+    if not isinstance(cands, list) or not cands or not all(
+            isinstance(c, dict) and isinstance(c.get("features"), dict) for c in cands):
         return []
     ranked = sorted(cands, key=lambda c: -(as_float(c.get("score")) or 0.0))
     return [(text(c.get("answer")), fmt(as_float(c.get("score")), "{:.3f}"),
-             ", ".join(f"{k} {v:.3g}" for k, v in c["features"].items()), bool(c.get("chosen")))
+             ", ".join(f"{k} {fmt(as_float(v), '{:.3g}')}" for k, v in c["features"].items()), bool(c.get("chosen")))
             for c in ranked]
 
 

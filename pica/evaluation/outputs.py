@@ -52,8 +52,9 @@ def _write_outputs(out: Path, questions_order: Sequence[str] | None) -> dict[str
         position = {qid: i for i, qid in enumerate(questions_order)}
         rows = sorted((r for r in rows if r["question_id"] in position),
                       key=lambda r: position[r["question_id"]])
-    config = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))["config"]
-    summary = summarize(rows, config)
+    run = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    config = run["config"]
+    summary = summarize(rows, config, choice=run.get("choice"))
     predictions = [{"question_id": _vqa_id(r["question_id"]), "answer": r["answer"]} for r in rows]
     atomic_write_text(out / "predictions.json", json.dumps(predictions) + "\n")
     write_official_predictions(out, rows, config.get("dataset") or {})

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from pica.choice.trust import choice_line
 from pica.errors import InputError
 from pica.evaluation.cards import (
+    STAGE_LABELS,
     as_float,
     clip,
     fmt,
@@ -57,7 +59,7 @@ class Bar:
     name: str
     label: str  # the key, with its category name when there is one
     short_label: str  # ``label`` clipped to fit left of the bar
-    value: str  # "57.5% (n=4)"
+    value: str  # "57.50 ± 2.00% (n=4)"
     y: int
     text_y: int
     width: float
@@ -165,7 +167,11 @@ def render_report(
         stats=_header_stats(summary),
         config=[(str(key), _config_value(value)) for key, value in (summary.get("config") or {}).items()],
         chart=bar_chart_data(summary.get("per_category") or {}, "Accuracy per category"),
+        category_rows=_stats_rows(summary.get("per_category") or {}, labelled=True),
         question_types=_stats_rows(summary.get("per_question_type") or {}),
+        no_annotations=summary.get("annotations") is False,
+        choice=choice_line(summary["choice"]) if isinstance(summary.get("choice"), Mapping) else "",
+        stages=_stage_rows(summary),
         categories=[(c, category_label(c, category_name(c))) for c in categories],
         cards=[make_card(row, thumb_px) for row in rows],
         total=len(results),
@@ -196,7 +202,7 @@ def bar_chart_data(stats: Mapping[str, Mapping[str, Any]], title: str) -> Chart:
             name=str(key),
             label=label,
             short_label=clip(label, 36),
-            value=f"{fmt(acc, '{:.1f}')}% (n={fmt(stats[key].get('n'), '{}')})",
+            value=f"{_with_se(stats[key])}% (n={fmt(stats[key].get('n'), '{}')})",
             y=y,
             text_y=y + _BAR_H - 4,
             width=width,
@@ -225,20 +231,48 @@ def natural_key(text: str) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part.lower()) for part in parts if part]
 
 
+def _with_se(stats: Mapping[str, Any]) -> str:
+    """``24.26 ± 1.10``: an accuracy (percent) and one standard error, 2 decimals; a dash when
+    missing."""
+    acc, se = as_float(stats.get("accuracy")), as_float(stats.get("se"))
+    return fmt(acc, "{:.2f}") + ("" if acc is None or se is None else f" ± {se:.2f}")
+
+
 def _header_stats(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The headline numbers as ``(value, label)`` pairs."""
-    tasks = [(fmt(as_float(summary[key].get("accuracy")), "{:.1f}%"), label)
+    """The headline numbers as ``(value, label)`` pairs: the accuracy ± 1 SE with its n (for
+    A-OKVQA the direct-answer and multiple-choice accuracies side by side instead), or "none"
+    when the questions have no annotations; then speed."""
+    tasks = [(f"{_with_se(summary[key])}%", f"{label} (n={fmt(summary[key].get('n'), '{:,}')})")
              for key, label in (("da", "direct answer (A-OKVQA)"), ("mc", "multiple choice"))
-             if isinstance(summary.get(key), Mapping)]
-    if isinstance(summary.get("da"), Mapping):
+             if isinstance(summary.get(key), Mapping) and summary[key].get("n")]
+    if isinstance(summary.get("da"), Mapping) and summary["da"].get("n"):
         tasks.append((fmt(summary["da"].get("difficult_left_out"), "{:,}"), "difficult, left out of DA"))
+    if summary.get("annotations") is False:
+        headline = [("none", "accuracy: no annotations")]
+    elif tasks:
+        headline = tasks
+    else:
+        headline = [(f"{_with_se(summary)}%", f"accuracy (n={fmt(summary.get('n'), '{:,}')})")]
     return [
-        (fmt(as_float(summary.get("accuracy")), "{:.1f}%"), "accuracy"),
-        *tasks,
-        (fmt(summary.get("n"), "{:,}"), "questions"),
+        *headline,
+        (fmt(summary.get("questions", summary.get("n")), "{:,}"), "questions"),
         (fmt(as_float(summary.get("seconds_per_question")), "{:.2f}"), "seconds / question"),
         (fmt(as_float(summary.get("prompt_tokens_per_second")), "{:,.0f}"), "prompt tokens / s"),
     ]
+
+
+def _stage_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Mean seconds per question of each stage that took time, the total and the first question
+    (which pays for loading the models)."""
+    stages = summary.get("seconds_per_stage")
+    if not isinstance(stages, Mapping):
+        return []
+    rows = [(label, f"{as_float(stages.get(stage)):.2f}") for stage, label in STAGE_LABELS.items()
+            if as_float(stages.get(stage))]
+    rows.append(("total", fmt(as_float(summary.get("seconds_per_question")), "{:.2f}")))
+    if as_float(summary.get("seconds_first_question")) is not None:
+        rows.append(("first question (loads the models)", f"{summary['seconds_first_question']:.2f}"))
+    return rows
 
 
 def _config_value(value: Any) -> str:
@@ -250,14 +284,16 @@ def _config_value(value: Any) -> str:
         return str(value)
 
 
-def _stats_rows(stats: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the per-question-type table: name, accuracy and n as text, bar width in percent."""
+def _stats_rows(stats: Mapping[str, Mapping[str, Any]], labelled: bool = False) -> list[dict[str, Any]]:
+    """Rows of the per-question-type (or, ``labelled`` with category names, per-category) table:
+    name, accuracy, one SE and n as text (2 decimals), bar width in percent."""
     rows = []
     for name in sorted(stats, key=natural_key):
         acc = as_float(stats[name].get("accuracy"))
         rows.append({
-            "name": str(name),
-            "accuracy": fmt(acc, "{:.1f}"),
+            "name": category_label(name, stats[name].get("name")) if labelled else str(name),
+            "accuracy": fmt(acc, "{:.2f}"),
+            "se": fmt(as_float(stats[name].get("se")), "{:.2f}"),
             "n": fmt(stats[name].get("n"), "{}"),
             "width": 0.0 if acc is None else max(0.0, min(100.0, acc)),
         })

@@ -15,6 +15,9 @@ from pica.tasks.aokvqa import task_fields
 from pica.types import Answer, Question
 
 RESULTS_FILE = "results.jsonl"
+# Stages a question's time is broken down into: captioning, example retrieval, the LLM's direct
+# answer (greedy completions, and the chooser's candidate scoring), multiple-choice scoring.
+STAGES = ("caption", "retrieval", "llm", "mc")
 
 
 def read_results(path: Path, repair: bool = False) -> list[dict[str, Any]]:
@@ -50,7 +53,8 @@ def result_row(q: Question, a: Answer, task: str = "da") -> dict[str, Any]:
 
     ``score`` is the official VQA accuracy (or soft label) for OK-VQA, the official A-OKVQA
     direct-answer score for A-OKVQA, and the multiple-choice outcome for ``task="mc"``; the task
-    fields are those of :func:`pica.tasks.aokvqa.task_fields`.
+    fields are those of :func:`pica.tasks.aokvqa.task_fields`. ``seconds`` is the question's
+    total, ``seconds_caption`` / ``_retrieval`` / ``_llm`` / ``_mc`` its :data:`STAGES`.
     """
     return {
         "question_id": q.id, "question": q.question, "image_id": q.image_id,
@@ -59,6 +63,7 @@ def result_row(q: Question, a: Answer, task: str = "da") -> dict[str, Any]:
         "logprob": a.logprob, "answer": a.answer,
         "gold": q.answers or q.label, "category": q.category, "question_type": q.question_type,
         "example_ids": a.example_ids, "candidates": a.candidates,
-        "seconds": a.seconds.get("total", 0.0), "seconds_llm": a.seconds.get("llm", 0.0),
+        "seconds": a.seconds.get("total", 0.0),
+        **{f"seconds_{stage}": a.seconds.get(stage, 0.0) for stage in STAGES},
         "prompt_tokens": a.prompt_tokens, **task_fields(q, a, task),
     }

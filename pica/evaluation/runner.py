@@ -28,6 +28,7 @@ from pica.errors import InputError, RunConfigError
 from pica.evaluation.outputs import OUTPUTS, RUN_FILE, _write_outputs
 from pica.evaluation.results import RESULTS_FILE, read_results, result_row
 from pica.evaluation.runlock import RunLock
+from pica.evaluation.summary import scored
 from pica.pipeline import Pipeline
 from pica.tasks.aokvqa import split_name
 from pica.tasks.base import resolve_task
@@ -84,13 +85,24 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
                 os.replace(out / RESULTS_FILE, out / f"results.{stamp}.jsonl.bak")
             for name in OUTPUTS:
                 (out / name).unlink(missing_ok=True)
-            for old_file in out.glob("predictions_*-*.json"):
+            for old_file in out.glob("predictions_*.json"):
                 old_file.unlink()
         else:
             return
     atomic_write_text(run_file, json.dumps({"config": config, "pica_version": __version__,
                                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                                            indent=2) + "\n")
+
+
+def _record_choice(out: Path, info: dict[str, Any]) -> None:
+    """Keep the answer choice in use (file, measured gain) in ``run.json`` beside the config, for
+    ``summary.json`` and ``pica eval report``; it is not part of the config a resume compares
+    (the config holds the resolved method and the chooser's sha256)."""
+    run_file = out / RUN_FILE
+    data = json.loads(run_file.read_text(encoding="utf-8"))
+    if data.get("choice") != info:
+        data["choice"] = info
+        atomic_write_text(run_file, json.dumps(data, indent=2) + "\n")
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
@@ -157,6 +169,7 @@ def evaluate(
         # The resolved answer choice: --choose auto depends on the choosers the index holds.
         config["choice"] = {"method": pipeline.choice["method"], "chooser_sha256": pipeline.choice["sha256"]}
         open_run(out, config, force_new)
+        _record_choice(out, pipeline.choice_info)
         _run_questions(pipeline, task, questions, out, progress)
         return _write_outputs(out, questions_order=[q.id for q in questions])
 
@@ -168,7 +181,9 @@ def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question],
     done = {row["question_id"]: row for row in read_results(results_path, repair=True)}
     todo = [q for q in questions if q.id not in done]
     pipeline.check(todo)
-    total_score = sum(done[q.id]["score"] for q in questions if q.id in done)
+    finished_rows = [done[q.id] for q in questions if q.id in done]
+    total_score = sum(r["score"] for r in finished_rows if scored(r))
+    n_scored = sum(1 for r in finished_rows if scored(r))
     finished = len(questions) - len(todo)
     fd = os.open(results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -178,9 +193,12 @@ def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question],
                 row = result_row(q, answer, task)
                 os.write(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
                 os.fsync(fd)
-                total_score += row["score"]
+                if scored(row):
+                    total_score += row["score"]
+                    n_scored += 1
                 finished += 1
-                bar.set_postfix(acc=f"{100 * total_score / finished:.1f}")
+                if n_scored:
+                    bar.set_postfix(acc=f"{100 * total_score / n_scored:.2f}")
                 bar.update(1)
     finally:
         os.close(fd)

@@ -1,50 +1,79 @@
-"""The summary of a run: accuracy overall, per category and per question type; speed."""
+"""The summary of a run: accuracy (± 1 SE) overall, per category and per question type; speed per
+stage; the answer choice in use."""
 
 from __future__ import annotations
 
 import resource
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pica import __version__
+from pica.answers import mean_se
 from pica.evaluation.categories import category_name
+from pica.evaluation.results import STAGES
 from pica.tasks.aokvqa import task_summary
 
 
-def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
-    """Accuracy overall, per category and per question type; speed; the configuration.
+def scored(row: Mapping[str, Any]) -> bool:
+    """Whether a result row has a score that counts toward the accuracy: it has gold answers (a
+    row of a run without annotations has ``score`` ``None``; rows of older runs had ``0.0`` and
+    empty ``gold``, so those are recognised by their gold) and is not left out (A-OKVQA's
+    difficult questions in the direct-answer score)."""
+    return row.get("score") is not None and row.get("counted", True) and _has_gold(row)
 
-    The accuracies average the rows' ``score`` over the rows that count (A-OKVQA's difficult
-    questions are left out of the direct-answer score); A-OKVQA runs add ``task``, ``da`` and
-    ``mc`` (see :func:`pica.tasks.aokvqa.task_summary`).
+
+def _has_gold(row: Mapping[str, Any]) -> bool:
+    return bool(row.get("gold")) or row.get("mc_correct") is not None
+
+
+def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
+              choice: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Accuracy overall, per category and per question type; speed; the answer choice; the
+    configuration.
+
+    The accuracies average the rows' ``score`` over the rows that count (:func:`scored`), each
+    with ``se``, one standard error of that mean (percent); ``n`` is the number of scored rows and
+    ``questions`` the number answered. A run without gold answers has ``accuracy`` and ``se``
+    ``None``, ``n`` 0 and ``annotations`` false. A-OKVQA runs add ``task``, ``da`` and ``mc``
+    (see :func:`pica.tasks.aokvqa.task_summary`). ``seconds_per_stage`` holds the mean seconds of
+    each stage per question (:data:`pica.evaluation.results.STAGES`), ``seconds_first_question``
+    the first question's total (model loading falls there).
     """
     def acc(group: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return {"accuracy": round(100 * sum(r["score"] for r in group) / len(group), 2) if group else None,
-                "n": len(group)}
+        accuracy, se = mean_se([r["score"] for r in group])
+        return {"accuracy": accuracy, "se": se, "n": len(group)}
 
     by_cat: dict[str, list] = defaultdict(list)
     by_type: dict[str, list] = defaultdict(list)
-    all_rows, rows = rows, [r for r in rows if r.get("counted", True)]
+    all_rows, rows = rows, [r for r in rows if scored(r)]
     for r in rows:
         if r.get("category") is not None:
             by_cat[str(r["category"])].append(r)
         if r.get("question_type"):
             by_type[str(r["question_type"])].append(r)
-    llm_seconds = sum(r.get("seconds_llm", 0.0) for r in all_rows)
+    # The LLM time behind prompt_tokens: the direct answer's, or multiple choice's alone.
+    llm_seconds = sum(r.get("seconds_llm") or r.get("seconds_mc", 0.0) for r in all_rows)
     n_all = len(all_rows)
+    annotated = any(r.get("score") is not None and _has_gold(r) for r in all_rows)
     return {
         **acc(rows),
+        "questions": n_all,
+        "annotations": annotated,
         **task_summary(all_rows),
         "per_category": {k: _named(k, acc(v))
                          for k, v in sorted(by_cat.items(), key=lambda kv: _natural(kv[0]))},
         "per_question_type": {k: acc(v) for k, v in sorted(by_type.items())},
         "seconds_per_question": round(sum(r["seconds"] for r in all_rows) / n_all, 4),
+        "seconds_per_stage": {stage: round(sum(r.get(f"seconds_{stage}", 0.0) for r in all_rows) / n_all, 4)
+                              for stage in STAGES},
+        "seconds_first_question": round(all_rows[0]["seconds"], 4),
         "prompt_tokens_per_second": round(sum(r["prompt_tokens"] for r in all_rows) / llm_seconds, 1)
         if llm_seconds else None,
         "prompt_tokens_per_question": round(sum(r["prompt_tokens"] for r in all_rows) / n_all, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **({"choice": dict(choice)} if choice else {}),
         "config": config,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "pica_version": __version__,

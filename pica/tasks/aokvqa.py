@@ -10,7 +10,9 @@ Scoring follows ``evaluation/eval_predictions.py`` of github.com/allenai/aokvqa:
 
 The official prediction files map question ids to answers, ``{question_id: answer}``:
 ``predictions_{split}-da.json`` (the direct answers) and ``predictions_{split}-mc.json`` (the
-chosen choices' texts), as ``eval_predictions.py`` and the leaderboard read them.
+chosen choices' texts), as ``eval_predictions.py`` reads them; when both ran, also the
+leaderboard's unified ``predictions_{split}.json``, ``{question_id: {"multiple_choice": ...,
+"direct_answer": ...}}`` (as ``prepare_predictions.py`` builds it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pica.answers import aokvqa_direct_accuracy, score
+from pica.answers import aokvqa_direct_accuracy, mean_se, score
 from pica.types import Answer, Question
 from pica.util.fileio import atomic_write_text
 
@@ -37,8 +39,8 @@ def task_fields(q: Question, a: Answer, task: str) -> dict[str, Any]:
         task: ``da``, ``mc`` or ``both``.
 
     Returns:
-        ``task``, ``score`` (the DA score when the task has a direct answer, else the MC outcome),
-        ``counted`` (whether ``score`` enters the headline accuracy: not for DA on difficult
+        ``task``, ``score`` (the DA score when the task has a direct answer, else the MC outcome;
+        ``None`` when the question has no gold answers or correct choice), ``counted`` (whether ``score`` enters the headline accuracy: not for DA on difficult
         questions), ``rationale`` (when written), and for A-OKVQA questions ``da_score``,
         ``difficult``, ``choices``, ``correct_choice_idx``, ``chosen``, ``chosen_idx``,
         ``mc_correct``, ``mc_method``, ``mc``.
@@ -46,7 +48,7 @@ def task_fields(q: Question, a: Answer, task: str) -> dict[str, Any]:
     has_da = task in ("da", "both")
     aokvqa = q.scoring == "aokvqa"
     da = None
-    if has_da:
+    if has_da and (q.answers or (q.label and not aokvqa)):  # no gold (e.g. a test split): no score
         da = aokvqa_direct_accuracy(a.answer, q.answers) if aokvqa else score(a.answer, q.answers, q.label)
     fields: dict[str, Any] = {"task": task}
     if a.rationale:
@@ -64,7 +66,7 @@ def task_fields(q: Question, a: Answer, task: str) -> dict[str, Any]:
         fields.update(da_score=da, difficult=q.difficult, choices=q.choices,
                       correct_choice_idx=q.correct_choice_idx)
     primary = da if has_da else mc_correct
-    fields["score"] = 0.0 if primary is None else primary
+    fields["score"] = primary  # None: no gold answers to score against
     fields["counted"] = primary is not None and not (has_da and aokvqa and q.difficult)
     return fields
 
@@ -73,8 +75,9 @@ def task_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """DA and MC accuracy (percent) of result rows, for ``summary.json``.
 
     Returns:
-        ``{"task": ..., "da": {"accuracy", "n", "difficult_left_out"}, "mc": {"accuracy", "n"}}``
-        with only the parts the rows have; ``{}`` for rows without task fields (older runs).
+        ``{"task": ..., "da": {"accuracy", "se", "n", "difficult_left_out"}, "mc": {"accuracy",
+        "se", "n"}}`` (percent, ``se`` one standard error of the mean) with only the parts the rows
+        have (``da`` counts only rows with gold answers); ``{}`` for rows without task fields (older runs).
     """
     tasks = {r.get("task") for r in rows} - {None}
     if not tasks:
@@ -82,17 +85,19 @@ def task_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"task": "/".join(sorted(tasks))}
     da_rows = [r for r in rows if r.get("task") in ("da", "both")]
     if da_rows and any("da_score" in r for r in da_rows):
-        kept = [r for r in da_rows if not r.get("difficult")]
-        out["da"] = {"accuracy": _percent([r["da_score"] for r in kept]), "n": len(kept),
-                     "difficult_left_out": len(da_rows) - len(kept)}
+        scored = [r for r in da_rows if r.get("da_score") is not None]
+        kept = [r for r in scored if not r.get("difficult")]
+        out["da"] = {**_stats([r["da_score"] for r in kept]),
+                     "difficult_left_out": len(scored) - len(kept)}
     mc_rows = [r for r in rows if r.get("mc_correct") is not None]
     if mc_rows:
-        out["mc"] = {"accuracy": _percent([r["mc_correct"] for r in mc_rows]), "n": len(mc_rows)}
+        out["mc"] = _stats([r["mc_correct"] for r in mc_rows])
     return out
 
 
-def _percent(values: Sequence[float]) -> float | None:
-    return round(100 * sum(values) / len(values), 2) if values else None
+def _stats(values: Sequence[float]) -> dict[str, Any]:
+    accuracy, se = mean_se(values)
+    return {"accuracy": accuracy, "se": se, "n": len(values)}
 
 
 def split_name(dataset: Mapping[str, Any]) -> str:
@@ -120,16 +125,26 @@ def official_predictions(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[st
 
 def write_official_predictions(out: Path, rows: Sequence[Mapping[str, Any]],
                                dataset: Mapping[str, Any]) -> list[Path]:
-    """Write ``predictions_{split}-da.json`` and/or ``predictions_{split}-mc.json`` into ``out``.
+    """Write ``predictions_{split}-da.json`` and/or ``predictions_{split}-mc.json`` into ``out``,
+    and, when both tasks ran, the leaderboard's unified ``predictions_{split}.json``
+    (``{question_id: {"multiple_choice": choice, "direct_answer": answer}}``, what
+    ``prepare_predictions.py`` of github.com/allenai/aokvqa makes from the two files).
 
     Returns:
         The files written (none for runs without A-OKVQA rows).
     """
     split = split_name(dataset)
     written = []
-    for name, preds in official_predictions(rows).items():
+    parts = official_predictions(rows)
+    for name, preds in parts.items():
         path = out / f"predictions_{split}-{name}.json"
         atomic_write_text(path, json.dumps(preds, ensure_ascii=False) + "\n")
+        written.append(path)
+    if "da" in parts and "mc" in parts:
+        unified = {qid: {"multiple_choice": parts["mc"][qid], "direct_answer": parts["da"][qid]}
+                   for qid in parts["mc"] if qid in parts["da"]}
+        path = out / f"predictions_{split}.json"
+        atomic_write_text(path, json.dumps(unified, ensure_ascii=False) + "\n")
         written.append(path)
     return written
 

@@ -164,8 +164,8 @@ def respond(tools: Tools, item: Prepared, task: str) -> Answer:
         free.seconds["mc"] = mc_seconds
         free.seconds["total"] = free.seconds.get("total", 0.0) + mc_seconds
         return free
-    seconds = {**item.seconds, "llm": mc_seconds, "mc": mc_seconds}
-    seconds["total"] = sum(v for k, v in seconds.items() if k != "mc")
+    seconds = {**item.seconds, "llm": 0.0, "mc": mc_seconds}  # no direct answer was generated
+    seconds["total"] = sum(seconds.values())
     return Answer(
         question_id=item.question.id, question=item.question.question, answer=result.chosen,
         raw=result.raw, caption=item.caption, logprob=result.logprob, prompts=result.prompts,

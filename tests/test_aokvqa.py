@@ -3,7 +3,9 @@ prediction files, and one-line errors for bad input. The packaged model is in te
 
 from __future__ import annotations
 
+import html
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ import pytest
 from fakes import FakeBackend, FakeEmbedder, fake_index
 from typer.testing import CliRunner
 
-from pica.answers import aokvqa_direct_accuracy, split_rationale
+from pica.answers import aokvqa_direct_accuracy, mean_se, split_rationale
 from pica.cli import app
 from pica.config import Settings
 from pica.datasets import load_questions, scan_images
@@ -268,15 +270,39 @@ def test_eval_writes_official_prediction_files_and_both_accuracies(aokvqa_files,
     assert all(mc[qid] in q.choices for qid, q in zip(mc, questions))
     tennis = [qid for qid, c in correct.items() if c == "tennis"]
     assert summary["task"] == "both"
-    assert summary["mc"] == {"accuracy": pytest.approx(100 * len(tennis) / 10, abs=0.01), "n": 10}
+    mc_scores = [float(qid in tennis) for qid in correct]
+    assert summary["mc"] == {"accuracy": pytest.approx(100 * len(tennis) / 10, abs=0.01),
+                             "se": mean_se(mc_scores)[1], "n": 10}
     assert summary["da"]["n"] == 9 and summary["da"]["difficult_left_out"] == 1
     assert summary["accuracy"] == summary["da"]["accuracy"] and summary["n"] == 9
-    row = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    # the leaderboard's unified file, as allenai/aokvqa's prepare_predictions.py makes it
+    unified = json.loads((out / "predictions_val.json").read_text())
+    assert unified == {qid: {"multiple_choice": mc[qid], "direct_answer": da[qid]} for qid in da}
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    row = rows[0]
     assert {"task", "choices", "correct_choice_idx", "chosen", "mc_correct", "da_score"} <= set(row)
+    # each question's time by stage; the total is their sum, and the summary has their means
+    stages = ("caption", "retrieval", "llm", "mc")
+    assert all(r["seconds"] == pytest.approx(sum(r[f"seconds_{s}"] for s in stages)) for r in rows)
+    assert all(r["seconds_mc"] > 0 and r["seconds_llm"] > 0 for r in rows)
+    assert summary["seconds_per_stage"]["mc"] == pytest.approx(
+        sum(r["seconds_mc"] for r in rows) / 10, abs=1e-4)
     run = json.loads((out / "run.json").read_text())["config"]
     assert run["settings"]["task"] == "both" and run["dataset"]["split_name"] == "val"
     page = (out / "report.html").read_text()
     assert "multiple choice" in page and "direct answer" in page and 'class="choices"' in page
+    # headline: DA and MC side by side (each ± SE, n), the DA figure not repeated as "accuracy"
+    headline = page[page.index('id="summary"'):page.index("<h2>Configuration")]
+    labels = re.findall(r"<span>(.*?)</span>", headline)
+    assert labels[:2] == ["direct answer (A-OKVQA) (n=9)", "multiple choice (n=10)"]
+    assert f"<b>{summary['mc']['accuracy']:.2f} ± {summary['mc']['se']:.2f}%</b>" in headline
+    assert not any(label.startswith("accuracy") for label in labels)
+    assert "Accuracy per category" not in page  # no categories in A-OKVQA: no empty section
+    assert "Time per question, by stage" in page and "MC scoring" in page
+    # every card shows its multiple-choice prompt beside the direct answer's
+    assert page.count('<details class="mc-prompt"><summary>multiple-choice prompt</summary>') == 10
+    mc_prompt = row["mc"]["prompts"][0]
+    assert html.escape(mc_prompt, quote=False).split("\n")[-2] in page
     assert official_predictions([row])["mc"] == {row["question_id"]: row["chosen"]}
 
 

@@ -5,7 +5,8 @@ prompt examples and its candidate neighbours never come from its own image, and 
 frequencies leave that image's examples out. A held-back share of the sampled images reports
 greedy vs chooser accuracy for a chooser fitted without them; the saved chooser is then refitted
 on every sampled question, and its verdict (:func:`pica.choice.trust.judge`: is the held-back
-paired gain clearly positive?) decides whether ``--choose auto`` uses it. The file is written atomically to ``INDEX/choosers/<key>.json``.
+paired gain clearly positive?) decides whether ``--choose auto`` uses it. The file is written
+atomically to ``INDEX/choosers/<key>.json``.
 """
 
 from __future__ import annotations

@@ -172,8 +172,8 @@ def _choices(cands: Any) -> list[tuple[str, str, str, bool]]:
         return []
     ranked = sorted(cands, key=lambda c: -(as_float(c.get("score")) or 0.0))
     return [(text(c.get("answer")), fmt(as_float(c.get("score")), "{:.3f}"),
-             ", ".join(f"{k} {fmt(as_float(v), '{:.3g}')}" for k, v in c["features"].items()), bool(c.get("chosen")))
-            for c in ranked]
+             ", ".join(f"{k} {fmt(as_float(v), '{:.3g}')}" for k, v in c["features"].items()),
+             bool(c.get("chosen"))) for c in ranked]
 
 
 def row_category(row: Mapping[str, Any]) -> str:

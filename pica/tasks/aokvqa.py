@@ -41,7 +41,8 @@ def task_fields(q: Question, a: Answer, task: str) -> dict[str, Any]:
     Returns:
         ``task``, ``score`` (the DA score when the task has a direct answer, else the MC outcome;
         ``None`` when the question has no gold answers or correct choice), ``counted`` (whether
-        ``score`` enters the headline accuracy: not for DA on difficult questions), ``rationale`` (when written), and for A-OKVQA questions ``da_score``,
+        ``score`` enters the headline accuracy: not for DA on difficult questions), ``rationale``
+        (when written), and for A-OKVQA questions ``da_score``,
         ``difficult``, ``choices``, ``correct_choice_idx``, ``chosen``, ``chosen_idx``,
         ``mc_correct``, ``mc_method``, ``mc``.
     """

@@ -125,7 +125,8 @@ def main() -> None:
         (out / "results.jsonl").unlink(missing_ok=True)  # measure from scratch
         subprocess.run([sys.executable, "-m", "pica", *cmd], check=True, cwd=ROOT)
     lines = [
-        "## Multiple choice on an MC benchmark derived from OK-VQA (not A-OKVQA)",
+        "## Multiple choice on an MC benchmark derived from OK-VQA (not A-OKVQA)"
+        + (f": first {args.limit} dev questions" if args.limit else ": all 1,285 dev questions"),
         "",
         "A-OKVQA's files are not on this machine. `bench/aokvqa_mc.py` builds an MC benchmark from"
         " OK-VQA in A-OKVQA format: the correct choice of each dev question is its best-scored answer;"

@@ -237,7 +237,9 @@ def test_calibrate_leaves_own_image_out_and_learned_choice_uses_it(index, monkey
     assert chooser.training["questions"] == 40 and "heldout_chooser_accuracy" in chooser.training
     with pytest.raises(InputError, match="--overwrite"):
         calibrate(fake_pipeline(index), n=40, progress=False)
-    # --choose auto now resolves to the chooser; logprob stays plain PICa
+    # --choose auto now resolves to the chooser (its held-back gain is clearly positive here);
+    # logprob stays plain PICa
+    assert chooser.trusted and chooser.verdict["gain"] >= 2 * chooser.verdict["se"] > 0
     auto = fake_pipeline(index)
     assert auto.choice["method"] == "learned" and len(auto.choice["sha256"]) == 64
     answer = auto.answer(Question(id="q", question="what is thing 3?", caption="a photo 1", image_id="99"))
@@ -302,6 +304,10 @@ def test_index_calibrate_end_to_end(text_index, okvqa_files, tmp_path):
     result = runner.invoke(app, ["index", "calibrate", str(index), "--n", "24", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "held back" in result.stdout
+    verdict = re.search(r"^verdict  (trusted: the --choose auto default|not trusted: kept for --choose"
+                        r" learned only); held-back gain over greedy [+-]\d+\.\d\d ± \d+\.\d\d points"
+                        r" \(n=\d+\)", result.stdout, re.M)
+    assert verdict, result.stdout
     files = list((index / "choosers").glob("*.json"))
     assert len(files) == 1 and json.loads(files[0].read_text())["fitted_for"]["llm"] == "gemma3-270m"
     again = runner.invoke(app, ["index", "calibrate", str(index), "--n", "24", "--no-progress"])
@@ -310,10 +316,18 @@ def test_index_calibrate_end_to_end(text_index, okvqa_files, tmp_path):
     assert re.search(r"chooser   (logistic|trees) for gemma3-270m, template pica, 4 shots", info.stdout)
     image = tmp_path / "COCO_val2014_000000999999.jpg"
     Image.new("RGB", (8, 8)).save(image)
+    trusted = json.loads(files[0].read_text())["verdict"]["trusted"]
+    auto = json.loads(runner.invoke(app, ["answer", str(image), "What animal is this?", "--caption",
+                                          "a dog on a couch", "--index", str(index), "--json"]).stdout)
+    # a 24-question calibration holds back 6: the default only if that showed a clear gain
+    assert auto["choice"]["method"] == ("learned" if trusted else "logprob")
+    assert auto["choice"]["gain"] is not None and auto["choice"]["n"] > 0
+    assert (auto["choice"]["chooser"] if trusted else auto["choice"]["untrusted_chooser"]) == str(files[0])
     answer = runner.invoke(app, ["answer", str(image), "What animal is this?", "--caption", "a dog on a couch",
-                                 "--index", str(index), "--json"])
+                                 "--index", str(index), "--json", "--choose", "learned"])
     assert answer.exit_code == 0, answer.output
     data = json.loads(answer.stdout)
+    assert data["choice"]["method"] == "learned" and data["choice"]["chooser"] == str(files[0])
     assert sum(bool(c.get("chosen")) for c in data["candidates"]) == 1
     assert all("features" in c and "score" in c for c in data["candidates"])
     plain = json.loads(runner.invoke(app, ["answer", str(image), "What animal is this?", "--caption",

@@ -143,23 +143,36 @@ def start_until_results(cmd: list[str], out, lines: int) -> subprocess.Popen:
     return proc
 
 
+def resume_and_check(cmd: list[str], out, src) -> subprocess.CompletedProcess:
+    """Run ``cmd`` again to the end; check each question is in results.jsonl once and the
+    predictions equal those of the uninterrupted run in ``src``."""
+    resumed = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    ids = [json.loads(line)["question_id"] for line in (out / RESULTS_FILE).read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 10  # nothing lost, nothing twice
+    assert json.loads((out / "predictions.json").read_text()) == json.loads((src / "predictions.json").read_text())
+    return resumed
+
+
+def signal_mid_run(okvqa_files, text_index, out, lines: int, sig: int) -> tuple[list[str], subprocess.Popen]:
+    """Start ``pica eval`` into ``out``, send ``sig`` once ``lines`` results are written, wait."""
+    cmd = [sys.executable, "-m", "pica", *eval_args(okvqa_files, text_index, out)]
+    proc = start_until_results(cmd, out, lines)
+    assert proc.poll() is None, f"run ended before the signal: {proc.stderr.read()[-500:]}"
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    return cmd, proc
+
+
 def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(finished_run, okvqa_files, text_index,
                                                                   tmp_path):
     src, _, _ = finished_run
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "pica", *eval_args(okvqa_files, text_index, out)]
-    proc = start_until_results(cmd, out, 3)
-    results, env = out / RESULTS_FILE, {**os.environ, "PYTHONUNBUFFERED": "1"}
-    assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()[-500:]}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = len(read_results(results))
+    cmd, _ = signal_mid_run(okvqa_files, text_index, out, 3, signal.SIGKILL)
+    killed_at = len(read_results(out / RESULTS_FILE))
     assert 3 <= killed_at < 10
-    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    ids = [json.loads(line)["question_id"] for line in results.read_text().splitlines()]
-    assert len(ids) == len(set(ids)) == 10  # nothing lost, nothing twice
-    assert json.loads((out / "predictions.json").read_text()) == json.loads((src / "predictions.json").read_text())
+    resume_and_check(cmd, out, src)
 
 
 def one_error_line(stderr: str) -> str:
@@ -212,21 +225,15 @@ def test_sigterm_mid_run_exits_143_releases_the_lock_and_resumes(finished_run, o
                                                                  tmp_path):
     src, _, _ = finished_run
     out = tmp_path / "terminated"
-    cmd = [sys.executable, "-m", "pica", *eval_args(okvqa_files, text_index, out)]
-    proc = start_until_results(cmd, out, 2)
-    assert proc.poll() is None, f"run ended before SIGTERM: {proc.stderr.read()[-500:]}"
-    proc.send_signal(signal.SIGTERM)  # what timeout, Slurm and Kubernetes send
-    assert proc.wait(timeout=120) == 143
+    # SIGTERM is what timeout, Slurm and Kubernetes send.
+    cmd, proc = signal_mid_run(okvqa_files, text_index, out, 2, signal.SIGTERM)
+    assert proc.returncode == 143
     assert one_error_line(proc.stderr.read()) == "error: terminated (SIGTERM)"
     assert (out / ".lock").read_text() == ""  # released, no stale holder
     results = out / RESULTS_FILE
     assert results.read_bytes().endswith(b"\n")
-    stopped_at = len(read_results(results))
-    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    ids = [json.loads(line)["question_id"] for line in results.read_text().splitlines()]
-    assert stopped_at >= 2 and len(ids) == len(set(ids)) == 10
-    assert json.loads((out / "predictions.json").read_text()) == json.loads((src / "predictions.json").read_text())
+    assert len(read_results(results)) >= 2
+    resume_and_check(cmd, out, src)
 
 
 def test_full_disk_mid_run_stops_with_one_line_and_resumes_once_space_is_back(finished_run, okvqa_files,
@@ -248,13 +255,9 @@ def test_full_disk_mid_run_stops_with_one_line_and_resumes_once_space_is_back(fi
         stopped_at = len(read_results(results, warn=None))
         assert 2 <= stopped_at <= 10
         filler.unlink()
-        resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        resumed = resume_and_check(cmd, out, src)
         assert "warning" not in resumed.stderr  # nothing torn, nothing to move aside
-        ids = [json.loads(line)["question_id"] for line in results.read_text().splitlines()]
-        assert len(ids) == len(set(ids)) == 10
         assert not [p for p in out.iterdir() if ".tmp" in p.name]
-        assert json.loads((out / "predictions.json").read_text()) == json.loads((src / "predictions.json").read_text())
 
 
 def test_same_dataset_by_another_path_resumes_and_other_content_is_refused(finished_run, okvqa_files,

@@ -18,6 +18,7 @@ A folder has one writer: :func:`evaluate` and :func:`write_outputs` hold its
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import time
@@ -50,12 +51,15 @@ def make_run_folder(out: Path) -> None:
 
     Raises:
         InputError: ``out`` is an existing file, or the folder cannot be created.
+        StorageError: no space (or an I/O error) to create it.
     """
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a run folder; pass a folder path (e.g. --out runs/dev)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise storage_error(out, e) from e
         raise InputError(f"cannot create run folder {out}: {e.strerror or e}") from e
 
 

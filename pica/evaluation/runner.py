@@ -78,7 +78,8 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
     run_file = out / RUN_FILE
     if run_file.is_file():
         try:
-            old = json.loads(run_file.read_text(encoding="utf-8"))["config"]
+            record = json.loads(run_file.read_text(encoding="utf-8"))
+            old = record["config"]
             if not isinstance(old, dict):
                 raise TypeError("config is not an object")
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
@@ -86,7 +87,8 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
         problem = _mismatch(out, old, config)
         if problem is None:
             if "content" not in (old.get("dataset") or {}) and "content" in config.get("dataset", {}):
-                _write_run_file(run_file, config)  # an older run folder: record the digests now
+                # A folder of an older pica: record the digests now, keeping when it was made.
+                _write_run_file(run_file, config, record.get("created"))
             return
         if not force_new:
             raise RunConfigError(f"{problem}; use another --out or pass --force-new to start a new run there")
@@ -100,9 +102,9 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
     _write_run_file(run_file, config)
 
 
-def _write_run_file(run_file: Path, config: dict[str, Any]) -> None:
+def _write_run_file(run_file: Path, config: dict[str, Any], created: str | None = None) -> None:
     atomic_write_text(run_file, json.dumps({"config": config, "pica_version": __version__,
-                                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                                            "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                                            indent=2) + "\n")
 
 

@@ -260,3 +260,20 @@ def test_sigterm_unwinds_like_sigint_releases_the_lock_and_exits_143(tmp_path):
     assert read_holder(tmp_path) is None  # holder details cleared: released, not just dead
     with RunLock(tmp_path):
         pass
+
+
+def test_an_interrupt_after_the_record_is_written_keeps_it(tmp_path, monkeypatch):
+    path = tmp_path / RESULTS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def interrupted_fsync(f):
+        raise KeyboardInterrupt  # what SIGTERM's handler raises when it runs during fsync
+
+    monkeypatch.setattr(os, "fsync", interrupted_fsync)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            append_record(fd, line("1"), path)
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
+    assert path.read_bytes() == line("1")  # finished work is never taken back

@@ -86,8 +86,9 @@ def append_record(fd: int, data: bytes, path: Path | str) -> None:
     """Append ``data`` (one complete record) to the append-only descriptor ``fd`` and fsync it.
 
     Short writes are continued; if the record cannot be written completely (an ``OSError`` such
-    as a full disk, a write that makes no progress, or an exception from a signal handler), the
-    file is truncated back to its length before the call, so it always ends with a complete record.
+    as a full disk, a write that makes no progress, a failed fsync, or an exception from a signal
+    handler before the last byte is written), the file is truncated back to its length before the
+    call, so it always ends with a complete record. A record written in full is never taken back.
 
     Raises:
         StorageError: the record could not be written (naming ``path`` and the cause).
@@ -101,11 +102,13 @@ def append_record(fd: int, data: bytes, path: Path | str) -> None:
                 raise OSError(errno.EIO, "the write made no progress")
             written += n
         os.fsync(fd)
-    except BaseException as e:
+    except OSError as e:  # a failed write, or an fsync that cannot vouch for the record
         _roll_back(fd, start)
-        if isinstance(e, OSError):
-            raise storage_error(path, e) from e
-        raise
+        raise storage_error(path, e) from e
+    except BaseException:  # a signal handler's exception (Ctrl-C, SIGTERM) between two calls
+        if written < len(data):
+            _roll_back(fd, start)
+        raise  # a complete record stays: it was written, and fsync is all that may be missing
 
 
 def _roll_back(fd: int, length: int) -> None:

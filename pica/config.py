@@ -43,6 +43,14 @@ DEFAULT_SERVE_HOST = "127.0.0.1"
 DEFAULT_SERVE_PORT = 7860
 DEFAULT_SERVE_MAX_UPLOAD_MB = 20.0
 DEFAULT_SERVE_TIMEOUT = 120.0
+# Longest question and caption pica serve accepts (characters), checked before a request queues:
+# OK-VQA / A-OKVQA questions stay under 200 characters, captions under 500.
+DEFAULT_SERVE_MAX_QUESTION_CHARS = 1000
+DEFAULT_SERVE_MAX_CAPTION_CHARS = 2000
+# Over-limit request bodies up to this size are read and discarded before the 413 goes out, so a
+# client that sends its whole body before reading (Python urllib, requests) reads the 413 rather
+# than a connection reset; larger ones get the 413 and the connection is closed at once.
+DEFAULT_SERVE_DRAIN_MB = 64.0
 # Learned answer choice (--choose learned/auto): candidates are the greedy answer(s) plus the top
 # M answers of the K nearest examples.
 DEFAULT_CANDIDATE_ANSWERS = 8

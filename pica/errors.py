@@ -1,7 +1,10 @@
 """One error family for pica.
 
 Every message says what went wrong and how to fix it. The CLI prints the message on one line and
-exits with ``exit_code``: 2 for bad input (the user can fix the command), 1 for runtime failures.
+exits with ``exit_code``: 2 for bad input (the user can fix the command), 1 for runtime failures,
+74 (``EX_IOERR`` of sysexits.h) when a file cannot be written (full disk, quota, read-only or failing
+storage: nothing the user typed is wrong, and the same command resumes once the storage is fixed),
+130 for SIGINT and 143 for SIGTERM.
 """
 
 from __future__ import annotations
@@ -40,6 +43,16 @@ class RunConfigError(InputError):
 
 class RunInUseError(InputError):
     """An evaluation run folder is locked by another running process (one writer per folder)."""
+
+
+class StorageError(PicaError):
+    """A file could not be written (full disk, quota, read-only or failing storage); exit 74.
+
+    The message names the path and the cause; whatever was written is rolled back to the last
+    complete state, so the same command resumes once space is back.
+    """
+
+    exit_code = 74
 
 
 class BackendError(PicaError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,23 +147,36 @@ def start_until_results(cmd: list[str], out, lines: int) -> subprocess.Popen:
     return proc
 
 
+def resume_and_check(cmd: list[str], out, src) -> subprocess.CompletedProcess:
+    """Run ``cmd`` again to the end; check each question is in results.jsonl once and the
+    predictions equal those of the uninterrupted run in ``src``."""
+    resumed = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    ids = [json.loads(line)["question_id"] for line in (out / RESULTS_FILE).read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 10  # nothing lost, nothing twice
+    assert json.loads((out / "predictions.json").read_text()) == json.loads((src / "predictions.json").read_text())
+    return resumed
+
+
+def signal_mid_run(okvqa_files, text_index, out, lines: int, sig: int) -> tuple[list[str], subprocess.Popen]:
+    """Start ``pica eval`` into ``out``, send ``sig`` once ``lines`` results are written, wait."""
+    cmd = [sys.executable, "-m", "pica", *eval_args(okvqa_files, text_index, out)]
+    proc = start_until_results(cmd, out, lines)
+    assert proc.poll() is None, f"run ended before the signal: {proc.stderr.read()[-500:]}"
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    return cmd, proc
+
+
 def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(finished_run, okvqa_files, text_index,
                                                                   tmp_path):
     src, _, _ = finished_run
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "pica", *eval_args(okvqa_files, text_index, out)]
-    proc = start_until_results(cmd, out, 3)
-    results, env = out / RESULTS_FILE, {**os.environ, "PYTHONUNBUFFERED": "1"}
-    assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read()[-500:]}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = len(read_results(results))
+    cmd, _ = signal_mid_run(okvqa_files, text_index, out, 3, signal.SIGKILL)
+    killed_at = len(read_results(out / RESULTS_FILE))
     assert 3 <= killed_at < 10
-    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    ids = [json.loads(line)["question_id"] for line in results.read_text().splitlines()]
-    assert len(ids) == len(set(ids)) == 10  # nothing lost, nothing twice
-    assert json.loads((out / "predictions.json").read_text()) == json.loads((src / "predictions.json").read_text())
+    resume_and_check(cmd, out, src)
 
 
 def one_error_line(stderr: str) -> str:
@@ -209,3 +223,69 @@ def test_two_concurrent_evals_give_one_error_and_one_complete_run(finished_run, 
     ids = [json.loads(line)["question_id"] for line in results.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 10  # each question once: the second run wrote nothing
     assert json.loads((out / "predictions.json").read_text()) == json.loads((src / "predictions.json").read_text())
+
+
+def test_sigterm_mid_run_exits_143_releases_the_lock_and_resumes(finished_run, okvqa_files, text_index,
+                                                                 tmp_path):
+    src, _, _ = finished_run
+    out = tmp_path / "terminated"
+    # SIGTERM is what timeout, Slurm and Kubernetes send.
+    cmd, proc = signal_mid_run(okvqa_files, text_index, out, 2, signal.SIGTERM)
+    assert proc.returncode == 143
+    assert one_error_line(proc.stderr.read()) == "error: terminated (SIGTERM)"
+    assert (out / ".lock").read_text() == ""  # released, no stale holder
+    results = out / RESULTS_FILE
+    assert results.read_bytes().endswith(b"\n")
+    assert len(read_results(results)) >= 2
+    resume_and_check(cmd, out, src)
+
+
+def test_full_disk_mid_run_stops_with_one_line_and_resumes_once_space_is_back(finished_run, okvqa_files,
+                                                                              text_index, tmp_path):
+    from test_faults import fill, tmpfs
+
+    src, _, _ = finished_run
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        out = disk / "run"
+        cmd = [sys.executable, "-m", "pica", *eval_args(okvqa_files, text_index, out)]
+        proc = start_until_results(cmd, out, 2)
+        filler = fill(disk)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 74, err[-2000:]
+        message = one_error_line(err)
+        assert f"cannot write {out}/" in message and "No space left on device" in message, message
+        results = out / RESULTS_FILE
+        assert results.read_bytes().endswith(b"\n")  # no fragment: rolled back to the last line
+        stopped_at = len(read_results(results, warn=None))
+        assert 2 <= stopped_at <= 10
+        filler.unlink()
+        resumed = resume_and_check(cmd, out, src)
+        assert "warning" not in resumed.stderr  # nothing torn, nothing to move aside
+        assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_same_dataset_by_another_path_resumes_and_other_content_is_refused(finished_run, okvqa_files,
+                                                                           text_index, tmp_path):
+    src, _, _ = finished_run
+    out = tmp_path / "moved"
+    shutil.copytree(src, out)
+    copy = tmp_path / "elsewhere" / "dev.json"
+    copy.parent.mkdir()
+    shutil.copy(okvqa_files["dev"], copy)
+    before = (out / RESULTS_FILE).read_bytes()
+    # The folder was made without digests (as by older pica): it resumes by path and records them.
+    upgraded = runner.invoke(app, eval_args(okvqa_files, text_index, out))
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "content" in json.loads((out / "run.json").read_text())["config"]["dataset"]
+    args = eval_args(okvqa_files, text_index, out)
+    args[args.index("--dataset") + 1] = str(copy)
+    same = runner.invoke(app, args)
+    assert same.exit_code == 0, same.output
+    assert (out / RESULTS_FILE).read_bytes() == before  # resumed: nothing redone
+    rows = json.loads(copy.read_text())
+    copy.write_text(json.dumps(rows[:5]))  # another dataset under the same path
+    other = runner.invoke(app, args)
+    assert other.exit_code == 2
+    line = one_error_line(other.stderr)
+    assert "another dataset" in line and line.count(str(copy)) == 1 and str(okvqa_files["dev"]) in line
+    assert (out / RESULTS_FILE).read_bytes() == before

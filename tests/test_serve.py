@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -46,6 +47,8 @@ def test_healthz(server):
     assert reply.json["status"] == "ok"
     assert reply.json["llm"] == "llama-cpp:gemma3-270m"
     assert reply.json["slots"] == 1  # the local model answers one request at a time
+    index = reply.json["index"]  # the index's name, never its path on the server
+    assert index.startswith("starter-") and "/" not in index
 
 
 def test_answer_with_an_image_and_a_caption_equals_pica_answer_json(server, tmp_path):
@@ -61,8 +64,9 @@ def test_answer_with_an_image_and_a_caption_equals_pica_answer_json(server, tmp_
     assert cli.exit_code == 0, cli.output
     expected = json.loads(cli.stdout)
     assert set(got) == set(expected)
-    for key in ("answer", "raw", "caption", "example_ids", "examples", "prompts", "llm", "index"):
+    for key in ("answer", "raw", "caption", "example_ids", "examples", "prompts", "llm"):
         assert got[key] == expected[key], key
+    assert got["index"] == Path(expected["index"]).name  # the server shows no paths
     assert got["logprob"] == pytest.approx(expected["logprob"], abs=1e-3)
     assert got["answer"] and got["caption"] == CAPTION
     assert [e["id"] for e in got["examples"][0]] == got["example_ids"][0]
@@ -229,3 +233,25 @@ def test_thumbnails_come_from_the_images_folder_the_index_names(tmp_path):
     assert service.thumbnail("q2") is None and service.thumbnail("../../etc/passwd") is None
     no_images = Service(SimpleNamespace(index=SimpleNamespace(manifest={"sources": {}})))
     assert not no_images.has_thumbnails and no_images.thumbnail("q1") is None
+
+
+def test_bomb_header_over_long_text_and_plain_urllib_over_the_limit(server):
+    """The served process itself (tests/test_serve_limits.py covers each case in depth)."""
+    import urllib.error
+    import urllib.request
+
+    from test_serve_limits import png_header
+
+    bomb = png_header(60000, 60000)  # PIL refuses it at open with DecompressionBombError
+    assert_error(server.post_form("/v1/answer", {"question": QUESTION, "caption": CAPTION},
+                                  {"image": ("bomb.png", bomb, "image/png")}), 400, "decompression bomb")
+    assert_error(server.post_json("/v1/answer", {"question": "why? " * 60_000, "caption": CAPTION}),
+                 400, "question is too long")
+    body, ctype = multipart({"question": QUESTION, "caption": CAPTION},
+                            {"image": ("big.jpg", b"\xff\xd8" + b"x" * (2 << 20), "image/jpeg")})
+    for _ in range(5):
+        request = urllib.request.Request(f"{server.base_url}/v1/answer", data=body,
+                                         headers={"Content-Type": ctype}, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 413

@@ -21,6 +21,8 @@ from pica.cli.index import index_app
 from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
 from pica.config import (
     DEFAULT_SERVE_HOST,
+    DEFAULT_SERVE_MAX_CAPTION_CHARS,
+    DEFAULT_SERVE_MAX_QUESTION_CHARS,
     DEFAULT_SERVE_MAX_UPLOAD_MB,
     DEFAULT_SERVE_PORT,
     DEFAULT_SERVE_TIMEOUT,
@@ -95,6 +97,12 @@ def serve(
     ] = DEFAULT_SERVE_TIMEOUT,
     examples_dir: Annotated[Path | None, typer.Option(
         help="Folder of example images offered on the page.")] = None,
+    max_question_chars: Annotated[int, typer.Option(
+        help="Longest accepted question (characters; longer ones get 400 at once).")
+    ] = DEFAULT_SERVE_MAX_QUESTION_CHARS,
+    max_caption_chars: Annotated[int, typer.Option(
+        help="Longest accepted caption (characters; longer ones get 400 at once).")
+    ] = DEFAULT_SERVE_MAX_CAPTION_CHARS,
     *,
     options: dict[str, Any],
 ) -> None:
@@ -104,7 +112,9 @@ def serve(
 
     settings = settings_from({**options, "concurrency": concurrency})
     run_server(settings, ServeOptions(host=host, port=port, max_upload_mb=max_upload_mb,
-                                      timeout=timeout, examples_dir=examples_dir))
+                                      timeout=timeout, examples_dir=examples_dir,
+                                      max_question_chars=max_question_chars,
+                                      max_caption_chars=max_caption_chars))
 
 
 def main() -> None:

@@ -56,7 +56,8 @@ def evaluate(
     qs = load_questions(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
                         hf_dataset=hf_dataset, split=split, images_dir=images, limit=limit)
     identity = dataset_identity(dataset=dataset, questions=questions, annotations=annotations,
-                                aokvqa=aokvqa, hf_dataset=hf_dataset, split=split, images_dir=images)
+                                aokvqa=aokvqa, hf_dataset=hf_dataset, split=split, images_dir=images,
+                                captions=captions)
     from pica.pipeline import Pipeline
 
     pipeline = Pipeline(settings)

@@ -96,7 +96,8 @@ def _print_info(path: Path) -> None:
         ("index", str(path)), ("examples", str(m["count"])), ("embedder", m["embedder"]),
         ("vectors", kinds), ("search", m.get("search", {}).get("type", "flat")),
         ("built", f"{m.get('created', '?')} in {m.get('build_seconds', '?')} s"),
-        ("sources", ", ".join(f"{k}={v}" for k, v in m.get("sources", {}).items()) or "-"),
+        ("sources", ", ".join(f"{k}={v}" for k, v in m.get("sources", {}).items()
+                              if k != "content") or "-"),
     ]
     for key, value in lines:
         typer.echo(f"{key:9} {value}")

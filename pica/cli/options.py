@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from pica.config import debug
-from pica.errors import InputError, PicaError
+from pica.errors import InputError, PicaError, StorageError
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -22,14 +23,24 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def handle_errors(func):
-    """Turn pica errors into one-line messages with exit codes; never show a traceback."""
+    """Turn pica errors into one-line messages with exit codes; never show a traceback.
+
+    SIGTERM is handled like SIGINT while the command runs (see :mod:`pica.util.signals`): locks
+    are released and temporary files removed as the stack unwinds; the exit code is 143 (SIGINT:
+    130). A write that fails for lack of space or a storage fault exits 74 naming the path.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from pica.util.signals import SIGTERM_EXIT, Terminated, terminate_as_interrupt
+
         try:
-            return func(*args, **kwargs)
+            with terminate_as_interrupt():
+                return func(*args, **kwargs)
         except PicaError as e:
             fail(str(e), e.exit_code)
+        except Terminated:
+            fail("terminated (SIGTERM)", SIGTERM_EXIT)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except (typer.Exit, typer.Abort):
@@ -37,9 +48,16 @@ def handle_errors(func):
         except Exception as e:  # a bug or an unforeseen library failure: still one line
             if debug():
                 raise
+            if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:  # a write pica did not wrap
+                fail(f"cannot write {e.filename or 'a file'}: {e.strerror}", StorageError.exit_code)
             fail(f"unexpected {type(e).__name__}: {e} (set PICA_DEBUG=1 for a traceback)", 1)
 
     return wrapper
+
+
+# Write failures that are the storage's, not the command's (any OSError with these numbers).
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
+
 
 
 # -- shared options (one definition, reused by answer and eval) ---------------------------------

@@ -13,8 +13,9 @@ Image ids are compared in the form :func:`normalize_image_id` gives (``"297147"`
 (PICa TSV, JSONL, CSV, JSON) are read by :func:`read_captions`.
 
 The package's modules: ``okvqa`` (LXMERT lists, the official pair), ``aokvqa``, ``hf`` (Hugging
-Face ``datasets``), ``captions`` (cached caption files), ``images`` (image folders) and ``rows``
-(image ids, row parsing, checks). Everything public is importable from ``pica.datasets``.
+Face ``datasets``), ``captions`` (cached caption files), ``images`` (image folders), ``rows``
+(image ids, row parsing, checks) and ``identity`` (what identifies a source: content digests).
+Everything public is importable from ``pica.datasets``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from pica.datasets.aokvqa import read_aokvqa
 from pica.datasets.captions import read_captions
 from pica.datasets.hf import read_hf_dataset
+from pica.datasets.identity import dataset_identity, identity_key
 from pica.datasets.images import attach_images, scan_images, select
 from pica.datasets.okvqa import from_rows, okvqa_pair, read_lxmert, read_okvqa
 from pica.datasets.rows import QuestionList, example_answer, read_json
@@ -37,6 +39,7 @@ __all__ = [
     "attach_images",
     "dataset_identity",
     "example_answer",
+    "identity_key",
     "load_questions",
     "normalize_image_id",
     "read_aokvqa",
@@ -94,21 +97,6 @@ def load_questions(*, dataset: str | Path | None = None, questions: str | Path |
         "--hf-dataset": lambda: read_hf_dataset(hf_dataset, split, image_column),
     }
     return select(readers[given[0]](), images_dir, skip_missing, limit)
-
-
-def dataset_identity(*, dataset: str | Path | None = None, questions: str | Path | None = None,
-                     annotations: str | Path | None = None, aokvqa: str | Path | None = None,
-                     hf_dataset: str | Path | None = None, split: str | None = None,
-                     images_dir: str | Path | None = None,
-                     captions: str | Path | None = None) -> dict[str, str]:
-    """What names a question source in run folders and index manifests: the given sources as
-    text (the split only with an HF dataset); a run folder refuses to mix two identities."""
-    given = dict(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
-                 hf_dataset=hf_dataset, captions=captions, images=images_dir)
-    identity = {k: str(v) for k, v in given.items() if v}
-    if hf_dataset and split:
-        identity["split"] = split
-    return identity
 
 
 def _read_auto(path: str | Path, annotations: str | Path | None) -> QuestionList:

@@ -5,7 +5,6 @@ the official prediction files."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from pica.evaluation.results import RESULTS_FILE, read_results
 from pica.evaluation.runlock import RunLock
 from pica.evaluation.summary import summarize
 from pica.tasks.aokvqa import write_official_predictions
-from pica.util.fileio import atomic_write_text
+from pica.util.fileio import atomic_write, atomic_write_text
 
 RUN_FILE = "run.json"
 OUTPUTS = ("predictions.json", "results.parquet", "summary.json", "report.html")
@@ -32,6 +31,8 @@ def write_outputs(out: str | Path, questions_order: Sequence[str] | None = None)
     Raises:
         InputError: the folder holds no run or no results.
         RunInUseError: a ``pica eval`` is running in the folder.
+        StorageError: an output could not be written (full disk); no temporary file is left and
+            the outputs written before keep their previous content.
     """
     out = Path(out)
     if not (out / RUN_FILE).is_file():
@@ -43,7 +44,6 @@ def write_outputs(out: str | Path, questions_order: Sequence[str] | None = None)
 def _write_outputs(out: Path, questions_order: Sequence[str] | None) -> dict[str, Any]:
     """:func:`write_outputs` for a caller that holds the folder's lock."""
     import pandas as pd
-
 
     rows = read_results(out / RESULTS_FILE)
     if not rows:
@@ -62,9 +62,7 @@ def _write_outputs(out: Path, questions_order: Sequence[str] | None) -> dict[str
     for column in ("gold", "example_ids", "prompts", "candidates", "choices", "mc"):
         if column in frame:
             frame[column] = [json.dumps(v, ensure_ascii=False) for v in frame[column]]
-    tmp = out / ".results.parquet.tmp"
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, out / "results.parquet")
+    atomic_write(out / "results.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_report(frame, summary, out / "report.html")
     return summary

@@ -81,8 +81,11 @@ class RunLock:
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         data = (json.dumps(record) + "\n").encode("utf-8")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        try:  # the holder's details are informational: a full disk must not stop the run here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+        except OSError:
+            pass
         self._fd = fd
         return self
 
@@ -93,6 +96,8 @@ class RunLock:
             return
         try:
             os.ftruncate(fd, 0)
+        except OSError:
+            pass
         finally:
             os.close(fd)  # closing the only descriptor releases the flock
 

@@ -1,9 +1,12 @@
 """Resumable batch evaluation with the official VQA accuracy.
 
 A run folder holds ``run.json`` (the configuration that shapes predictions) and ``results.jsonl``,
-which grows by one line per finished question: each line is written with a single ``write`` on an
-append-only descriptor and fsynced. A killed run therefore loses at most the question in flight; a
-torn last line is cut off on resume, finished questions are skipped, none is ever written twice.
+which grows by one line per finished question: each line is appended with a checked write and
+fsynced, and a write that fails (full disk) is rolled back to the last complete line and stops the
+run with :class:`~pica.errors.StorageError`. A killed run therefore loses at most the question in
+flight; on resume bad lines (a torn last line, corruption) are reported and moved aside into
+``results.jsonl.bad-<time>`` (see :mod:`pica.evaluation.results`), finished questions are skipped,
+none is ever written twice.
 When every question is done the standard outputs are written (atomically): ``predictions.json``
 (VQA results format), ``results.parquet``, ``summary.json`` and ``report.html``.
 
@@ -15,6 +18,7 @@ A folder has one writer: :func:`evaluate` and :func:`write_outputs` hold its
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import time
@@ -24,6 +28,7 @@ from typing import Any
 
 from pica import __version__
 from pica.config import Settings
+from pica.datasets.identity import describe, identity_key
 from pica.errors import InputError, RunConfigError
 from pica.evaluation.outputs import OUTPUTS, RUN_FILE, _write_outputs
 from pica.evaluation.results import RESULTS_FILE, read_results, result_row
@@ -33,7 +38,7 @@ from pica.pipeline import Pipeline
 from pica.tasks.aokvqa import split_name
 from pica.tasks.base import resolve_task
 from pica.types import Question
-from pica.util.fileio import atomic_write_text
+from pica.util.fileio import append_record, atomic_write_text, storage_error
 from pica.util.progress import progress_bar
 
 
@@ -47,12 +52,15 @@ def make_run_folder(out: Path) -> None:
 
     Raises:
         InputError: ``out`` is an existing file, or the folder cannot be created.
+        StorageError: no space (or an I/O error) to create it.
     """
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a run folder; pass a folder path (e.g. --out runs/dev)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise storage_error(out, e) from e
         raise InputError(f"cannot create run folder {out}: {e.strerror or e}") from e
 
 
@@ -63,34 +71,41 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
 
     Raises:
         InputError: ``out`` is a file or cannot be created.
-        RunConfigError: the folder holds a run with another configuration (unless ``force_new``,
-            which moves the old results aside as ``results.<time>.jsonl.bak``).
+        RunConfigError: the folder holds a run with another configuration or on another dataset
+            (compared by content, see :func:`_mismatch`), unless ``force_new``, which moves the
+            old results aside as ``results.<time>.jsonl.bak``.
     """
     make_run_folder(out)
     run_file = out / RUN_FILE
     if run_file.is_file():
         try:
-            old = json.loads(run_file.read_text(encoding="utf-8"))["config"]
-        except (json.JSONDecodeError, KeyError) as e:
+            record = json.loads(run_file.read_text(encoding="utf-8"))
+            old = record["config"]
+            if not isinstance(old, dict):
+                raise TypeError("config is not an object")
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
             raise RunConfigError(f"{run_file} is corrupt; pass --force-new to start over") from e
-        if old != config:
-            if not force_new:
-                diff = _diff(old, config)
-                raise RunConfigError(
-                    f"run folder {out} was made with a different configuration ({diff});"
-                    " use another --out or pass --force-new to start a new run there"
-                )
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            if (out / RESULTS_FILE).exists():
-                os.replace(out / RESULTS_FILE, out / f"results.{stamp}.jsonl.bak")
-            for name in OUTPUTS:
-                (out / name).unlink(missing_ok=True)
-            for old_file in out.glob("predictions_*.json"):
-                old_file.unlink()
-        else:
+        problem = _mismatch(out, old, config)
+        if problem is None:
+            if "content" not in (old.get("dataset") or {}) and "content" in config.get("dataset", {}):
+                # A folder of an older pica: record the digests now, keeping when it was made.
+                _write_run_file(run_file, config, record.get("created"))
             return
+        if not force_new:
+            raise RunConfigError(f"{problem}; use another --out or pass --force-new to start a new run there")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        if (out / RESULTS_FILE).exists():
+            os.replace(out / RESULTS_FILE, out / f"results.{stamp}.jsonl.bak")
+        for name in OUTPUTS:
+            (out / name).unlink(missing_ok=True)
+        for old_file in out.glob("predictions_*.json"):
+            old_file.unlink()
+    _write_run_file(run_file, config)
+
+
+def _write_run_file(run_file: Path, config: dict[str, Any], created: str | None = None) -> None:
     atomic_write_text(run_file, json.dumps({"config": config, "pica_version": __version__,
-                                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                                            "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                                            indent=2) + "\n")
 
 
@@ -103,6 +118,29 @@ def _record_choice(out: Path, info: dict[str, Any]) -> None:
     if data.get("choice") != info:
         data["choice"] = info
         atomic_write_text(run_file, json.dumps(data, indent=2) + "\n")
+
+
+def _mismatch(out: Path, old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Why a run folder made with ``old`` cannot take a run with ``new`` (``None``: it can).
+
+    Datasets are compared by content (:func:`pica.datasets.identity_key`); a folder of an older
+    pica without digests compares by path text, as it did.
+    """
+    old_data, new_data = old.get("dataset") or {}, new.get("dataset") or {}
+    if "content" in old_data:
+        same_data = identity_key(old_data) == identity_key(new_data)
+    else:
+        same_data = old_data == {k: v for k, v in new_data.items() if k not in ("content", "captions")}
+    rest_old = {k: v for k, v in old.items() if k != "dataset"}
+    rest_new = {k: v for k, v in new.items() if k != "dataset"}
+    problems = []
+    if not same_data:
+        problems.append(f"run folder {out} holds results for another dataset: {describe(old_data)}"
+                        f" there, {describe(new_data)} now")
+    if rest_old != rest_new:
+        where = "" if problems else f"run folder {out} "
+        problems.append(f"{where}was made with a different configuration ({_diff(rest_old, rest_new)})")
+    return "; and ".join(problems) or None
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
@@ -176,7 +214,12 @@ def evaluate(
 
 def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question], out: Path,
                    progress: bool) -> None:
-    """Answer the questions ``results.jsonl`` lacks, appending one fsynced line per answer."""
+    """Answer the questions ``results.jsonl`` lacks, appending one checked, fsynced line per answer.
+
+    Raises:
+        StorageError: a line could not be written (full disk...); the file ends with the last
+            complete line, so the same command resumes once space is back.
+    """
     results_path = out / RESULTS_FILE
     done = {row["question_id"]: row for row in read_results(results_path, repair=True)}
     todo = [q for q in questions if q.id not in done]
@@ -185,14 +228,17 @@ def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question],
     total_score = sum(r["score"] for r in finished_rows if scored(r))
     n_scored = sum(1 for r in finished_rows if scored(r))
     finished = len(questions) - len(todo)
-    fd = os.open(results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise storage_error(results_path, e) from e
     try:
         with progress_bar(total=len(questions), initial=finished, desc="eval", unit="q",
                           enabled=progress) as bar:
             for q, answer in zip(todo, pipeline.answer_stream(todo, task=task)):
                 row = result_row(q, answer, task)
-                os.write(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-                os.fsync(fd)
+                append_record(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"),
+                              results_path)
                 if scored(row):
                     total_score += row["score"]
                     n_scored += 1

@@ -2,7 +2,8 @@
 
 Every error is JSON ``{"error": "..."}``: 4xx for bad input, 5xx for failures, never a traceback
 or an HTML debug page. Request bodies over the upload limit are refused with 413 as soon as the
-limit is passed (by ``Content-Length`` or while streaming), before anything is decoded.
+limit is passed (by ``Content-Length`` or while streaming), before anything is decoded; the rest of
+the body is read and discarded (within bounds) first, so that ordinary clients read the 413.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -57,31 +57,47 @@ ANSWER_BODY = {
 ERROR = {"content": {"application/json": {"example": {"error": "the question is empty"}}}}
 
 
-def error(status: int, message: str) -> JSONResponse:
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The JSON error response every failure gets."""
-    return JSONResponse({"error": message}, status_code=status)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 class BodyTooLarge(HTTPException):
     """The request body passed the upload limit (raised from inside ``receive``)."""
 
     def __init__(self, limit_mb: float) -> None:
-        super().__init__(413, f"the request is larger than the upload limit of {limit_mb:g} MB")
+        super().__init__(413, f"the request is larger than the upload limit of {limit_mb:g} MB",
+                         headers={"Connection": "close"})
 
 
 class UploadLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes`` with 413, by header or while streaming."""
+    """ASGI middleware: refuse bodies over ``max_bytes`` with 413, by header or while streaming.
 
-    def __init__(self, app, max_bytes: int, limit_mb: float) -> None:
+    A client that sends its whole body before it reads the reply (Python urllib, http.client,
+    requests) gets a connection reset instead of the 413 if the server answers and closes while
+    body bytes are still arriving. So the rest of an over-limit body is read and discarded, up to
+    ``drain_bytes`` and ``drain_seconds``, before the 413 goes out; beyond those bounds (a hostile
+    client) the 413 is sent and the connection closed at once. A client that sent
+    ``Expect: 100-continue`` (curl) is answered at once: it has not sent its body.
+    """
+
+    def __init__(self, app, max_bytes: int, limit_mb: float, drain_bytes: int,
+                 drain_seconds: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.limit_mb = limit_mb
+        self.drain_bytes = drain_bytes
+        self.drain_seconds = drain_seconds
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length", b"")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
+            waits = headers.get(b"expect", b"").lower() == b"100-continue"
+            if not waits and int(length) <= self.drain_bytes:
+                await self._drain(receive, int(length))
             return await _too_large(self.limit_mb)(scope, receive, send)
         seen = 0
 
@@ -91,17 +107,33 @@ class UploadLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    if message.get("more_body", False):
+                        await self._drain(receive, self.drain_bytes - seen)
                     raise BodyTooLarge(self.limit_mb)
             return message
 
         await self.app(scope, limited_receive, send)
 
+    async def _drain(self, receive, budget: int) -> None:
+        """Read and drop body messages until the body ends, ``budget`` bytes or the time bound."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_seconds
+        while budget >= 0:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            budget -= len(message.get("body", b""))
+
 
 def _too_large(limit_mb: float):
     async def app(scope, receive, send) -> None:
-        response = error(413, BodyTooLarge(limit_mb).detail)
-        response.headers["Connection"] = "close"
-        await response(scope, receive, send)
+        too_large = BodyTooLarge(limit_mb)
+        await error(413, too_large.detail, too_large.headers)(scope, receive, send)
     return app
 
 
@@ -114,8 +146,10 @@ def create_app(service: Service) -> FastAPI:
                          description="Knowledge-based VQA: caption -> retrieved examples -> few-shot LLM.")
     _add_error_handlers(app)
     _add_routes(app, service)
-    app.add_middleware(UploadLimit, max_bytes=service.options.max_upload_bytes + FORM_OVERHEAD,
-                       limit_mb=service.options.max_upload_mb)
+    options = service.options
+    app.add_middleware(UploadLimit, max_bytes=options.max_upload_bytes + FORM_OVERHEAD,
+                       limit_mb=options.max_upload_mb,
+                       drain_bytes=max(int(options.drain_mb * 1024 * 1024), options.max_upload_bytes))
     return app
 
 
@@ -235,5 +269,4 @@ def _render_page(config: dict[str, Any], health: dict[str, Any]) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("pica", "templates"), autoescape=select_autoescape(["html"]))
-    index_name = Path(health["index"]).name if health["index"] else None  # not the server's path
-    return env.get_template("serve.html").render(config=config, health=health, index_name=index_name)
+    return env.get_template("serve.html").render(config=config, health=health, index_name=health["index"])

@@ -3,7 +3,7 @@
 :class:`Service` is the part without HTTP: it checks requests, decodes uploads with the same guard
 as ``pica answer`` (format, size, decompression bombs), and runs answers through a gate — one at a
 time for the local llama.cpp model (not thread-safe; requests queue), up to ``concurrency`` at once
-for an API backend — each within a per-request timeout. ``pica/serve_app.py`` puts it behind
+for an API backend — each within a per-request timeout. :mod:`pica.serve.app` puts it behind
 FastAPI; :func:`serve` is what ``pica serve`` calls.
 """
 
@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from pica.config import (
+    DEFAULT_SERVE_DRAIN_MB,
     DEFAULT_SERVE_HOST,
+    DEFAULT_SERVE_MAX_CAPTION_CHARS,
+    DEFAULT_SERVE_MAX_QUESTION_CHARS,
     DEFAULT_SERVE_MAX_UPLOAD_MB,
     DEFAULT_SERVE_PORT,
     DEFAULT_SERVE_TIMEOUT,
@@ -61,6 +64,10 @@ class ServeOptions:
         timeout: Seconds a request may take, queueing included, before it gets HTTP 504.
         examples_dir: Folder of example images shown on the page (default: the shared demo
             photos when they exist); chosen by whoever starts the server, never by a request.
+        max_question_chars: Longest accepted question; longer ones get 400 before they queue.
+        max_caption_chars: Longest accepted caption; longer ones get 400 before they queue.
+        drain_mb: Over-limit bodies up to this size are read and discarded before the 413, so
+            clients that send the whole body before reading the reply get the 413.
     """
 
     host: str = DEFAULT_SERVE_HOST
@@ -68,6 +75,9 @@ class ServeOptions:
     max_upload_mb: float = DEFAULT_SERVE_MAX_UPLOAD_MB
     timeout: float = DEFAULT_SERVE_TIMEOUT
     examples_dir: Path | None = None
+    max_question_chars: int = DEFAULT_SERVE_MAX_QUESTION_CHARS
+    max_caption_chars: int = DEFAULT_SERVE_MAX_CAPTION_CHARS
+    drain_mb: float = DEFAULT_SERVE_DRAIN_MB
 
     def validate(self) -> ServeOptions:
         """Check ranges; return ``self``. Raises ``InputError`` naming the option."""
@@ -77,6 +87,12 @@ class ServeOptions:
             raise InputError("--max-upload-mb must be positive")
         if self.timeout <= 0:
             raise InputError("--timeout must be positive")
+        if self.max_question_chars < 1:
+            raise InputError("--max-question-chars must be at least 1")
+        if self.max_caption_chars < 1:
+            raise InputError("--max-caption-chars must be at least 1")
+        if self.drain_mb < 0:
+            raise InputError("drain_mb must not be negative")
         if self.examples_dir is not None and not Path(self.examples_dir).is_dir():
             raise InputError(f"--examples-dir {self.examples_dir} is not a folder")
         return self
@@ -140,13 +156,19 @@ class Service:
 
     @property
     def index_path(self) -> str | None:
-        """The index folder, or ``None`` when answering zero-shot."""
+        """The index folder, or ``None`` when answering zero-shot (for the server's own log)."""
         index = self.pipeline.index
         return str(index.path) if index is not None else None
 
+    @property
+    def index_name(self) -> str | None:
+        """The index folder's name (what clients see: never the server's path), or ``None``."""
+        index = self.pipeline.index
+        return Path(index.path).name if index is not None else None
+
     def health(self) -> dict[str, Any]:
         """What ``GET /healthz`` returns."""
-        return {"status": "ok", "llm": self.pipeline.backend.id, "index": self.index_path,
+        return {"status": "ok", "llm": self.pipeline.backend.id, "index": self.index_name,
                 "captioning": self.captioner_error is None, "slots": self._slots}
 
     # -- answering ------------------------------------------------------------------------------
@@ -169,6 +191,12 @@ class Service:
         caption = (caption or "").strip() or None
         if not question:
             raise RequestFailed(400, "the question is empty; ask something about the image")
+        if len(question) > self.options.max_question_chars:
+            raise RequestFailed(400, f"the question is too long ({len(question)} characters;"
+                                     f" at most {self.options.max_question_chars})")
+        if caption is not None and len(caption) > self.options.max_caption_chars:
+            raise RequestFailed(400, f"the caption is too long ({len(caption)} characters;"
+                                     f" at most {self.options.max_caption_chars})")
         if image is None and caption is None:
             raise RequestFailed(400, "send an image, a caption, or both")
         if image is not None:
@@ -188,7 +216,7 @@ class Service:
         q = Question(id="request", question=question, caption=caption, image_id=image_id,
                      image=(lambda: self.decode_image(image)) if image is not None else None)
         result = await self._run(lambda: self.pipeline.answer(q))
-        return result.to_dict(llm=self.pipeline.backend.id, index=self.index_path)
+        return result.to_dict(llm=self.pipeline.backend.id, index=self.index_name)
 
     def decode_image(self, data: bytes):
         """Check and decode an uploaded image; return it as RGB PIL.
@@ -208,7 +236,9 @@ class Service:
         try:
             with Image.open(io.BytesIO(data)) as probe:
                 kind = probe.format
-        except (UnidentifiedImageError, OSError, ValueError) as e:
+        except Image.DecompressionBombError as e:  # not an OSError: PIL refuses it at open
+            raise RequestFailed(400, "the image is too large (possible decompression bomb)") from e
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise RequestFailed(400, "the upload is not an image (unrecognised format)") from e
         if kind not in UPLOAD_FORMATS:
             raise RequestFailed(415, f"{kind} images are not accepted; send JPEG, PNG or WebP")

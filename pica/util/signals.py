@@ -1,0 +1,46 @@
+"""SIGTERM handled like SIGINT, for long jobs (``pica eval``, ``pica index build``, calibration).
+
+``timeout``, Slurm and Kubernetes stop a job with SIGTERM, whose default action kills the process
+without unwinding: locks stay recorded, temporary files stay behind. Inside
+:func:`terminate_as_interrupt` SIGTERM raises :class:`Terminated` instead — a ``KeyboardInterrupt``
+subclass, so every ``finally`` and context manager that cleans up after Ctrl-C (run locks,
+temporary files, checked appends) does the same for SIGTERM, and the CLI exits with 143.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+SIGTERM_EXIT = 128 + signal.SIGTERM  # 143, what shells report for a process ended by SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread.
+
+    The previous handler is restored afterwards. A no-op outside the main thread (Python runs
+    signal handlers only there) or where SIGTERM's handler was set by someone else.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        yield  # somebody (a server, a test harness) handles SIGTERM already
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,290 @@
+"""Faults a long evaluation run meets, with real files, a real full tmpfs and real signals:
+datasets identified by content, torn and corrupt result lines, checked writes on a full disk,
+outputs on a full disk, SIGTERM. The ``pica eval`` subprocess cases are in test_evaluation.py."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pica.datasets import dataset_identity, identity_key
+from pica.errors import RunConfigError, StorageError
+from pica.evaluation.outputs import write_outputs
+from pica.evaluation.results import RESULTS_FILE, read_results
+from pica.evaluation.runlock import RunLock, read_holder
+from pica.evaluation.runner import open_run
+from pica.util.fileio import append_record, atomic_write_text
+
+
+# -- a real tmpfs ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str = "1m"):
+    """Mount a fresh tmpfs of ``size`` at ``folder`` (skips the test where mounting is refused)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: cannot make a small filesystem to fill")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the filesystem of ``folder`` to the last byte with a filler file; return it."""
+    filler = folder / f"filler-{uuid.uuid4().hex}"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for size in (1 << 16, 1 << 12, 1 << 8, 1):
+            while True:
+                try:
+                    if os.write(fd, b"\0" * size) < size:
+                        break
+                except OSError as e:
+                    assert e.errno == errno.ENOSPC
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def row(qid: str, score: float = 1.0) -> dict:
+    return {"question_id": qid, "answer": "x", "score": score, "seconds": 0.1, "prompt_tokens": 10,
+            "question": f"q{qid}?", "gold": {"x": 1.0}}
+
+
+def line(qid: str, score: float = 1.0) -> bytes:
+    return (json.dumps(row(qid, score)) + "\n").encode()
+
+
+# -- 1. datasets are identified by content -----------------------------------------------------
+def config_for(path: Path, **extra) -> dict:
+    return {"settings": {"shots": 4}, "dataset": dataset_identity(dataset=path, **extra)}
+
+
+def test_same_file_under_another_path_resumes_and_other_content_is_refused(tmp_path):
+    data = json.dumps([{"sent": "What is it?", "question_id": 1, "img_id": "1", "label": {"a": 1}}])
+    (tmp_path / "a").mkdir()
+    first, copy = tmp_path / "q.json", tmp_path / "a" / "q.json"
+    first.write_text(data)
+    copy.write_text(data)
+    assert identity_key(dataset_identity(dataset=first)) == identity_key(dataset_identity(dataset=copy))
+    out = tmp_path / "run"
+    open_run(out, config_for(first), force_new=False)
+    open_run(out, config_for(copy), force_new=False)  # same content by another path: resumes
+    # Another file under the first path: refused, naming both paths and both digests.
+    first.write_text(data.replace("What is it?", "What is that?"))
+    with pytest.raises(RunConfigError) as refused:
+        open_run(out, config_for(first), force_new=False)
+    message = str(refused.value)
+    old_digest = dataset_identity(dataset=copy)["content"]["dataset"].split(":")[1][:12]
+    new_digest = dataset_identity(dataset=first)["content"]["dataset"].split(":")[1][:12]
+    assert "another dataset" in message and old_digest in message and new_digest in message
+    assert message.count(str(first)) == 2 and "--force-new" in message
+    assert "different configuration" not in message
+
+
+def test_two_datasets_into_one_run_folder_are_refused(tmp_path):
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    one.write_text('[{"sent": "a?", "question_id": 1, "img_id": "1"}]')
+    two.write_text('[{"sent": "b?", "question_id": 2, "img_id": "2"}]')
+    out = tmp_path / "run"
+    open_run(out, config_for(one), force_new=False)
+    with pytest.raises(RunConfigError, match=f"{one} \\(sha256 .*{two} \\(sha256 "):
+        open_run(out, config_for(two), force_new=False)
+
+
+def test_an_old_run_folder_without_digests_resumes_by_path_and_records_them(tmp_path):
+    q = tmp_path / "q.json"
+    q.write_text('[{"sent": "a?", "question_id": 1, "img_id": "1"}]')
+    out = tmp_path / "run"
+    out.mkdir()
+    legacy = {"settings": {"shots": 4}, "dataset": {"dataset": str(q)}}
+    (out / "run.json").write_text(json.dumps({"config": legacy}))
+    open_run(out, config_for(q), force_new=False)
+    recorded = json.loads((out / "run.json").read_text())["config"]["dataset"]
+    assert recorded["content"]["dataset"].startswith("sha256:")
+    q.write_text('[{"sent": "b?", "question_id": 1, "img_id": "1"}]')  # now the digest decides
+    with pytest.raises(RunConfigError, match="another dataset"):
+        open_run(out, config_for(q), force_new=False)
+
+
+def test_folders_are_identified_by_names_and_sizes(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "1.jpg").write_bytes(b"x" * 10)
+    before = dataset_identity(aokvqa=tmp_path / "missing.json", images_dir=images)
+    assert before["content"]["images"].startswith("tree:") and "aokvqa" not in before["content"]
+    (images / "2.jpg").write_bytes(b"y")
+    assert identity_key(dataset_identity(images_dir=images)) != identity_key(before)
+    hub = dataset_identity(hf_dataset="org/name", split="val")
+    assert identity_key(hub) == {"hf_dataset": "org/name", "split": "val"}
+
+
+# -- 2. torn and corrupt lines -----------------------------------------------------------------
+def test_bad_lines_are_reported_moved_aside_and_good_rows_after_them_kept(tmp_path, capsys):
+    path = tmp_path / RESULTS_FILE
+    bad = [b"{}\n", b"null\n", b'{"question_id": "9"}\n', b'{"question_id": "8", "sco\n',
+           b'[1, 2]\n', b'{"question_id": "7", "score": "1"}\n']
+    path.write_bytes(line("1") + bad[0] + line("2") + bad[1] + bad[2] + line("3") + bad[3]
+                     + bad[4] + bad[5] + line("4") + b'{"question_id": "5", "sc')  # torn last line
+    rows = read_results(path, repair=True)
+    assert [r["question_id"] for r in rows] == ["1", "2", "3", "4"]
+    assert path.read_bytes() == line("1") + line("2") + line("3") + line("4")
+    err = capsys.readouterr().err
+    for number in (2, 4, 5, 7, 8, 9, 11):
+        assert f"{path}:{number}: " in err
+    assert "torn last line" in err and "not valid JSON" in err and "no score" in err
+    assert "score is not a number or null" in err
+    sidecars = list(tmp_path.glob(f"{RESULTS_FILE}.bad-*"))
+    assert len(sidecars) == 1
+    assert sidecars[0].read_bytes() == b"".join(bad) + b'{"question_id": "5", "sc\n'
+    assert read_results(path, repair=True) == rows and not capsys.readouterr().err  # clean now
+
+
+def test_reading_without_repair_skips_bad_lines_and_changes_nothing(tmp_path, capsys):
+    path = tmp_path / RESULTS_FILE
+    path.write_bytes(line("1") + b"{}\n" + line("2"))
+    assert [r["question_id"] for r in read_results(path)] == ["1", "2"]
+    assert path.read_bytes() == line("1") + b"{}\n" + line("2")
+    assert f"{path}:2: no question_id; skipped" in capsys.readouterr().err
+
+
+# -- 3. checked writes -------------------------------------------------------------------------
+def test_a_short_then_failing_write_is_rolled_back_to_the_last_complete_line(tmp_path, monkeypatch):
+    path = tmp_path / RESULTS_FILE
+    path.write_bytes(line("1"))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    real_write, calls = os.write, []
+
+    def short_then_full(f, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(f, data[:7])  # a short write: 7 bytes land
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", short_then_full)
+    try:
+        with pytest.raises(StorageError, match=f"cannot write {path}: No space left on device"):
+            append_record(fd, line("2"), path)
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
+    assert calls[1] == len(line("2")) - 7  # the rest was retried, not dropped
+    assert path.read_bytes() == line("1")
+
+
+def test_full_tmpfs_append_and_atomic_writes_leave_no_fragment_and_no_temp_file(tmp_path):
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        path = disk / RESULTS_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            append_record(fd, line("1"), path)
+            filler = fill(disk)
+            big = (json.dumps({**row("2"), "prompt": "p" * 20000}) + "\n").encode()
+            with pytest.raises(StorageError, match=f"cannot write {path}: No space left"):
+                append_record(fd, big, path)
+            assert path.read_bytes() == line("1")
+            with pytest.raises(StorageError, match=f"cannot write {disk / 'summary.json'}: No space"):
+                atomic_write_text(disk / "summary.json", "x" * 20000)
+            assert sorted(p.name for p in disk.iterdir()) == sorted([RESULTS_FILE, filler.name])
+            filler.unlink()  # space is back: the same calls now work
+            append_record(fd, big, path)
+            assert [r["question_id"] for r in read_results(path)] == ["1", "2"]
+        finally:
+            os.close(fd)
+
+
+def test_outputs_on_a_full_disk_fail_naming_the_path_then_succeed_once_space_is_back(tmp_path):
+    with tmpfs(tmp_path / "disk", "256k") as disk:
+        out = disk / "run"
+        out.mkdir()
+        (out / "run.json").write_text(json.dumps({"config": {"settings": {}, "dataset": {}}}))
+        (out / RESULTS_FILE).write_bytes(b"".join(line(str(i), i % 2) for i in range(40)))
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        filler = fill(disk)
+        with pytest.raises(StorageError, match=f"cannot write {out}/.*: No space left on device"):
+            write_outputs(out)
+        after = {p.name: p.read_bytes() for p in out.iterdir()}
+        assert {k: v for k, v in after.items() if k != ".lock"} == {k: v for k, v in before.items()}
+        assert not [p for p in out.iterdir() if ".tmp" in p.name]
+        assert read_holder(out) is None  # the lock was released
+        filler.unlink()
+        summary = write_outputs(out)
+        assert summary["n"] == 40 and (out / "results.parquet").is_file()
+        assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+# -- 4. SIGTERM --------------------------------------------------------------------------------
+SIGTERM_CHILD = """
+import time
+import typer
+from pica.cli.options import handle_errors
+from pica.evaluation.runlock import RunLock
+
+@handle_errors
+def job(folder: str):
+    with RunLock(folder):
+        print("locked", flush=True)
+        time.sleep(60)
+
+typer.run(job)
+"""
+
+
+def test_sigterm_unwinds_like_sigint_releases_the_lock_and_exits_143(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_CHILD, str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        assert read_holder(tmp_path)["pid"] == proc.pid
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143
+    assert err.strip() == "error: terminated (SIGTERM)"
+    assert read_holder(tmp_path) is None  # holder details cleared: released, not just dead
+    with RunLock(tmp_path):
+        pass
+
+
+def test_an_interrupt_after_the_record_is_written_keeps_it(tmp_path, monkeypatch):
+    path = tmp_path / RESULTS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def interrupted_fsync(f):
+        raise KeyboardInterrupt  # what SIGTERM's handler raises when it runs during fsync
+
+    monkeypatch.setattr(os, "fsync", interrupted_fsync)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            append_record(fd, line("1"), path)
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
+    assert path.read_bytes() == line("1")  # finished work is never taken back
+
+
+def test_a_row_without_gold_has_a_null_score_and_is_a_good_line(tmp_path, capsys):
+    """Where runs without annotations (score null) meet the bad-line check: kept, not moved."""
+    path = tmp_path / RESULTS_FILE
+    path.write_bytes(line("1") + b'{"question_id": "2", "score": null}\n')
+    rows = read_results(path, repair=True)
+    assert [r["question_id"] for r in rows] == ["1", "2"] and rows[1]["score"] is None
+    assert capsys.readouterr().err == ""
+    assert not list(tmp_path.glob(f"{RESULTS_FILE}.bad-*"))

@@ -49,6 +49,8 @@ def build_index(
     dtype: str = "auto",
     progress: bool = True,
     sources: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
+    captioner_settings=None,
 ) -> Path:
     """Build an index folder from dataset questions (their answers become the examples').
 
@@ -67,6 +69,10 @@ def build_index(
         dtype: Their floating-point type (``auto`` = float16 on a GPU, float32 on the CPU).
         progress: Show a progress bar on stderr.
         sources: Provenance for the manifest.
+        shard: ``(K, N)``: index only block K of N of ``questions`` (:mod:`pica.util.shards`);
+            ``pica index merge`` joins the N shards into the one-shot index.
+        captioner_settings: :class:`pica.config.Settings` describing the captioner (an API or
+            GGUF captioner with its server, projector, image size); else ``captioner`` is built.
 
     Returns:
         The folder written.
@@ -75,11 +81,19 @@ def build_index(
         InputError: empty dataset, missing captions, images needed but absent, folder exists,
             a device torch cannot see.
     """
-    from pica.datasets import example_answer, normalize_image_id
+    from pica.datasets import example_answer
+    from pica.datasets.captions import find_caption
     from pica.retrieval.embedders import make_embedder
 
     if not questions:
         raise InputError("the dataset is empty: no questions to index")
+    if shard is not None:
+        from pica.util.shards import take_shard
+
+        sources = {**(sources or {}), "shard": f"{shard[0]}/{shard[1]}"}
+        questions = take_shard(questions, shard)
+        if not questions:
+            raise InputError(f"shard {shard[0]}/{shard[1]} of the dataset is empty; use fewer shards")
     have_images = all(q.has_image for q in questions)
     spec = embedder or default_embedder(have_images)
     if spec.startswith("open_clip:") and not have_images:
@@ -93,7 +107,7 @@ def build_index(
     for q in questions:
         caption = None
         if captions is not None:
-            caption = captions.get(normalize_image_id(q.image_id or ""))
+            caption = find_caption(captions, q.id, q.image_id)
             if caption is None:
                 missing.append(q.image_id or q.id)
                 continue
@@ -125,10 +139,11 @@ def build_index(
                                   "skipped_without_answer": unanswered})
     cap = None
     if captions is None:
-        from pica.caption import make_captioner
+        from pica.caption import captioner_from_settings, make_captioner
         from pica.config import DEFAULT_CAPTIONER
 
-        cap = make_captioner(captioner or DEFAULT_CAPTIONER, device=device, dtype=dtype)
+        cap = (captioner_from_settings(captioner_settings) if captioner_settings is not None
+               else make_captioner(captioner or DEFAULT_CAPTIONER, device=device, dtype=dtype))
     load = _image_loader(cap, emb if "image" in kinds else None)
     if not have_images or load is None:
         load, workers = (lambda item: (None, None)), 0

@@ -101,8 +101,8 @@ def run_caption_job(tasks: Sequence[CaptionTask], captioner: Captioner, out: str
 
     Args:
         tasks: What to caption (:func:`folder_tasks`, :func:`dataset_tasks`, a shard of them).
-        captioner: Any captioner; one with ``parallel > 1`` (an API captioner) gets
-            ``concurrency`` requests in flight, the others batches of ``batch_size``.
+        captioner: Any captioner; a vision-language one (``caption_one``) gets ``concurrency``
+            requests in flight (at most its own ``parallel``), the others batches of ``batch_size``.
         out: The captions file (created, or resumed).
         question_aware: Write ``question_id`` on each line (tasks keyed by question id).
         concurrency: Requests in flight for parallel captioners.
@@ -137,8 +137,8 @@ def run_caption_job(tasks: Sequence[CaptionTask], captioner: Captioner, out: str
             os.fsync(file.fileno())
             bar.update(1)
 
-        if getattr(captioner, "parallel", 1) > 1:
-            _in_flight(todo, captioner, concurrency, write)
+        if hasattr(captioner, "caption_one"):  # one image per request: each written as it arrives
+            _in_flight(todo, captioner, min(concurrency, getattr(captioner, "parallel", 1)), write)
         else:
             _batched(todo, captioner, batch_size, workers, write)
     return len(tasks) - len(todo), len(todo)
@@ -147,7 +147,7 @@ def run_caption_job(tasks: Sequence[CaptionTask], captioner: Captioner, out: str
 def _in_flight(todo: Sequence[CaptionTask], captioner, concurrency: int, write) -> None:
     """Keep ``concurrency`` single-image requests going; write each caption as it arrives. On a
     failure nothing new starts, the requests in flight finish and are written, then it raises."""
-    one = getattr(captioner, "caption_one", None) or (lambda q: captioner.caption([q])[0])
+    one = captioner.caption_one
     pending: dict[Future, CaptionTask] = {}
     queue = iter(todo)
     error: BaseException | None = None

@@ -69,8 +69,9 @@ def build_index(
         dtype: Their floating-point type (``auto`` = float16 on a GPU, float32 on the CPU).
         progress: Show a progress bar on stderr.
         sources: Provenance for the manifest.
-        shard: ``(K, N)``: index only block K of N of ``questions`` (:mod:`pica.util.shards`);
-            ``pica index merge`` joins the N shards into the one-shot index.
+        shard: ``(K, N)``: index only block K of N of the examples, cut between whole batches
+            (:mod:`pica.util.shards`); ``pica index merge`` joins the N shards into the index a
+            one-shot build with the same ``batch_size`` makes.
         captioner_settings: :class:`pica.config.Settings` describing the captioner (an API or
             GGUF captioner with its server, projector, image size); else ``captioner`` is built.
 
@@ -87,13 +88,6 @@ def build_index(
 
     if not questions:
         raise InputError("the dataset is empty: no questions to index")
-    if shard is not None:
-        from pica.util.shards import take_shard
-
-        sources = {**(sources or {}), "shard": f"{shard[0]}/{shard[1]}"}
-        questions = take_shard(questions, shard)
-        if not questions:
-            raise InputError(f"shard {shard[0]}/{shard[1]} of the dataset is empty; use fewer shards")
     have_images = all(q.has_image for q in questions)
     spec = embedder or default_embedder(have_images)
     if spec.startswith("open_clip:") and not have_images:
@@ -130,6 +124,15 @@ def build_index(
 
     if batch_size < 1 or workers < 0:
         raise InputError("--batch-size must be at least 1 and --workers at least 0")
+    if shard is not None:
+        from pica.util.shards import take_shard
+
+        # Whole batches: every vector is computed in the batch a one-shot build computes it in.
+        kept = take_shard(kept, shard, unit=batch_size)
+        if not kept:
+            raise InputError(f"shard {shard[0]}/{shard[1]} is empty: the dataset has fewer batches"
+                             f" of {batch_size} than shards; use fewer shards or a smaller --batch-size")
+        sources = {**(sources or {}), "shard": f"{shard[0]}/{shard[1]}", "batch_size": batch_size}
     emb = make_embedder(spec, device=device, dtype=dtype)
     kinds = vector_kinds(emb)
     # Refuse an existing folder before any slow work.

@@ -1,9 +1,10 @@
 """``pica index merge``: join the shards of ``pica index build --shard K/N`` into one index.
 
-Shard ``K`` holds the contiguous block ``K`` of the dataset (:mod:`pica.util.shards`), so laying
-the shards' rows end to end in ``K`` order gives the rows of a one-shot build in the same order,
-with the same vectors (copied exactly from each shard's flat FAISS index), hence the same nearest
-examples. An approximate search index (``--approximate``) is rebuilt over all rows.
+Shard ``K`` holds the contiguous block ``K`` of the dataset's examples, cut between whole
+embedding batches (:mod:`pica.util.shards`), so laying the shards' rows end to end in ``K`` order
+gives the rows of a one-shot build with the same ``--batch-size`` in the same order, with the same
+vectors (each computed in the same batch, copied exactly from the shard's flat FAISS index), hence
+the same nearest examples. An approximate search index (``--approximate``) is rebuilt over all rows.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from pica.errors import InputError
 from pica.retrieval.index import ExampleIndex
 from pica.retrieval.writer import IndexWriter
 from pica.util.progress import progress_bar
-
-SUMMED = ("skipped_missing_captions", "skipped_without_answer")
 
 
 def merge_indexes(out: str | Path, shards: Sequence[str | Path], *, overwrite: bool = False,
@@ -66,9 +65,7 @@ def merge_indexes(out: str | Path, shards: Sequence[str | Path], *, overwrite: b
         if _shared_sources(index) != base:
             raise InputError(f"{index.path} and {first.path} were built from different sources")
     search = first.manifest.get("search", {}).get("type", "flat")
-    sources = {**base, "merged_shards": n}
-    for key in SUMMED:
-        sources[key] = sum(int(i.manifest["sources"].get(key, 0)) for i in ordered)
+    sources = {**{k: v for k, v in base.items() if k != "batch_size"}, "merged_shards": n}
     writer = IndexWriter(out, first.embedder_id, dims, overwrite=overwrite,
                          approximate=None if search == "flat" else search, sources=sources)
     with progress_bar(total=sum(len(i) for i in ordered), desc="merging", unit="ex",
@@ -84,4 +81,4 @@ def merge_indexes(out: str | Path, shards: Sequence[str | Path], *, overwrite: b
 def _shared_sources(index: ExampleIndex) -> dict:
     """The manifest sources every shard of one build has in common."""
     return {k: v for k, v in index.manifest.get("sources", {}).items()
-            if k not in ("shard", *SUMMED)}
+            if k != "shard"}

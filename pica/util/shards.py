@@ -2,7 +2,8 @@
 
 Shard ``K`` (0-based, as ``$SLURM_ARRAY_TASK_ID`` of ``--array=0-(N-1)`` and Ray's ``range(N)``)
 is the contiguous block ``items[K*n//N : (K+1)*n//N]`` of the ``n`` items in their given order
-(``pica caption`` sorts them by key first; ``pica index build`` keeps the dataset's order). Blocks
+(``pica caption`` sorts them by key first; ``pica index build`` keeps the dataset's order and
+cuts between whole batches of ``--batch-size`` examples, see :func:`take_shard`). Blocks
 cover every item exactly once, differ in size by at most one, and laid end to end in ``K`` order
 give the original list, which is what makes ``pica index merge`` equal to a one-shot build.
 """
@@ -39,9 +40,18 @@ def shard_bounds(count: int, shard: tuple[int, int]) -> tuple[int, int]:
     return k * count // n, (k + 1) * count // n
 
 
-def take_shard(items: Sequence[T], shard: tuple[int, int] | None) -> list[T]:
-    """The items of ``shard`` (all of them for ``None``), in their order."""
+def take_shard(items: Sequence[T], shard: tuple[int, int] | None, unit: int = 1) -> list[T]:
+    """The items of ``shard`` (all of them for ``None``), in their order.
+
+    Args:
+        items: Everything, in the order shards are laid end to end.
+        shard: ``(K, N)``.
+        unit: Shards are made of whole blocks of ``unit`` items (the last block may be short):
+            ``pica index build`` shards whole embedding batches, so each vector is computed in
+            exactly the batch a one-shot build puts it in.
+    """
     if shard is None:
         return list(items)
-    start, stop = shard_bounds(len(items), shard)
-    return list(items[start:stop])
+    blocks = -(-len(items) // unit)
+    start, stop = shard_bounds(blocks, shard)
+    return list(items[start * unit:stop * unit])

@@ -1,7 +1,8 @@
 """A local GGUF vision-language model as captioner, torch-free: ``--captioner gguf:PATH_OR_HF_ID
 --mmproj PATH`` runs the model and its multimodal projector in-process through llama-cpp-python's
 multimodal chat handlers (``MTMDChatHandler`` by default: the model's own chat template, any model
-libmtmd supports; or a named handler such as ``qwen2.5-vl``, ``llava-1.5``, ``moondream``).
+libmtmd supports; LLaVA 1.5's prompt format for a GGUF without a chat template; or a named handler
+such as ``qwen2.5-vl``, ``llava-1.5``, ``moondream``).
 
 The request is the same OpenAI-style message list a served model gets (:mod:`pica.caption.vlm`).
 """
@@ -16,9 +17,11 @@ from pica.caption.vlm import DEFAULT_CAPTION_TOKENS, VisionChatCaptioner
 from pica.config import DEFAULT_CAPTION_MAX_SIDE as DEFAULT_MAX_SIDE
 from pica.errors import BackendError, InputError, ModelLoadError
 
-# --chat-handler names -> llama_cpp.llama_chat_format classes (0.3.x).
+# Handler names -> llama_cpp.llama_chat_format classes (0.3.x). ``auto``: MTMDChatHandler (the
+# model's own chat template) when the GGUF has a tokenizer.chat_template, else LLaVA 1.5's format.
 HANDLERS = {
-    "mtmd": "MTMDChatHandler", "llava-1.5": "Llava15ChatHandler", "llava-1.6": "Llava16ChatHandler",
+    "auto": "MTMDChatHandler", "mtmd": "MTMDChatHandler", "llava-1.5": "Llava15ChatHandler",
+    "llava-1.6": "Llava16ChatHandler",
     "qwen2.5-vl": "Qwen25VLChatHandler", "moondream": "MoondreamChatHandler",
     "minicpm-v-2.6": "MiniCPMv26ChatHandler", "nanollava": "NanoLlavaChatHandler",
 }
@@ -39,7 +42,8 @@ class GGUFCaptioner(VisionChatCaptioner):
         n_ctx: Context window (image tokens included).
         threads: CPU threads (``None`` = all cores).
         n_gpu_layers: Layers on the GPU (``None`` = all with a GPU build, else 0).
-        handler: A :data:`HANDLERS` name; ``mtmd`` uses the model's own chat template.
+        handler: A :data:`HANDLERS` name; ``auto`` uses the model's own chat template, or LLaVA
+            1.5's format when the GGUF has none.
 
     Raises:
         InputError: no ``--mmproj``, an unknown handler.
@@ -50,14 +54,15 @@ class GGUFCaptioner(VisionChatCaptioner):
                  prompt: str | None = None, max_side: int = DEFAULT_MAX_SIDE,
                  max_tokens: int = DEFAULT_CAPTION_TOKENS, n_ctx: int = 4096,
                  threads: int | None = None, n_gpu_layers: int | None = None,
-                 handler: str = "mtmd") -> None:
+                 handler: str = "auto") -> None:
         from pica.llm.llama_cpp import gpu_layers, resolve_gguf
 
         super().__init__(question_aware, prompt, max_side, concurrency=1)
         if not mmproj:
             raise InputError(f"--captioner gguf:MODEL needs its vision projector; {MMPROJ_HINT}")
         if handler not in HANDLERS:
-            raise InputError(f"--chat-handler '{handler}' is unknown; choose one of: {', '.join(HANDLERS)}")
+            raise InputError(f"GGUF chat handler '{handler}' is unknown; choose one of:"
+                             f" {', '.join(HANDLERS)}")
         model_path, projector = resolve_gguf(model), resolve_gguf(mmproj)
         self.max_tokens = int(max_tokens)
         self.id = f"gguf:{model_path.name}+{projector.name}"
@@ -76,6 +81,7 @@ class GGUFCaptioner(VisionChatCaptioner):
         from pica.llm.llama_cpp import _silence_llama_logs
 
         _silence_llama_logs()
+        _silence_mtmd_logs()
         cls = getattr(llama_chat_format, HANDLERS[handler], None)
         if cls is None:
             raise ModelLoadError(f"this llama-cpp-python ({llama_cpp.__version__}) has no"
@@ -84,6 +90,9 @@ class GGUFCaptioner(VisionChatCaptioner):
             chat_handler = cls(clip_model_path=str(mmproj), verbose=False)
             llama = llama_cpp.Llama(model_path=str(model), chat_handler=chat_handler, n_ctx=n_ctx,
                                     n_threads=threads, n_gpu_layers=n_gpu_layers, verbose=False)
+            if handler == "auto" and "tokenizer.chat_template" not in (llama.metadata or {}):
+                llama.chat_handler = llama_chat_format.Llava15ChatHandler(clip_model_path=str(mmproj),
+                                                                         verbose=False)
         except (ValueError, RuntimeError, OSError) as e:
             raise ModelLoadError(f"llama.cpp cannot load {model.name} with {mmproj.name}:"
                                  f" {' '.join(str(e).split())}") from None
@@ -102,3 +111,21 @@ class GGUFCaptioner(VisionChatCaptioner):
             except (ValueError, RuntimeError) as e:
                 raise BackendError(f"{self.id} failed on an image: {' '.join(str(e).split())}") from None
         return str(((out.get("choices") or [{}])[0].get("message") or {}).get("content") or "")
+
+
+def _silence_mtmd_logs() -> None:
+    """Route libmtmd's log lines (it logs every image it encodes) where llama.cpp's go."""
+    import ctypes
+
+    from pica.llm.llama_cpp import _silence_llama_logs
+
+    drop = getattr(_silence_llama_logs, "callback", None)
+    if drop is None:  # PICA_DEBUG=1 keeps the logs
+        return
+    try:
+        from llama_cpp import mtmd_cpp
+
+        mtmd_cpp.mtmd_log_set(drop, ctypes.c_void_p(0))
+        mtmd_cpp.mtmd_helper_log_set(drop, ctypes.c_void_p(0))
+    except (ImportError, AttributeError, OSError):  # an older build: logs stay
+        pass

@@ -314,6 +314,8 @@ class VisionServer:
             without ``--mmproj``); ``empty`` (an empty reply); ``fail_after`` (HTTP 400 from the
             ``fail_after``-th request on).
         fail_after: Requests answered before ``fail_after`` mode starts failing.
+        decode: Decode each image (else only check the data URL's header: a benchmark's server
+            stands for a GPU machine, whose decoding should not load the client's CPUs).
 
     Attributes:
         base_url, received (request bodies), images (decoded PIL images, in arrival order),
@@ -321,8 +323,9 @@ class VisionServer:
     """
 
     def __init__(self, slots: int = 16, latency: float = 0.0, mode: str = "ok",
-                 fail_after: int = 0) -> None:
+                 fail_after: int = 0, decode: bool = True) -> None:
         self.slots, self.latency, self.mode, self.fail_after = slots, latency, mode, fail_after
+        self.decode = decode
         self.received: list[dict[str, Any]] = []
         self.images: list[Any] = []
         self.max_in_flight = 0
@@ -361,6 +364,10 @@ class VisionServer:
         url = next(p["image_url"]["url"] for p in parts if p["type"] == "image_url")
         header, _, data = url.partition(",")
         assert header.startswith("data:image/") and header.endswith(";base64"), header
+        if not self.decode:
+            with self._lock:
+                self.received.append({"bytes": len(data)})
+            return 200, chat_json("a picture")
         image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
         image.load()
         with self._lock:
@@ -378,6 +385,12 @@ class VisionServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes; without TCP_NODELAY the second waits for
+                # the client's delayed ACK (40 ms). uvicorn (vLLM) and llama-server set it too.
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass

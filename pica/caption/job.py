@@ -127,15 +127,17 @@ def run_caption_job(tasks: Sequence[CaptionTask], captioner: Captioner, out: str
             total=len(tasks), desc="captioning", unit="img", enabled=progress,
             initial=len(tasks) - len(todo)) as bar:
 
-        def write(task: CaptionTask, caption: str) -> None:
-            q = task.question
-            row = {"image_id": normalize_image_id(q.image_id or q.id), "caption": caption}
-            if question_aware:
-                row = {"question_id": str(q.id), **row, "question": q.question}
-            file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        def write(results: Sequence[tuple[CaptionTask, str]]) -> None:
+            """Append finished captions and make them durable together (one fsync)."""
+            for task, caption in results:
+                q = task.question
+                row = {"image_id": normalize_image_id(q.image_id or q.id), "caption": caption}
+                if question_aware:
+                    row = {"question_id": str(q.id), **row, "question": q.question}
+                file.write(json.dumps(row, ensure_ascii=False) + "\n")
             file.flush()
             os.fsync(file.fileno())
-            bar.update(1)
+            bar.update(len(results))
 
         if hasattr(captioner, "caption_one"):  # one image per request: each written as it arrives
             _in_flight(todo, captioner, min(concurrency, getattr(captioner, "parallel", 1)), write)
@@ -145,28 +147,36 @@ def run_caption_job(tasks: Sequence[CaptionTask], captioner: Captioner, out: str
 
 
 def _in_flight(todo: Sequence[CaptionTask], captioner, concurrency: int, write) -> None:
-    """Keep ``concurrency`` single-image requests going; write each caption as it arrives. On a
-    failure nothing new starts, the requests in flight finish and are written, then it raises."""
+    """Keep ``concurrency`` single-image requests going; write the captions as they arrive (those
+    finishing together share one fsync). On a failure nothing new starts, the requests in flight
+    finish and are written, then it raises."""
     one = captioner.caption_one
     pending: dict[Future, CaptionTask] = {}
     queue = iter(todo)
     error: BaseException | None = None
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pica-caption-job") as pool:
-        while True:
-            while error is None and len(pending) < concurrency:
-                task = next(queue, None)
-                if task is None:
-                    break
+
+        def refill() -> None:
+            while len(pending) < concurrency and (task := next(queue, None)) is not None:
                 pending[pool.submit(one, task.question)] = task
+
+        while True:
+            if error is None:
+                refill()
             if not pending:
                 break
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            results = []
             for future in finished:
                 task = pending.pop(future)
                 try:
-                    write(task, future.result())
+                    results.append((task, future.result()))
                 except BaseException as e:  # noqa: BLE001 - re-raised once the others are in
                     error = error or e
+            if error is None:
+                refill()  # before writing, so the fsync never holds a slot empty
+            if results:
+                write(results)
     if error is not None:
         raise error
 
@@ -181,5 +191,4 @@ def _batched(todo: Sequence[CaptionTask], captioner: Captioner, batch_size: int,
 
     for batch, images in prefetch_map(load, batches, workers):
         texts = captioner.caption([t.question for t in batch], images=list(images))
-        for task, text in zip(batch, texts, strict=True):
-            write(task, text)
+        write(list(zip(batch, texts, strict=True)))

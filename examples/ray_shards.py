@@ -31,7 +31,8 @@ def pica(*args: str) -> str:
 
 def main(argv: list[str] | None = None) -> Path:
     """Run the sharded caption + index build; return the merged index folder."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--images", required=True)
     parser.add_argument("--captioner", required=True, help="e.g. openai:MODEL")

@@ -12,7 +12,6 @@ import functools
 import tomllib
 from abc import abstractmethod
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -163,15 +162,7 @@ class VisionChatCaptioner(Captioner):
         pictures = list(images) if images is not None else [None] * len(questions)
         if len(pictures) != len(questions):
             raise ValueError(f"got {len(pictures)} images for {len(questions)} questions")
-        if self.parallel == 1 or len(questions) <= 1:
-            return [self.caption_one(q, im) for q, im in zip(questions, pictures, strict=True)]
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(questions)),
-                                thread_name_prefix="pica-caption") as pool:
-            futures = [pool.submit(self.caption_one, q, im)
-                       for q, im in zip(questions, pictures, strict=True)]
-            try:
-                return [f.result() for f in futures]
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        from pica.util.loading import parallel_map
+
+        return parallel_map(self.caption_one, list(zip(questions, pictures, strict=True)),
+                            self.parallel, "pica-caption")

@@ -17,13 +17,13 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pica.errors import BackendError
 from pica.llm.base import Backend, cut_at_stop
 from pica.llm.client import ApiClient, StatusError, _PicaClient, first_choice
 from pica.types import Completion
+from pica.util.loading import parallel_map
 
 __all__ = ["OpenAICompatBackend", "_PicaClient"]
 
@@ -42,17 +42,9 @@ _first_choice = first_choice
 class OpenAICompatBackend(ApiClient, Backend):
     """Completions from an OpenAI-compatible HTTP server.
 
-    Args:
-        model: Model name sent in every request (``openai:MODEL`` on the command line).
-        api_base: Base URL used exactly as given, e.g. ``http://127.0.0.1:8080/v1``; requests go to
-            ``{api_base}/completions``. Falls back to ``$PICA_API_BASE``, then ``$OPENAI_BASE_URL``.
-        api_key_env: Name of the environment variable holding the API key; when it is unset no
-            ``Authorization`` header is sent (fine for local servers).
-        timeout: Seconds to wait for a connection or for each read of the answer.
-        max_retries: Retries of a transient failure before giving up.
-        backoff: First backoff delay in seconds; doubles on each retry (full jitter).
-        backoff_cap: Upper bound of any single delay, ``Retry-After`` included.
-        concurrency: Requests in flight at once, across every thread calling this backend.
+    Args: as :class:`~pica.llm.client.ApiClient` (``model`` is ``openai:MODEL`` on the command
+    line; requests go to ``{api_base}/completions``); ``concurrency`` counts requests in flight
+    across every thread calling this backend.
 
     Raises:
         InputError: no API base, a malformed URL, or out-of-range settings.
@@ -90,17 +82,8 @@ class OpenAICompatBackend(ApiClient, Backend):
             BackendError: a request failed for good (retries exhausted or a non-retryable status).
         """
         prompts = list(prompts)
-        if self.concurrency == 1 or len(prompts) <= 1:
-            return [self._complete_one(p, max_tokens, stop) for p in prompts]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts)),
-                                thread_name_prefix="pica-openai") as pool:
-            futures = [pool.submit(self._complete_one, p, max_tokens, stop) for p in prompts]
-            try:
-                return [f.result() for f in futures]
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        return parallel_map(self._complete_one, [(p, max_tokens, stop) for p in prompts],
+                            self.concurrency, "pica-openai")
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
         """Summed log-prob of each continuation after ``prompt`` (``echo`` + ``logprobs``).

@@ -169,10 +169,18 @@ def _image_loader(cap, emb):
     if cap is None and emb is None:
         return None
 
+    # Vision-language captioners take the file itself where they can (no decode + re-encode).
+    from_file = getattr(cap, "image_url", None)
+
     def load(item):
-        image = item[0].load_image()
-        return (cap.preprocess(image) if cap is not None else None,
-                emb.preprocess(image) if emb is not None else None)
+        question = item[0]
+        decode = emb is not None or (cap is not None and from_file is None)
+        image = question.load_image() if decode else None
+        if cap is None:
+            for_cap = None
+        else:
+            for_cap = from_file(question) if from_file is not None else cap.preprocess(image)
+        return for_cap, emb.preprocess(image) if emb is not None else None
 
     return load
 

@@ -53,7 +53,7 @@ def make_captioner(
             ``mmproj``); ``hf:MODEL`` or anything else -> :class:`HFCaptioner` (hub id or folder).
         question_aware: Question-aware captioning (PromptCap-style).
         prompt: The question-aware text prompt (vision-language models: only when changed from the
-            default, else the template ``pica/templates/caption.toml``).
+            default, else the template ``pica/templates/caption/instructions.toml``).
         device: Where an HF model runs (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``).
         dtype: The HF model's floating-point type (``auto`` = float16 on a GPU, else float32).
         api_base: Server of an ``openai:`` captioner.

@@ -2,7 +2,7 @@
 vLLM, llama-server (``--mmproj``), Ollama, LM Studio, or a hosted API (``--captioner openai:MODEL``).
 
 Each image goes as a base64 data URL in ``image_url`` content (downscaled to ``max_side``), with
-the instruction from ``pica/templates/caption.toml``. Requests share the LLM backend's client
+the instruction from ``pica/templates/caption/instructions.toml``. Requests share the LLM backend's client
 (:class:`pica.llm.client.ApiClient`): the same key handling, retries, backoff, time-outs and
 one-line failures.
 """

@@ -21,7 +21,7 @@ from pica.config import DEFAULT_CAPTION_MAX_SIDE as DEFAULT_MAX_SIDE
 from pica.errors import BackendError, InputError
 from pica.types import Question
 
-CAPTION_TEMPLATE = "caption.toml"
+CAPTION_TEMPLATE = "caption/instructions.toml"  # beside, not among, the prompt templates
 
 DEFAULT_CAPTION_TOKENS = 80
 
@@ -31,15 +31,15 @@ def caption_instructions(path: str | None = None) -> dict[str, str]:
     """The ``plain`` and ``question_aware`` instructions of a caption template (TOML).
 
     Args:
-        path: A template file; ``None`` = the packaged ``pica/templates/caption.toml``.
+        path: A template file; ``None`` = the packaged ``pica/templates/caption/instructions.toml``.
 
     Raises:
         InputError: the file is missing or not TOML, a key is missing, or ``question_aware`` lacks
             ``{question}``.
     """
     try:
-        text = (Path(path).read_text(encoding="utf-8") if path is not None else
-                resources.files("pica").joinpath("templates", CAPTION_TEMPLATE).read_text("utf-8"))
+        packaged = resources.files("pica").joinpath("templates", *CAPTION_TEMPLATE.split("/"))
+        text = (Path(path) if path is not None else packaged).read_text(encoding="utf-8")
         data = tomllib.loads(text)
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"caption template {path} cannot be read: {e}") from e

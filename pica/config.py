@@ -30,6 +30,8 @@ STARTER_INDEX = "starter"
 # question similarity retrieves slightly better neighbours.
 DEFAULT_SHOTS = 4
 DEFAULT_WEIGHTS = {"caption": 0.5}
+# Longest image side sent to vision-language captioners (openai:MODEL, gguf:PATH).
+DEFAULT_CAPTION_MAX_SIDE = 768
 PROMPTCAP_PROMPT = "please describe this image according to the given question: {question}"
 CONFIG_FILE_NAME = "pica.toml"
 # Answer candidates shown per example and query by templates with {candidates} when --candidates
@@ -127,7 +129,12 @@ class Settings:
     """Everything that shapes an answer. Field names double as config-file keys.
 
     Attributes:
-        captioner: HF image-to-text hub id or local folder.
+        captioner: HF image-to-text hub id or local folder, ``openai:MODEL`` (a served vision
+            model), ``gguf:PATH_OR_HF_ID`` (a local GGUF vision model with ``mmproj``), or a
+            captions file.
+        captioner_api_base: Base URL of the ``openai:MODEL`` captioner's server (else ``api_base``).
+        mmproj: The vision projector GGUF of a ``gguf:`` captioner.
+        caption_max_side: Longest image side sent to a vision-language captioner, in pixels.
         question_aware: Condition the caption on the question (PromptCap-style).
         caption_prompt: Text prompt of the question-aware captioner; ``{question}`` is filled in.
         index: Example index folder or name under the index root; ``None`` answers zero-shot.
@@ -170,6 +177,9 @@ class Settings:
     """
 
     captioner: str = DEFAULT_CAPTIONER
+    captioner_api_base: str | None = None
+    mmproj: str | None = None
+    caption_max_side: int = DEFAULT_CAPTION_MAX_SIDE
     question_aware: bool = False
     caption_prompt: str = PROMPTCAP_PROMPT
     index: str | None = STARTER_INDEX
@@ -209,7 +219,7 @@ class Settings:
                     f" choose one of: {', '.join(allowed)}"
                 )
         for name, low in (("shots", 0), ("ensemble", 1), ("max_tokens", 1), ("n_ctx", 64),
-                          ("concurrency", 1), ("candidates", 0),
+                          ("concurrency", 1), ("candidates", 0), ("caption_max_side", 16),
                           ("candidate_answers", 0), ("candidate_neighbours", 1)):
             if getattr(self, name) < low:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {low}")
@@ -235,6 +245,10 @@ class Settings:
         data = {name: getattr(self, name) for name in keep}
         if not self.question_aware:
             data.pop("caption_prompt")
+        # Vision-language captioners: their server, projector and image size change captions.
+        if self.captioner.startswith(("openai:", "gguf:")):
+            data.update(captioner_api_base=self.captioner_api_base or self.api_base,
+                        mmproj=self.mmproj, caption_max_side=self.caption_max_side)
         # Task settings are recorded when they differ from plain direct answering, so run folders
         # of OK-VQA runs made before they existed still resume.
         if self.task not in ("auto", "da"):

@@ -84,11 +84,9 @@ class Pipeline:
     @functools.cached_property
     def captioner(self):
         """The captioner (an image-to-text model, or a captions file)."""
-        from pica.caption import make_captioner
+        from pica.caption import captioner_from_settings
 
-        s = self.settings
-        return make_captioner(s.captioner, question_aware=s.question_aware, prompt=s.caption_prompt,
-                              device=s.device, dtype=s.dtype)
+        return captioner_from_settings(self.settings)
 
     @functools.cached_property
     def choice(self) -> dict[str, Any]:

@@ -21,6 +21,8 @@ BACKENDS: dict[str, str] = {
 CAPTIONERS: dict[str, str] = {
     "hf": "pica.caption.hf:HFCaptioner",
     "cache": "pica.caption.cached:CachedCaptioner",
+    "openai": "pica.caption.openai_vision:OpenAICaptioner",
+    "gguf": "pica.caption.gguf:GGUFCaptioner",
 }
 
 EMBEDDERS: dict[str, str] = {

@@ -296,3 +296,146 @@ def _log_tail(process: subprocess.Popen, chars: int = 3000) -> str:
     log.flush()
     log.seek(0)
     return log.read().decode("utf-8", "replace")[-chars:]
+
+
+class VisionServer:
+    """A chat-completions server on 127.0.0.1 that reads images the way a VLM server does.
+
+    Each ``/chat/completions`` request must carry one user message whose content holds a text part
+    and an ``image_url`` part with a base64 data URL; the server decodes the image with PIL and
+    answers a caption that is a pure function of the decoded pixels and the instruction,
+    :func:`vision_caption` - the model is the only stand-in. At most ``slots`` requests are worked
+    on at once (like vLLM's ``--max-num-seqs``), each taking ``latency`` seconds.
+
+    Args:
+        slots: Requests served at the same time; more wait for a slot.
+        latency: Seconds each request takes once in a slot.
+        mode: ``ok``; ``refuse`` (HTTP 400 "image input is not supported", as llama-server
+            without ``--mmproj``); ``empty`` (an empty reply); ``fail_after`` (HTTP 400 from the
+            ``fail_after``-th request on).
+        fail_after: Requests answered before ``fail_after`` mode starts failing.
+        decode: Decode each image (else only check the data URL's header: a benchmark's server
+            stands for a GPU machine, whose decoding should not load the client's CPUs).
+
+    Attributes:
+        base_url, received (request bodies), images (decoded PIL images, in arrival order),
+        max_in_flight (most requests the server held at once), count.
+    """
+
+    def __init__(self, slots: int = 16, latency: float = 0.0, mode: str = "ok",
+                 fail_after: int = 0, decode: bool = True) -> None:
+        self.slots, self.latency, self.mode, self.fail_after = slots, latency, mode, fail_after
+        self.decode = decode
+        self.received: list[dict[str, Any]] = []
+        self.images: list[Any] = []
+        self.max_in_flight = 0
+        self.busy_seconds = 0.0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(slots)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._httpd.request_queue_size = 256
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> VisionServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    @property
+    def count(self) -> int:
+        return len(self.received)
+
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Status and JSON for one request body (decodes and records the image)."""
+        import base64
+        import io
+
+        from PIL import Image
+
+        parts = body["messages"][0]["content"]
+        text = next(p["text"] for p in parts if p["type"] == "text")
+        url = next(p["image_url"]["url"] for p in parts if p["type"] == "image_url")
+        header, _, data = url.partition(",")
+        assert header.startswith("data:image/") and header.endswith(";base64"), header
+        if not self.decode:
+            with self._lock:
+                self.received.append({"bytes": len(data)})
+            return 200, chat_json("a picture")
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        image.load()
+        with self._lock:
+            self.received.append(body)
+            self.images.append(image)
+            served = len(self.received)
+        if self.mode == "refuse" or (self.mode == "fail_after" and served > self.fail_after):
+            return 400, error_json("image input is not supported - hint: if this is unexpected,"
+                                   " you may need to provide the mmproj")
+        caption = "" if self.mode == "empty" else vision_caption(image, text)
+        return 200, chat_json(caption)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes; without TCP_NODELAY the second waits for
+                # the client's delayed ACK (40 ms). uvicorn (vLLM) and llama-server set it too.
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                if not self.path.endswith("/chat/completions"):
+                    return self._send(404, error_json("Not Found"))
+                with server._slots:
+                    with server._lock:
+                        server._in_flight += 1
+                        server.max_in_flight = max(server.max_in_flight, server._in_flight)
+                    start = time.perf_counter()
+                    try:
+                        if server.latency:
+                            time.sleep(server.latency)
+                        status, answer = server.answer(body)
+                    finally:
+                        with server._lock:
+                            server._in_flight -= 1
+                            server.busy_seconds += time.perf_counter() - start
+                self._send(status, answer)
+
+            def _send(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        return Handler
+
+
+def vision_caption(image: Any, instruction: str) -> str:
+    """The stand-in model's caption: size and mean colour of the decoded image, and the question
+    when the instruction is question-aware (``...: QUESTION`` up to the line end)."""
+    from PIL import ImageStat
+
+    rgb = image.convert("RGB")
+    mean = ",".join(str(round(v)) for v in ImageStat.Stat(rgb).mean)
+    caption = f"a {rgb.width}x{rgb.height} picture of colour {mean}"
+    if "question" in instruction.lower() and ":" in instruction:
+        caption += " for " + instruction.split(":", 1)[1].split("\n", 1)[0].strip()
+    return caption

@@ -176,3 +176,53 @@ def make_tiny_open_clip(path: str | Path) -> Path:
     save_file(state, str(path / "open_clip_model.safetensors"))
     (path / "open_clip_config.json").write_text(json.dumps(TINY_CLIP_CONFIG, indent=2), encoding="utf-8")
     return path
+
+
+def make_tiny_mmproj(path: str | Path, n_embd_text: int, seed: int = 0) -> Path:
+    """A random-weight LLaVA-style (``mlp`` projector) CLIP vision projector GGUF, written with the
+    ``gguf`` package: a one-block ViT on 28x28 images (4 patches of 14) whose two-layer MLP
+    projects into a text model of width ``n_embd_text`` (640 for the packaged Gemma 3 270M)."""
+    import gguf
+    import numpy as np
+
+    path = Path(path)
+    d, ff, image, patch = 32, 64, 28, 14
+    w = gguf.GGUFWriter(str(path), "clip")
+    w.add_bool("clip.has_vision_encoder", True)
+    w.add_bool("clip.has_llava_projector", True)
+    w.add_string("clip.projector_type", "mlp")
+    for key, value in (("image_size", image), ("patch_size", patch), ("embedding_length", d),
+                       ("feed_forward_length", ff), ("projection_dim", n_embd_text),
+                       ("block_count", 1), ("attention.head_count", 2)):
+        w.add_uint32(f"clip.vision.{key}", value)
+    w.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
+    w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+    w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+    w.add_bool("clip.use_gelu", True)
+    rng = np.random.default_rng(seed)
+
+    def tensor(name: str, *shape: int) -> None:
+        w.add_tensor(name, (rng.standard_normal(shape) * 0.02).astype(np.float32))
+
+    tensor("v.patch_embd.weight", d, 3, patch, patch)
+    tensor("v.class_embd", d)
+    tensor("v.position_embd.weight", (image // patch) ** 2 + 1, d)
+    for norm in ("v.pre_ln", "v.blk.0.ln1", "v.blk.0.ln2"):
+        tensor(f"{norm}.weight", d)
+        tensor(f"{norm}.bias", d)
+    for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+        tensor(f"v.blk.0.{name}.weight", d, d)
+        tensor(f"v.blk.0.{name}.bias", d)
+    tensor("v.blk.0.ffn_up.weight", ff, d)
+    tensor("v.blk.0.ffn_up.bias", ff)
+    tensor("v.blk.0.ffn_down.weight", d, ff)
+    tensor("v.blk.0.ffn_down.bias", d)
+    tensor("mm.0.weight", n_embd_text, d)
+    tensor("mm.0.bias", n_embd_text)
+    tensor("mm.2.weight", n_embd_text, n_embd_text)
+    tensor("mm.2.bias", n_embd_text)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -11,7 +11,8 @@ from pica.types import Question
 
 
 class CachedCaptioner(Captioner):
-    """Captions precomputed per image id, read by :func:`pica.datasets.read_captions`.
+    """Captions precomputed per image id (or per question id: question-aware files), read by
+    :func:`pica.datasets.read_captions`.
 
     Args:
         path: A PICa-style TSV (``image_id<TAB>[{"caption": ...}]``), JSONL, CSV or JSON file.
@@ -24,7 +25,7 @@ class CachedCaptioner(Captioner):
         from pica.datasets import read_captions
 
         self.path = Path(path)
-        self.captions: dict[str, str] = read_captions(self.path)
+        self.captions = read_captions(self.path)
         self.id = f"cache:{self.path.name}"
 
     reads_pixels = False
@@ -36,11 +37,11 @@ class CachedCaptioner(Captioner):
             InputError: some questions have no cached caption; names how many and the first few.
         """
         self.check(questions)
-        return [one_line(self.captions[self._key(q)]) for q in questions]
+        return [one_line(self._find(q)) for q in questions]
 
     def check(self, questions: Sequence[Question]) -> None:
         """Raise ``InputError`` if some questions' image ids have no caption in the file."""
-        missing = [q.image_id or q.id for q in questions if self._key(q) not in self.captions]
+        missing = [q.image_id or q.id for q in questions if self._find(q) is None]
         if missing:
             raise InputError(
                 f"{len(missing)} of {len(questions)} image ids have no caption in {self.path}"
@@ -48,8 +49,6 @@ class CachedCaptioner(Captioner):
                 " or a captioner model"
             )
 
-    @staticmethod
-    def _key(question: Question) -> str:
-        from pica.datasets import normalize_image_id
-
-        return normalize_image_id(question.image_id or question.id)
+    def _find(self, question: Question) -> str | None:
+        """The question's own (question-aware) caption, else its image's (by normalized id)."""
+        return self.captions.find(question.id, question.image_id or question.id)

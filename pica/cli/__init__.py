@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pica.cli.caption import caption
 from pica.cli.eval import eval_app
 from pica.cli.index import index_app
 from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
@@ -39,6 +40,7 @@ app = typer.Typer(
 )
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
+app.command("caption")(caption)
 
 # -- answer -------------------------------------------------------------------------------------
 @app.command()

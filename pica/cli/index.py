@@ -8,7 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
-from pica.cli.options import Config, Device, Dtype, handle_errors, setting_options, settings_from
+from pica.cli.options import (
+    ApiBase,
+    ApiKeyEnv,
+    CaptionerApiBase,
+    CaptionMaxSide,
+    Config,
+    Device,
+    Dtype,
+    Mmproj,
+    handle_errors,
+    setting_options,
+    settings_from,
+)
 from pica.config import DEFAULT_BUILD_BATCH, DEFAULT_CALIBRATION_QUESTIONS, DEFAULT_LOAD_WORKERS
 from pica.errors import InputError
 
@@ -40,7 +52,18 @@ def index_build(
         help="Captions file keyed by image id: PICa TSV, JSONL or CSV.")] = None,
     images: Annotated[Path | None, typer.Option(help="Folder of the dataset's images.")] = None,
     captioner: Annotated[str | None, typer.Option(
-        help="Captioner for images when no captions file is given.")] = None,
+        help="Captioner for images when no captions file is given: an HF model, openai:MODEL"
+        " or gguf:PATH (see pica answer --help).")] = None,
+    captioner_api_base: CaptionerApiBase = None,
+    api_base: ApiBase = None,
+    api_key_env: ApiKeyEnv = None,
+    mmproj: Mmproj = None,
+    caption_max_side: CaptionMaxSide = None,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Requests in flight with an openai:MODEL captioner.")] = None,
+    shard: Annotated[str | None, typer.Option(
+        help="Build only part K of N (0-based, a contiguous block of the dataset); join the N"
+        " shards with `pica index merge`.")] = None,
     embedder: Annotated[str | None, typer.Option(
         help="open_clip:ARCH@TAG | open_clip:hf-hub:ID | open_clip:FOLDER | sentence-transformers:NAME"
         " (default: open_clip ViT-B-32 with images, all-MiniLM-L6-v2 without).")] = None,
@@ -61,13 +84,18 @@ def index_build(
     """Build an example index from a dataset."""
     from pica.config import make_settings
     from pica.retrieval.build import build_from_examples_file, build_index
+    from pica.util.shards import parse_shard
 
-    settings = make_settings({"device": device, "dtype": dtype}, config)
+    part = parse_shard(shard)
+    settings = make_settings({
+        "device": device, "dtype": dtype, "captioner": captioner,
+        "captioner_api_base": captioner_api_base, "api_base": api_base, "api_key_env": api_key_env,
+        "mmproj": mmproj, "caption_max_side": caption_max_side, "concurrency": concurrency}, config)
     if out.exists() and not overwrite:
         raise InputError(f"index folder {out} already exists; pass --overwrite to replace it")
     if examples is not None:
-        if any(v is not None for v in (dataset, questions, aokvqa, hf_dataset)):
-            raise InputError("--examples cannot be combined with another dataset option")
+        if any(v is not None for v in (dataset, questions, aokvqa, hf_dataset, part)):
+            raise InputError("--examples cannot be combined with another dataset option or --shard")
         path = build_from_examples_file(examples, out, embedder=embedder, overwrite=overwrite,
                                         approximate=approximate)
     else:
@@ -83,8 +111,22 @@ def index_build(
         path = build_index(out, qs, captions=caption_map, captioner=captioner, embedder=embedder,
                            approximate=approximate, overwrite=overwrite, skip_missing=skip_missing,
                            batch_size=batch_size, workers=workers, device=settings.device,
-                           dtype=settings.dtype, sources=sources)
+                           dtype=settings.dtype, sources=sources, shard=part,
+                           captioner_settings=settings)
     _print_info(path)
+
+
+@index_app.command("merge")
+@handle_errors
+def index_merge(
+    out: Annotated[Path, typer.Argument(help="Index folder to create from the shards.")],
+    shards: Annotated[list[Path], typer.Argument(help="Every shard folder of one --shard K/N build.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing index folder.")] = False,
+) -> None:
+    """Join the shards of `pica index build --shard K/N` into the index a one-shot build makes."""
+    from pica.retrieval.merge import merge_indexes
+
+    _print_info(merge_indexes(out, shards, overwrite=overwrite))
 
 
 def _print_info(path: Path) -> None:

@@ -63,7 +63,14 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBI
 # -- shared options (one definition, reused by answer and eval) ---------------------------------
 Captioner = Annotated[str | None, typer.Option(
     help="HF image-to-text model id or folder (default Salesforce/blip-image-captioning-base),"
+    " openai:MODEL (a served vision model), gguf:PATH (a local GGUF vision model, with --mmproj),"
     " or a captions file (.tsv/.jsonl/.csv) keyed by image id.")]
+CaptionerApiBase = Annotated[str | None, typer.Option(
+    help="Base URL of the openai:MODEL captioner's server (default: --api-base).")]
+Mmproj = Annotated[str | None, typer.Option(
+    help="Vision projector GGUF of a gguf: captioner (path or ORG/REPO:FILE.gguf).")]
+CaptionMaxSide = Annotated[int | None, typer.Option(
+    help="Longest image side sent to a vision-language captioner, in pixels (default 768).")]
 QuestionAware = Annotated[bool | None, typer.Option(
     "--question-aware/--no-question-aware", help="PromptCap-style caption conditioned on the question.")]
 Index = Annotated[str | None, typer.Option(
@@ -126,7 +133,8 @@ Config = Annotated[Path | None, typer.Option(
 
 # The options every answering command shares, by Settings field name (plus the config file).
 SETTING_OPTIONS: dict[str, Any] = {
-    "captioner": Captioner, "question_aware": QuestionAware, "index": Index, "embedder": Embedder,
+    "captioner": Captioner, "captioner_api_base": CaptionerApiBase, "mmproj": Mmproj,
+    "caption_max_side": CaptionMaxSide, "question_aware": QuestionAware, "index": Index, "embedder": Embedder,
     "shots": Shots, "ensemble": Ensemble, "choose": Choose, "selection": Selection, "weights": Weights,
     "candidates": Candidates, "candidate_answers": CandidateAnswers,
     "candidate_neighbours": CandidateNeighbours, "example_order": ExampleOrder, "template": Template,

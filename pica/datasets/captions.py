@@ -17,17 +17,45 @@ from pica.errors import InputError
 from pica.types import normalize_image_id
 
 _ID_KEYS = ("image_id", "img_id", "id")
+QUESTION_KEY = "question_id"
 
 
-def read_captions(path: str | Path) -> dict[str, str]:
-    """Read cached captions keyed by :func:`normalize_image_id`.
+class Captions(dict):
+    """Captions keyed by normalized image id, plus question-aware ones keyed by question id
+    (:attr:`by_question`, from rows with a ``question_id``, as ``pica caption --question-aware``
+    writes them)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.by_question: dict[str, str] = {}
+
+    def __bool__(self) -> bool:
+        return bool(len(self) or self.by_question)
+
+    def find(self, question_id: str | None, image_id: str | None) -> str | None:
+        """The caption for a question: its own (question-aware) one, else its image's, else ``None``."""
+        if question_id is not None and str(question_id) in self.by_question:
+            return self.by_question[str(question_id)]
+        return self.get(normalize_image_id(image_id)) if image_id else None
+
+
+def find_caption(captions, question_id: str | None, image_id: str | None) -> str | None:
+    """:meth:`Captions.find` for any mapping of image id -> caption (plain dicts too)."""
+    if isinstance(captions, Captions):
+        return captions.find(question_id, image_id)
+    return captions.get(normalize_image_id(image_id)) if image_id else None
+
+
+def read_captions(path: str | Path) -> Captions:
+    """Read cached captions keyed by :func:`normalize_image_id` (a :class:`Captions` dict).
 
     Formats, chosen by extension (else sniffed from the content):
 
     - ``.tsv``: PICa style ``image_id<TAB>[{"caption": ..., "conf": ...}, ...]`` (the most
       confident caption wins) or ``image_id<TAB>caption``; an ``image_id`` header line is skipped.
     - ``.jsonl``: one object per line with ``image_id``/``img_id``/``id`` and ``caption`` (or a
-      ``captions`` list, first taken).
+      ``captions`` list, first taken); a line with ``question_id`` holds a question-aware caption
+      of that question (:attr:`Captions.by_question`), as ``pica caption`` writes them.
     - ``.csv``: columns ``image_id`` (or ``id``/``img_id``) and ``caption``.
     - ``.json``: ``{image_id: caption}``, a list of JSONL-like objects, or COCO captions
       (``{"annotations": [{"image_id", "caption"}]}``, first caption per image).
@@ -42,6 +70,7 @@ def read_captions(path: str | Path) -> dict[str, str]:
     kind = path.suffix.lower().lstrip(".")
     if kind not in ("tsv", "jsonl", "csv", "json"):
         kind = _sniff_captions(text, path)
+    captions = Captions()
     if kind == "json":
         try:
             captions = _captions_from_json(json.loads(text), path)
@@ -52,9 +81,11 @@ def read_captions(path: str | Path) -> dict[str, str]:
     elif kind == "jsonl":
         captions = _captions_from_jsonl(text, path)
     elif kind == "tsv":
-        captions = _captions_from_tsv(text, path)
+        captions.update(_captions_from_tsv(text, path))
     else:
-        captions = _captions_from_csv(path)
+        captions.update(_captions_from_csv(path))
+    if not isinstance(captions, Captions):
+        captions = Captions(captions)
     if not captions:
         raise InputError(f"no captions found in {path}")
     return captions
@@ -120,8 +151,8 @@ def _caption_row(row: Any, where: str) -> tuple[str, str]:
     return normalize_image_id(key), caption
 
 
-def _captions_from_jsonl(text: str, path: Path) -> dict[str, str]:
-    captions: dict[str, str] = {}
+def _captions_from_jsonl(text: str, path: Path) -> Captions:
+    captions = Captions()
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -130,7 +161,10 @@ def _captions_from_jsonl(text: str, path: Path) -> dict[str, str]:
         except json.JSONDecodeError as e:
             raise InputError(f"{path} line {number}: not valid JSON ({e.msg}, column {e.colno})") from e
         key, caption = _caption_row(row, f"{path} line {number}")
-        captions[key] = caption
+        if row.get(QUESTION_KEY) not in (None, ""):
+            captions.by_question[str(row[QUESTION_KEY])] = caption
+        else:
+            captions[key] = caption
     return captions
 
 

@@ -49,6 +49,8 @@ def build_index(
     dtype: str = "auto",
     progress: bool = True,
     sources: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
+    captioner_settings=None,
 ) -> Path:
     """Build an index folder from dataset questions (their answers become the examples').
 
@@ -67,6 +69,11 @@ def build_index(
         dtype: Their floating-point type (``auto`` = float16 on a GPU, float32 on the CPU).
         progress: Show a progress bar on stderr.
         sources: Provenance for the manifest.
+        shard: ``(K, N)``: index only block K of N of the examples, cut between whole batches
+            (:mod:`pica.util.shards`); ``pica index merge`` joins the N shards into the index a
+            one-shot build with the same ``batch_size`` makes.
+        captioner_settings: :class:`pica.config.Settings` describing the captioner (an API or
+            GGUF captioner with its server, projector, image size); else ``captioner`` is built.
 
     Returns:
         The folder written.
@@ -75,7 +82,8 @@ def build_index(
         InputError: empty dataset, missing captions, images needed but absent, folder exists,
             a device torch cannot see.
     """
-    from pica.datasets import example_answer, normalize_image_id
+    from pica.datasets import example_answer
+    from pica.datasets.captions import find_caption
     from pica.retrieval.embedders import make_embedder
 
     if not questions:
@@ -93,7 +101,7 @@ def build_index(
     for q in questions:
         caption = None
         if captions is not None:
-            caption = captions.get(normalize_image_id(q.image_id or ""))
+            caption = find_caption(captions, q.id, q.image_id)
             if caption is None:
                 missing.append(q.image_id or q.id)
                 continue
@@ -116,6 +124,15 @@ def build_index(
 
     if batch_size < 1 or workers < 0:
         raise InputError("--batch-size must be at least 1 and --workers at least 0")
+    if shard is not None:
+        from pica.util.shards import take_shard
+
+        # Whole batches: every vector is computed in the batch a one-shot build computes it in.
+        kept = take_shard(kept, shard, unit=batch_size)
+        if not kept:
+            raise InputError(f"shard {shard[0]}/{shard[1]} is empty: the dataset has fewer batches"
+                             f" of {batch_size} than shards; use fewer shards or a smaller --batch-size")
+        sources = {**(sources or {}), "shard": f"{shard[0]}/{shard[1]}", "batch_size": batch_size}
     emb = make_embedder(spec, device=device, dtype=dtype)
     kinds = vector_kinds(emb)
     # Refuse an existing folder before any slow work.
@@ -125,10 +142,11 @@ def build_index(
                                   "skipped_without_answer": unanswered})
     cap = None
     if captions is None:
-        from pica.caption import make_captioner
+        from pica.caption import captioner_from_settings, make_captioner
         from pica.config import DEFAULT_CAPTIONER
 
-        cap = make_captioner(captioner or DEFAULT_CAPTIONER, device=device, dtype=dtype)
+        cap = (captioner_from_settings(captioner_settings) if captioner_settings is not None
+               else make_captioner(captioner or DEFAULT_CAPTIONER, device=device, dtype=dtype))
     load = _image_loader(cap, emb if "image" in kinds else None)
     if not have_images or load is None:
         load, workers = (lambda item: (None, None)), 0
@@ -151,10 +169,18 @@ def _image_loader(cap, emb):
     if cap is None and emb is None:
         return None
 
+    # Vision-language captioners take the file itself where they can (no decode + re-encode).
+    from_file = getattr(cap, "image_url", None)
+
     def load(item):
-        image = item[0].load_image()
-        return (cap.preprocess(image) if cap is not None else None,
-                emb.preprocess(image) if emb is not None else None)
+        question = item[0]
+        decode = emb is not None or (cap is not None and from_file is None)
+        image = question.load_image() if decode else None
+        if cap is None:
+            for_cap = None
+        else:
+            for_cap = from_file(question) if from_file is not None else cap.preprocess(image)
+        return for_cap, emb.preprocess(image) if emb is not None else None
 
     return load
 

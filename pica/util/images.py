@@ -66,3 +66,53 @@ def to_rgb(img):
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+# Formats vision servers (vLLM, llama-server, OpenAI) all decode; such files within the size limit
+# are sent as they are, without decoding and re-encoding.
+PASSTHROUGH_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+
+
+def image_data_url(image, max_side: int, quality: int = 90) -> str:
+    """A ``data:image/jpeg;base64,...`` URL of a PIL image, downscaled so its longest side is at
+    most ``max_side`` pixels (aspect ratio kept; never upscaled)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    image = to_rgb(image)
+    if max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def file_data_url(path: str | Path, max_side: int) -> str:
+    """A data URL of an image file: its own bytes when it is a JPEG, PNG or WebP whose longest side
+    is within ``max_side`` (header and checksums checked, nothing decoded), else the decoded image
+    downscaled and encoded by :func:`image_data_url`.
+
+    Raises:
+        InputError: as :func:`load_image` (missing, empty, not an image, truncated, too large).
+    """
+    import base64
+
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            mime = PASSTHROUGH_FORMATS.get(img.format or "")
+            small = max(img.size) <= max_side and img.mode in ("RGB", "L")
+            if mime and small:
+                img.verify()  # structure and PNG CRCs; a broken file is decoded (and refused) below
+                data = path.read_bytes()
+                if img.format != "JPEG" or data.rstrip(b"\0").endswith(b"\xff\xd9"):  # no truncated JPEG
+                    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+    except Exception:  # any problem: the full decode below names it
+        pass
+    return image_data_url(load_image(path), max_side)

@@ -61,3 +61,22 @@ def prefetch_map(fn: Callable[[T], R], batches: Iterable[Sequence[T]], workers: 
             yield batch, results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def parallel_map(fn: Callable[..., R], calls: Sequence[tuple], workers: int,
+                 name: str = "pica-worker") -> list[R]:
+    """``[fn(*args) for args in calls]`` with up to ``workers`` calls at once, results in order.
+
+    With one worker or one call it runs in the calling thread. On the first failure the calls not
+    yet started are cancelled and the exception is raised.
+    """
+    if workers <= 1 or len(calls) <= 1:
+        return [fn(*args) for args in calls]
+    with ThreadPoolExecutor(max_workers=min(workers, len(calls)), thread_name_prefix=name) as pool:
+        futures = [pool.submit(fn, *args) for args in calls]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

@@ -37,6 +37,11 @@ CONFIG_FILE_NAME = "pica.toml"
 # Answer candidates shown per example and query by templates with {candidates} when --candidates
 # is not given.
 DEFAULT_CANDIDATES = 5
+# Candidates shown per example and query with --candidates-file when --candidates is not given:
+# Prophet's K_CANDIDATES (configs/prompt.yml), as are its N_EXAMPLES and T_INFER (20 x 5).
+PROPHET_CANDIDATES = 10
+PROPHET_SHOTS = 20
+PROPHET_ENSEMBLE = 5
 # Tokens generated per answer with --rationale ("A: <answer> because <one sentence>").
 RATIONALE_TOKENS = 40
 DEFAULT_INDEX_ROOT = "indexes"
@@ -112,7 +117,7 @@ def debug() -> bool:
     return bool(os.environ.get(ENV_DEBUG))
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "choose": ("auto", "learned", "logprob", "vote"),
+    "choose": ("auto", "learned", "logprob", "vote", "prophet"),
     "example_order": ("similar", "answer-aware"),
     "selection": ("auto", "random", "question", "image+question", "caption+question"),
     # auto = float16 on a GPU (CUDA, MPS), float32 on the CPU.
@@ -143,16 +148,25 @@ class Settings:
         ensemble: Number of prompts (disjoint slices of the nearest examples).
         choose: How the answer is picked: ``auto`` (``learned`` when the index has a chooser
             fitted for the LLM, template and shots in use, else ``logprob``), ``learned`` (the
-            index's chooser over greedy + neighbour candidates), ``logprob`` (PICa), ``vote``.
+            index's chooser over greedy + neighbour candidates), ``logprob`` (PICa), ``vote``, or
+            ``prophet`` (vote over non-empty answers; the top candidate when all are empty).
         selection: Which similarity picks examples (``auto`` = every vector kind of the index).
         weights: Per-kind similarity weights, e.g. ``{"question": 1.0, "caption": 0.5}``; kinds
             not named weigh 1.
-        candidates: Answer candidates (from the neighbours) shown per example and query; 0 = none.
+        candidates: Answer candidates shown per example and query by templates with
+            ``{candidates}``; 0 = the default (10, Prophet's k, with ``candidates_file``, else 5).
+        candidates_file: Answer candidates per question id (Prophet's JSON or pica's JSONL,
+            :mod:`pica.datasets.prophet`): shown for the query and each example instead of the
+            neighbours' answers (an example without an entry shows an empty list), and the
+            learned chooser's ``file_conf`` feature.
+        examples_file: Prophet's answer-aware examples ``{question_id: [example ids]}``: each
+            question's first ``shots x ensemble`` ids, shuffled (seeded), are its prompts' examples.
         candidate_answers: M, answers of the nearest examples added as candidates (learned choice).
         candidate_neighbours: K, nearest examples those candidates come from.
         example_order: ``similar`` (most similar examples) or ``answer-aware`` (prefer the
             nearest examples whose answers are among the neighbours' top candidate answers).
-        template: Prompt template name (package data in ``pica/templates``).
+        template: Prompt template name (package data in ``pica/templates``) or file; ``None`` =
+            ``prophet`` with ``candidates_file``, else ``pica``.
         llm: ``gemma3-270m`` (packaged), a .gguf path, ``REPO:FILE`` on the HF hub, or ``openai:MODEL``.
         api_base: Base URL of an OpenAI-compatible API (else ``$PICA_API_BASE``, then
             ``$OPENAI_BASE_URL``).
@@ -192,8 +206,10 @@ class Settings:
     candidates: int = 0
     candidate_answers: int = DEFAULT_CANDIDATE_ANSWERS
     candidate_neighbours: int = DEFAULT_CANDIDATE_NEIGHBOURS
+    candidates_file: str | None = None
+    examples_file: str | None = None
     example_order: str = "similar"
-    template: str = "pica"
+    template: str | None = None
     llm: str = DEFAULT_LLM
     api_base: str | None = None
     api_key_env: str = DEFAULT_API_KEY_ENV
@@ -208,6 +224,10 @@ class Settings:
     task: str = "auto"
     mc_method: str = "auto"
     rationale: bool = False
+
+    def __post_init__(self) -> None:
+        if self.template is None:  # the default template follows --candidates-file
+            self.template = "prophet" if self.candidates_file else "pica"
 
     def validate(self) -> Settings:
         """Check ranges and choices; return ``self``. Raises ``InputError`` naming the field."""
@@ -256,6 +276,9 @@ class Settings:
             data["mc_method"] = self.mc_method
         if self.rationale:
             data["rationale"] = True
+        for name in ("candidates_file", "examples_file"):  # recorded when set (as above)
+            if getattr(self, name):
+                data[name] = getattr(self, name)
         return data
 
 

@@ -14,11 +14,20 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from pica.config import DEFAULT_CANDIDATES, RATIONALE_TOKENS, TEXT_EMBEDDER, Settings
+from pica.answers import normalize_answer
+from pica.config import DEFAULT_CANDIDATES, PROPHET_CANDIDATES, RATIONALE_TOKENS, TEXT_EMBEDDER, Settings
+from pica.datasets.prophet import StageOne
 from pica.errors import InputError
 from pica.llm.prompts import Prompt, Template, build_prompt, format_candidates, load_template
 from pica.retrieval.index import ExampleIndex, Hit
-from pica.retrieval.selection import answer_aware, candidates_from, ensemble_slices, kinds_for, random_hits
+from pica.retrieval.selection import (
+    answer_aware,
+    candidates_from,
+    ensemble_slices,
+    file_examples,
+    kinds_for,
+    random_hits,
+)
 from pica.tasks import direct, multiple_choice
 from pica.tasks.base import Prepared, Tools, question_task
 from pica.types import Answer, Example, Question
@@ -89,6 +98,11 @@ class Pipeline:
         return captioner_from_settings(self.settings)
 
     @functools.cached_property
+    def stage_one(self) -> StageOne:
+        """Prophet's stage-1 files of the settings (``--candidates-file``, ``--examples-file``)."""
+        return StageOne(self.settings.candidates_file, self.settings.examples_file)
+
+    @functools.cached_property
     def choice(self) -> dict[str, Any]:
         """How answers are chosen, resolved: ``method`` (``learned``, ``logprob`` or ``vote``),
         ``chooser`` (the :class:`~pica.choice.chooser.Chooser` or ``None``), ``sha256`` of its
@@ -102,33 +116,9 @@ class Pipeline:
         Raises:
             InputError: ``--choose learned`` without an index or without a matching chooser.
         """
-        s = self.settings
+        from pica.choice.resolve import resolve_choice
 
-        def plain(method: str, **info: Any) -> dict[str, Any]:
-            return {"method": method, "chooser": None, "sha256": None,
-                    "info": {"method": method, "requested": s.choose, "chooser": None, **info}}
-
-        if s.choose in ("logprob", "vote"):
-            return plain(s.choose)
-        if self.index is None:
-            if s.choose == "learned":
-                raise InputError("--choose learned needs an example index (its chooser and neighbours)")
-            return plain("logprob", note="no example index")
-        from pica.choice.chooser import chooser_path, find_chooser
-
-        found = find_chooser(self.index.path, self.chooser_target(), required=s.choose == "learned")
-        if found is None:
-            return plain("logprob", note="the index has no chooser for these settings")
-        chooser, sha = found
-        path = str(chooser_path(self.index.path, self.chooser_target()))
-        v = chooser.verdict
-        measured = {"gain": v.get("gain"), "se": v.get("se"), "n": v.get("n"),
-                    "trusted": chooser.trusted, "reason": v.get("reason")}
-        if s.choose == "auto" and not chooser.trusted:
-            return plain("logprob", untrusted_chooser=path, **measured)
-        return {"method": "learned", "chooser": chooser, "sha256": sha,
-                "info": {"method": "learned", "requested": s.choose, "chooser": path,
-                         "sha256": sha, **measured}}
+        return resolve_choice(self.settings.choose, self.index, self.chooser_target())
 
     @property
     def choice_info(self) -> dict[str, Any]:
@@ -141,9 +131,10 @@ class Pipeline:
 
     @property
     def ensemble_choice(self) -> str:
-        """How one answer is picked among an ensemble's completions: ``vote`` or ``logprob``
-        (``--choose auto`` without a chooser, and the learned chooser's fallback, are PICa's)."""
-        return "vote" if self.choice["method"] == "vote" else "logprob"
+        """How one answer is picked among an ensemble's completions: ``vote``, ``prophet`` or
+        ``logprob`` (``--choose auto`` without a chooser, and the learned chooser's fallback, are PICa's)."""
+        method = self.choice["method"]
+        return method if method in ("vote", "prophet") else "logprob"
 
     def chooser_target(self) -> dict[str, Any]:
         """What a chooser must have been fitted for to be used with these settings."""
@@ -206,6 +197,13 @@ class Pipeline:
         uncaptioned = [q for q in questions if q.caption is None]
         if uncaptioned:
             self.captioner.check(uncaptioned)
+        s = self.settings
+        if s.candidates_file and self.template.uses_candidates:
+            for q in questions:
+                self.stage_one.query_candidates(q.id)
+        if s.examples_file:
+            for q in questions:
+                self._file_hits(q)
 
     def build_prompts(self, question: Question, caption: str, hits: Sequence[Hit], *,
                       template: Template | None = None, choices: Sequence[str] = ()) -> list[Prompt]:
@@ -217,13 +215,21 @@ class Pipeline:
         s = self.settings
         template = template or self.template
         slices = ensemble_slices(hits, s.shots, s.ensemble) if hits else [[] for _ in range(s.ensemble)]
+        if s.examples_file:  # Prophet shows each slice in (shuffled) file order; build_prompt reverses
+            slices = [part[::-1] for part in slices]
         backend = self.backend
         fits = None
         if backend.n_ctx:
             def fits(text: str) -> bool:
                 return backend.count_tokens(text) + self.answer_tokens <= backend.n_ctx
         query_candidates, example_candidates = "", None
-        if template.uses_candidates and self.index is not None:
+        if template.uses_candidates and s.candidates_file:
+            top = s.candidates or PROPHET_CANDIDATES
+            query_candidates = format_candidates(self.stage_one.query_candidates(question.id)[:top])
+
+            def example_candidates(ex: Example) -> str:
+                return format_candidates(self.stage_one.candidates_of(ex.id)[:top])
+        elif template.uses_candidates and self.index is not None:
             top = s.candidates or DEFAULT_CANDIDATES
             query_candidates = format_candidates(candidates_from(self.index, hits, top))
             example_candidates = self._example_candidates(hits, top)
@@ -274,16 +280,36 @@ class Pipeline:
         if not self.zero_shot:
             for q in questions:
                 exclude[q.id] += self.index.rows_of_image(q.image_id)
-        found = self._retrieve(questions, captions, images, exclude,
-                               neighbours or self._wants_neighbours())
+        wanted = neighbours or self._wants_neighbours()
+        found = (self._retrieve(questions, captions, images, exclude, wanted)
+                 if wanted or not self.settings.examples_file else [[] for _ in questions])
         t2 = time.perf_counter()
         n = len(questions)
-        return [Prepared(q, c, self._prompt_hits(h), {"caption": (t1 - t0) / n, "retrieval": (t2 - t1) / n},
+        return [Prepared(q, c, self._file_hits(q) if self.settings.examples_file else self._prompt_hits(h),
+                         {"caption": (t1 - t0) / n, "retrieval": (t2 - t1) / n},
                          neighbours=h, exclude_rows=exclude[q.id])
                 for q, c, h in zip(questions, captions, found)]
 
     def _wants_neighbours(self) -> bool:
         return self.settings.example_order == "answer-aware" or self.choice["method"] == "learned"
+
+    def _file_hits(self, question: Question) -> list[Hit]:
+        """The prompts' examples from the answer-aware examples file (Prophet's order and shuffle);
+        the file is taken as given: the query's own image is not excluded."""
+        s = self.settings
+        if self.index is None:
+            raise InputError(f"--examples-file {s.examples_file} needs an example index holding its examples")
+        return file_examples(self.index, self.stage_one.examples_of(question.id), s.shots * s.ensemble,
+                             s.seed, question.id, source=f"examples file {s.examples_file}")
+
+    def top_candidate(self, item: Prepared) -> str:
+        """The question's best stage-1 candidate (the file's, else its neighbours'), or ``""``:
+        Prophet's answer when every completion of the ensemble is empty."""
+        if self.settings.candidates_file:
+            found = self.stage_one.candidates_of(item.question.id)
+        else:
+            found = candidates_from(self.index, item.neighbours or item.hits, 1) if self.index else []
+        return normalize_answer(found[0][0]) if found else ""
 
     def _prompt_hits(self, hits: list[Hit]) -> list[Hit]:
         """The prompts' examples among the retrieved neighbours."""
@@ -374,6 +400,7 @@ class Pipeline:
             rationale=s.rationale, ensemble_choice=self.ensemble_choice, mc_method=s.mc_method,
             chooser=self.choice["chooser"] if learned else None,
             candidate_table=self.candidate_table if learned else None,
+            top_candidate=self.top_candidate,
         )
 
     def shown_examples(self, item: Prepared, example_ids: Sequence[Sequence[str]]) -> list[list[Example]]:
@@ -388,8 +415,10 @@ class Pipeline:
         from pica.choice.candidates import answer_end, candidate_table
 
         s = self.settings
+        stage_one = self.stage_one.candidates_of(item.question.id) if s.candidates_file else None
         return candidate_table(self.backend, self.index, answer_end(self.template.example), item, prompt,
-                               answers, completions, top=s.candidate_answers, k=s.candidate_neighbours)
+                               answers, completions, top=s.candidate_answers, k=s.candidate_neighbours,
+                               stage_one=stage_one)
 
     def _choices_template(self) -> Template:
         from pica.llm.prompts import load_choices_template

@@ -109,8 +109,8 @@ def test_candidates_template_lists_the_neighbours_answers(index):
     pipeline(index, backend, shots=2, template="prophet", candidates=2).answer(
         ask("what about london number 1?", caption="a photo of london"))
     prompt = backend.prompts[0]
-    query = prompt[prompt.rindex("Context: a photo of london\n"):]
-    assert "london (" in query  # the query's candidates come from its neighbours' answers
+    query = prompt[prompt.rindex("Context: a photo of london.\n"):]
+    assert "london(" in query  # the query's candidates come from its neighbours' answers
 
 
 def test_empty_question_and_normalized_answer(index):

@@ -44,8 +44,8 @@ def test_candidates_template_shows_candidates_for_examples_and_query():
     assert template.uses_candidates and not load_template("pica").uses_candidates
     prompt = build_prompt(template, "c", "q?", EXAMPLES[:1], candidates=format_candidates([("dog", 0.9)]),
                           example_candidates=lambda ex: f"cands of {ex.id}")
-    assert "Candidates: cands of near\nA: tennis" in prompt.text
-    assert prompt.text.endswith("Candidates: dog (0.90)\nA:")
+    assert "Candidates: cands of near\n===\nAnswer: tennis\n\n" in prompt.text
+    assert prompt.text.endswith("===\nContext: c.\n===\nQuestion: q?\n===\nCandidates: dog(0.90)\n===\nAnswer:")
 
 
 def test_packaged_templates_and_errors(tmp_path):

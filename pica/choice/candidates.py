@@ -23,8 +23,9 @@ from pica.retrieval.selection import candidates_from
 FEATURES = (
     "lp_sum", "lp_mean", "lp_rel", "lp_mean_rel", "lp_rank", "n_tokens", "is_greedy", "conf",
     "log_conf", "n_neighbours", "best_sim", "first_rank", "log_freq", "caption_overlap",
-    "question_overlap", "n_words",
+    "question_overlap", "n_words", "file_conf",
 )
+
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -61,27 +62,35 @@ def answer_end(template_example: str) -> str:
 
 
 def gather(greedy: Sequence[str], index: ExampleIndex | None, neighbours: Sequence[Hit],
-           top: int) -> list[dict[str, Any]]:
-    """The candidate list: greedy answers first, then the neighbours' top answers, deduplicated.
+           top: int, stage_one: Sequence[tuple[str, float]] | None = None) -> list[dict[str, Any]]:
+    """The candidate list: greedy answers first, then the neighbours' top answers, then the top
+    answers of a candidates file, deduplicated.
 
     Args:
         greedy: Normalized greedy answers of the prompts, in prompt order.
         index: The example index (``None``: greedy answers only).
         neighbours: The K nearest examples, most similar first.
-        top: M, neighbour answers to add.
+        top: M, neighbour answers (and file answers) to add.
+        stage_one: The question's candidates from ``--candidates-file``, best first, or ``None``.
 
     Returns:
-        One dict per distinct non-empty answer: ``answer``, ``greedy`` (bool), ``conf``.
+        One dict per distinct non-empty answer: ``answer``, ``greedy`` (bool), ``conf``,
+        ``file_conf`` (its confidence in the file, 0 if absent).
     """
     conf = dict(candidates_from(index, neighbours, top)) if index is not None else {}
+    file_conf: dict[str, float] = {}
+    for answer, value in stage_one or ():
+        file_conf.setdefault(normalize_answer(answer), float(value))
+    file_top = [a for a in file_conf if a][:top]
     out: dict[str, dict[str, Any]] = {}
     for answer in greedy:
         if answer and answer not in out:
             out[answer] = {"answer": answer, "greedy": True, "conf": 0.0}
-    for answer in conf:
+    for answer in [*conf, *file_top]:
         out.setdefault(answer, {"answer": answer, "greedy": False, "conf": 0.0})
     for answer, cand in out.items():
         cand["conf"] = float(conf.get(answer, 0.0))
+        cand["file_conf"] = file_conf.get(answer, 0.0)
     return list(out.values())
 
 
@@ -136,6 +145,7 @@ def featurize(cands: list[dict[str, Any]], scored: Sequence[tuple[float, int]] |
             "caption_overlap": len(words & cwords) / len(words),
             "question_overlap": len(words & qwords) / len(words),
             "n_words": float(len(cand["answer"].split())),
+            "file_conf": float(cand.get("file_conf", 0.0)),
         }
 
 
@@ -152,7 +162,8 @@ def score_all(backend, prompt: str, cands: Sequence[dict[str, Any]], end: str
 
 
 def candidate_table(backend, index: ExampleIndex, end: str, item, prompt: str, answers: Sequence[str],
-                    completions: Sequence[Any], *, top: int, k: int) -> list[dict[str, Any]]:
+                    completions: Sequence[Any], *, top: int, k: int,
+                    stage_one: Sequence[tuple[str, float]] | None = None) -> list[dict[str, Any]]:
     """Greedy + neighbour candidates of one prepared question, scored under ``prompt``, with
     features.
 
@@ -166,13 +177,14 @@ def candidate_table(backend, index: ExampleIndex, end: str, item, prompt: str, a
         completions: Their completions.
         top: Answers taken from the neighbours (M).
         k: Neighbours the answers come from (K).
+        stage_one: The question's candidates from a candidates file (:func:`gather`).
 
     Returns:
         One dict per candidate: answer, raw and logprob (of the greedy completion giving it, else
         ``None``), greedy, conf, logprob_scored, tokens, features.
     """
     neighbours = item.neighbours[:k]
-    cands = gather(answers, index, neighbours, top)
+    cands = gather(answers, index, neighbours, top, stage_one)
     scored = score_all(backend, prompt, cands, end)
     featurize(cands, scored, question=item.question.question, caption=item.caption, index=index,
               neighbours=neighbours, exclude_rows=item.exclude_rows)

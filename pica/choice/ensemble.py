@@ -1,4 +1,12 @@
-"""Choosing one answer among an ensemble's completions: PICa's log-prob rule and a vote."""
+"""Choosing one answer among an ensemble's completions: PICa's log-prob rule, a vote, and
+Prophet's vote.
+
+- ``logprob`` (PICa): the completion with the highest summed log-prob.
+- ``vote``: ``exp(logprob)`` summed per normalized answer, empty answers included.
+- ``prophet`` (Prophet's ``prompt.py``): the same vote over non-empty answers only; when every
+  completion is empty there is no winner (:func:`prophet_vote` returns ``None``) and the caller
+  answers with the question's top candidate.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +21,13 @@ def choose(answers: Sequence[str], logprobs: Sequence[float | None], method: str
     ``logprob`` (PICa): highest summed log-prob. ``vote`` (Prophet): sum ``exp(logprob)`` per
     normalized answer (1 per answer when log-probs are unavailable) and take the best answer's
     most confident completion. Log-prob choice falls back to a vote without log-probs.
+    ``prophet``: :func:`prophet_vote`, or the first completion when all are empty.
     """
     if not answers:
         raise ValueError("no answers to choose from")
+    if method == "prophet":
+        win = prophet_vote(answers, logprobs)
+        return 0 if win is None else win
     if method == "logprob" and all(lp is not None for lp in logprobs):
         return max(range(len(answers)), key=lambda i: (logprobs[i], -i))
     totals: Mapping[str, float] = defaultdict(float)
@@ -24,3 +36,13 @@ def choose(answers: Sequence[str], logprobs: Sequence[float | None], method: str
     best = max(totals, key=lambda a: (totals[a], -answers.index(a)))
     members = [i for i, a in enumerate(answers) if a == best]
     return max(members, key=lambda i: (logprobs[i] if logprobs[i] is not None else 0.0, -i))
+
+
+def prophet_vote(answers: Sequence[str], logprobs: Sequence[float | None]) -> int | None:
+    """Prophet's ensemble rule: sum each non-empty answer's completion probabilities
+    (``exp(logprob)``, 1 without log-probs), take the best answer (ties: the first seen) and
+    return its most confident completion; ``None`` when every answer is empty."""
+    kept = [i for i, a in enumerate(answers) if a]
+    if not kept:
+        return None
+    return kept[choose([answers[i] for i in kept], [logprobs[i] for i in kept], "vote")]

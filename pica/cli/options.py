@@ -84,7 +84,8 @@ Ensemble = Annotated[int | None, typer.Option(
 Choose = Annotated[str | None, typer.Option(
     help="Pick the answer: auto (default: learned when the index has a chooser for this LLM,"
     " template and shots, else logprob) | learned (the index's calibrated chooser over greedy +"
-    " neighbour candidates) | logprob (PICa) | vote (Prophet).")]
+    " neighbour candidates) | logprob (PICa) | vote (exp(log-prob) per answer) | prophet (Prophet's"
+    " vote over non-empty answers, else the top candidate).")]
 CandidateAnswers = Annotated[int | None, typer.Option(
     help="Learned choice: answers of the nearest examples added as candidates (M, default 8).")]
 CandidateNeighbours = Annotated[int | None, typer.Option(
@@ -98,9 +99,17 @@ Weights = Annotated[str | None, typer.Option(
     help="Similarity weights per vector kind (unnamed kinds weigh 1; default caption=0.5),"
     " e.g. 'question=1,caption=0.5'.")]
 Candidates = Annotated[int | None, typer.Option(
-    help="Answer candidates shown per example and query (templates with {candidates}).")]
+    help="Answer candidates shown per example and query (templates with {candidates}; default 10,"
+    " Prophet's k, with --candidates-file, else 5).")]
+CandidatesFile = Annotated[str | None, typer.Option(
+    help="Answer candidates per question id: Prophet's {question_id: [{answer, confidence}]} JSON"
+    " or pica's JSONL; shown for the query and every example (an example without an entry shows"
+    " none); makes --template default to prophet.")]
+ExamplesFile = Annotated[str | None, typer.Option(
+    help="Prophet's answer-aware examples {question_id: [example ids]}: the first shots x ensemble"
+    " ids, shuffled (seeded), split across the ensemble's prompts.")]
 Template = Annotated[str | None, typer.Option(
-    help="Prompt template: pica, lean, prophet, or a .toml file.")]
+    help="Prompt template: pica (default), lean, prophet (default with --candidates-file), or a .toml file.")]
 Llm = Annotated[str | None, typer.Option(
     help="gemma3-270m (packaged), a .gguf path, ORG/REPO:FILE.gguf, or openai:MODEL.")]
 ApiBase = Annotated[str | None, typer.Option(
@@ -136,7 +145,8 @@ SETTING_OPTIONS: dict[str, Any] = {
     "captioner": Captioner, "captioner_api_base": CaptionerApiBase, "mmproj": Mmproj,
     "caption_max_side": CaptionMaxSide, "question_aware": QuestionAware, "index": Index, "embedder": Embedder,
     "shots": Shots, "ensemble": Ensemble, "choose": Choose, "selection": Selection, "weights": Weights,
-    "candidates": Candidates, "candidate_answers": CandidateAnswers,
+    "candidates": Candidates, "candidates_file": CandidatesFile, "examples_file": ExamplesFile,
+    "candidate_answers": CandidateAnswers,
     "candidate_neighbours": CandidateNeighbours, "example_order": ExampleOrder, "template": Template,
     "llm": Llm, "api_base": ApiBase, "api_key_env": ApiKeyEnv, "n_ctx": NCtx, "threads": Threads,
     "max_tokens": MaxTokens, "seed": Seed,

@@ -25,6 +25,7 @@ class Template:
     Blocks are ``str.format`` templates with ``{caption}``, ``{question}``, ``{answer}`` (examples
     only), ``{candidates}`` (templates that show answer candidates) and ``{choices}``
     (multiple-choice templates). ``rationale_header`` replaces ``header`` with ``--rationale``.
+    Captions are shown one-line without a final period, then ``caption_end`` (Prophet's ``"."``).
     """
 
     name: str
@@ -33,6 +34,7 @@ class Template:
     query: str
     description: str = ""
     rationale_header: str = ""
+    caption_end: str = ""
 
     @property
     def uses_candidates(self) -> bool:
@@ -78,7 +80,8 @@ def load_template(name: str) -> Template:
         data = tomllib.loads(text)
         template = Template(name=Path(name).stem, header=data["header"], example=data["example"],
                             query=data["query"], description=data.get("description", ""),
-                            rationale_header=data.get("rationale_header", ""))
+                            rationale_header=data.get("rationale_header", ""),
+                            caption_end=data.get("caption_end", ""))
         fill = dict(caption="c", question="q", answer="a", candidates="x", choices="y")
         template.example.format(**fill), template.query.format(**fill)
     except (tomllib.TOMLDecodeError, KeyError, IndexError, ValueError) as e:
@@ -164,12 +167,12 @@ def build_prompt(
     blocks = []
     for ex in examples:
         blocks.append(template.example.format(
-            caption=clean(ex.caption), question=clean(ex.question),
+            caption=clean(ex.caption) + template.caption_end, question=clean(ex.question),
             answer=example_answer_text(ex, choices=mc, rationale=rationale),
             candidates=example_candidates(ex) if example_candidates else "",
             choices=example_choices(ex) if mc else "",
         ))
-    query = template.query.format(caption=clean(caption), question=clean(question),
+    query = template.query.format(caption=clean(caption) + template.caption_end, question=clean(question),
                                   candidates=candidates, choices=format_choices(choices))
     header = template.rationale_header if rationale and template.rationale_header else template.header
     keep = len(blocks)
@@ -184,5 +187,5 @@ def build_prompt(
 
 
 def format_candidates(candidates: Sequence[tuple[str, float]]) -> str:
-    """``[("dog", 0.93), ("cat", 0.04)]`` -> ``"dog (0.93), cat (0.04)"``."""
-    return ", ".join(f"{answer} ({conf:.2f})" for answer, conf in candidates)
+    """``[("dog", 0.93), ("cat", 0.04)]`` -> ``"dog(0.93), cat(0.04)"`` (Prophet's ``prompt.py``)."""
+    return ", ".join(f"{answer}({conf:.2f})" for answer, conf in candidates)

@@ -68,6 +68,7 @@ class ExampleIndex:
         self._combined: dict[tuple[str, ...], Any] = {}
         self._cache: dict[int, Example] = {}
         self._rows_by_image: dict[str, list[int]] | None = None
+        self._rows_by_id: dict[str, int] | None = None
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -219,6 +220,12 @@ class ExampleIndex:
                     rows.setdefault(str(value), []).append(row)
             self._rows_by_image = rows
         return self._rows_by_image.get(str(image_id), [])
+
+    def row_of_id(self, example_id: str) -> int | None:
+        """Row of the example with id ``example_id`` (a question id), ``None`` if absent."""
+        if self._rows_by_id is None:
+            self._rows_by_id = {str(v): row for row, v in enumerate(self.examples["id"])}
+        return self._rows_by_id.get(str(example_id))
 
     def flat_index(self, kinds: tuple[str, ...]):
         """The exact FAISS inner-product index over the concatenated vectors of ``kinds``."""

@@ -2,11 +2,13 @@
 
 PICa's multi-query ensemble takes the top ``shots x n`` neighbours and gives prompt ``i`` the
 ``i``-th disjoint slice of ``shots``. Prophet-style candidates are the neighbours' answers,
-weighted by similarity.
+weighted by similarity. Prophet's answer-aware examples file gives each question its ids instead
+(:func:`file_examples`).
 """
 
 from __future__ import annotations
 
+import random
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -94,3 +96,24 @@ def answer_aware(index: ExampleIndex, hits: Sequence[Hit], n: int, top: int) -> 
     first = [h for h in hits if normalize_answer(index.example(h.row).answer) in good]
     chosen = {h.row for h in first}
     return (first + [h for h in hits if h.row not in chosen])[:n]
+
+
+def file_examples(index: ExampleIndex, ids: Sequence[str], n: int, seed: int, question_id: str,
+                  source: str = "the examples file") -> list[Hit]:
+    """The first ``n`` example ids of a question in Prophet's answer-aware examples file, shuffled
+    as Prophet's ``prompt.py`` shuffles them before slicing them into the ensemble's prompts (here
+    seeded per (seed, question id), so runs are reproducible whatever their order).
+
+    Raises:
+        InputError: an id is not in the index (naming it and the question).
+    """
+    chosen = list(ids[:n])
+    random.Random(zlib.crc32(f"{seed}:{question_id}".encode())).shuffle(chosen)
+    hits = []
+    for example_id in chosen:
+        row = index.row_of_id(example_id)
+        if row is None:
+            raise InputError(f"example {example_id} of question {question_id} in {source} is not in"
+                             f" index {index.path}; build the index from the questions the file's ids name")
+        hits.append(Hit(row, 0.0))
+    return hits

@@ -57,11 +57,14 @@ class Tools:
             free answers to choices with it).
         answer_tokens: Tokens generated per answer.
         rationale: Whether answers carry a rationale (``--rationale``).
-        ensemble_choice: ``logprob`` or ``vote``: how one of an ensemble's answers is picked.
+        ensemble_choice: ``logprob``, ``vote`` or ``prophet``: how one of an ensemble's answers is
+            picked (:mod:`pica.choice.ensemble`).
         mc_method: ``auto``, ``score`` or ``generate``.
         chooser: The learned chooser, or ``None`` (plain ensemble choice).
         candidate_table: ``(item, prompt, answers, completions) -> candidates`` with features, for
             the chooser (``None`` without one).
+        top_candidate: ``item -> answer``: the question's best stage-1 candidate, Prophet's
+            answer when every completion is empty.
     """
 
     backend: Any
@@ -75,6 +78,7 @@ class Tools:
     mc_method: str = "auto"
     chooser: Any = None
     candidate_table: Callable[..., list[dict[str, Any]]] | None = None
+    top_candidate: Callable[[Prepared], str] | None = None
 
 
 def question_task(task: str, question: Question) -> str:

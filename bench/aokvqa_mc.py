@@ -15,6 +15,7 @@ times, at least once; only the index uses them). Then, as two `pica eval --task 
     python bench/aokvqa_mc.py                  # all 1285 dev questions, both methods
     python bench/aokvqa_mc.py --limit 200 --threads 1   # the first 200 only, on a busy machine
     python bench/aokvqa_mc.py --shared /work/shared/okvqa   # data elsewhere (or $PICA_BENCH_SHARED)
+    python bench/aokvqa_mc.py --smoke          # 2 questions of a small fixture, in a temporary folder
 
 Files go to bench/out/aokvqa_mc/, the index to indexes/okvqa-mc-pool, the table to BENCHMARKS.md.
 """
@@ -31,10 +32,8 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, command_line, machine, update_section  # noqa: E402
+from common import REAL, ROOT, SHARED, SMOKE_HELP, Data, bench_data, command_line, machine, publish  # noqa: E402
 
-OUT = ROOT / "bench" / "out" / "aokvqa_mc"
-INDEX = ROOT / "indexes" / "okvqa-mc-pool"
 METHODS = {"score": "choices listed in the prompt, each scored by its log-prob",
            "generate": "free answer under the same prompt, mapped to the nearest choice"}
 
@@ -76,27 +75,39 @@ def derive(rows: list[dict], seed: int, split: str) -> list[dict]:
     return out
 
 
-def write_files(shared: Path, seed: int) -> dict[str, Path]:
-    OUT.mkdir(parents=True, exist_ok=True)
+def out_folder(data: Data) -> Path:
+    """Where the MC files and runs go (bench/out/aokvqa_mc)."""
+    return data.out / "aokvqa_mc"
+
+
+def index_folder(data: Data) -> Path:
+    """The MC pool index, next to the pool index (indexes/okvqa-mc-pool)."""
+    return data.index.parent / "okvqa-mc-pool"
+
+
+def write_files(shared: Path, seed: int, data: Data) -> dict[str, Path]:
+    out = out_folder(data)
+    out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for split, name in (("dev", "okvqa_val2014_dev.json"), ("pool", "okvqa_val2014_pool.json")):
         rows = derive(json.loads((shared / name).read_text()), seed, split)
-        paths[split] = OUT / f"okvqa_mc_{split}.json"
+        paths[split] = out / f"okvqa_mc_{split}.json"
         paths[split].write_text(json.dumps(rows), encoding="utf-8")
-        print(f"{paths[split].relative_to(ROOT)}: {len(rows)} questions", flush=True)
+        print(f"{paths[split]}: {len(rows)} questions", flush=True)
     return paths
 
 
-def ensure_index(pool: Path, captions: Path) -> None:
-    if not (INDEX / "manifest.json").is_file():
-        subprocess.run([sys.executable, "-m", "pica", "index", "build", str(INDEX), "--dataset", str(pool),
+def ensure_index(pool: Path, captions: Path, data: Data) -> None:
+    index = index_folder(data)
+    if not (index / "manifest.json").is_file():
+        subprocess.run([sys.executable, "-m", "pica", "index", "build", str(index), "--dataset", str(pool),
                         "--captions", str(captions)], check=True, cwd=ROOT)
 
 
 def eval_command(method: str, dev: Path, captions: Path, limit: int | None,
-                 threads: int | None) -> tuple[Path, list[str]]:
-    out = OUT / (method if limit is None else f"{method}-{limit}")
-    cmd = ["eval", "--dataset", str(dev), "--captions", str(captions), "--index", str(INDEX),
+                 threads: int | None, data: Data = REAL) -> tuple[Path, list[str]]:
+    out = out_folder(data) / (method if limit is None else f"{method}-{limit}")
+    cmd = ["eval", "--dataset", str(dev), "--captions", str(captions), "--index", str(index_folder(data)),
            "--task", "mc", "--mc-method", method, "--out", str(out), "--force-new", "--no-progress"]
     return out, cmd + (["--limit", str(limit)] if limit else []) + (["--threads", str(threads)] if threads else [])
 
@@ -116,12 +127,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="llama.cpp threads (1 on a machine shared with others)")
     parser.add_argument("--only", nargs="*", choices=sorted(METHODS), help="methods to run")
     parser.add_argument("--table", action="store_true", help="only rewrite the table from finished runs")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    if args.smoke:
+        args.limit, args.threads = args.limit or 2, args.threads or 1
+    with bench_data("aokvqa_mc", args.smoke) as data:
+        if args.smoke:
+            args.shared = data.okvqa
+            one_category(data)
+        bench(args, data)
+
+
+def one_category(data: Data) -> None:
+    """Put every fixture question in one OK-VQA category: the fixture's categories have two topics
+    each, too few for three distractors."""
+    for path in (data.dev, data.pool):
+        rows = json.loads(path.read_text())
+        path.write_text(json.dumps([{**row, "class": 0} for row in rows]))
+
+
+def bench(args: argparse.Namespace, data: Data) -> None:
+    """Write the MC files, build their index, run the methods and write the table."""
     captions = args.shared / "VinVL_base_val2014.tsv"
-    paths = write_files(args.shared, args.seed)
-    ensure_index(paths["pool"], captions)
+    paths = write_files(args.shared, args.seed, data)
+    ensure_index(paths["pool"], captions, data)
     for method in [] if args.table else args.only or list(METHODS):
-        out, cmd = eval_command(method, paths["dev"], captions, args.limit, args.threads)
+        out, cmd = eval_command(method, paths["dev"], captions, args.limit, args.threads, data)
         (out / "results.jsonl").unlink(missing_ok=True)  # measure from scratch
         subprocess.run([sys.executable, "-m", "pica", *cmd], check=True, cwd=ROOT)
     lines = [
@@ -149,7 +180,7 @@ def main() -> None:
     ]
     commands = []
     for method, description in METHODS.items():
-        out, cmd = eval_command(method, paths["dev"], captions, args.limit, args.threads)
+        out, cmd = eval_command(method, paths["dev"], captions, args.limit, args.threads, data)
         if not (out / "summary.json").is_file():
             continue
         summary = json.loads((out / "summary.json").read_text())
@@ -157,10 +188,10 @@ def main() -> None:
         acc, se = mean_se([r["mc_correct"] for r in rows])
         lines.append(f"| **{method}**: {description} | {acc:.2f} ± {se:.2f} | {len(rows)} |"
                      f" {summary['seconds_per_question']:.3f} |")
-        commands.append(f"- {method}: `pica {' '.join(cmd)}`".replace(str(ROOT) + "/", "")
-                        .replace(str(args.shared), "../shared/okvqa"))
+        shown = f"- {method}: `pica {' '.join(cmd)}`".replace(str(ROOT) + "/", "")
+        commands.append(shown if data.smoke_dir else shown.replace(str(args.shared), "../shared/okvqa"))
     lines += ["", "Exact commands (after the script wrote the files and built the index):", "", *commands]
-    update_section("aokvqa-mc" if args.limit is None else f"aokvqa-mc-{args.limit}", "\n".join(lines))
+    publish("aokvqa-mc" if args.limit is None else f"aokvqa-mc-{args.limit}", "\n".join(lines), data.smoke_dir)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Starts llama-cpp-python's own server (`python -m llama_cpp.server`) with the pac
 reports how many predictions agree and whether the key appears anywhere in the run folder.
 
     python bench/api_parity.py --n 40
+    python bench/api_parity.py --smoke     # 1 question of a small fixture
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import ROOT, SHARED, command_line, machine, update_section  # noqa: E402
+from common import ROOT, SMOKE_HELP, Data, bench_data, command_line, machine, publish  # noqa: E402
+from okvqa import ensure_index  # noqa: E402
 
 KEY = "sk-bench-secret-0123456789abcdef"
 
 
-def run(out: Path, n: int, extra: list[str], env: dict[str, str]) -> float:
-    cmd = [sys.executable, "-m", "pica", "eval", "--dataset", str(SHARED / "okvqa_val2014_dev.json"),
-           "--captions", str(SHARED / "VinVL_base_val2014.tsv"), "--index", str(ROOT / "indexes" / "okvqa-pool"),
-           "--limit", str(n), "--out", str(out), "--force-new", "--no-progress", *extra]
+def run(out: Path, n: int, extra: list[str], env: dict[str, str], data: Data) -> float:
+    """One `pica eval` process on the first ``n`` dev questions; its wall seconds."""
+    cmd = [sys.executable, "-m", "pica", "eval", "--dataset", str(data.dev), "--captions", str(data.captions),
+           "--index", str(data.index), "--limit", str(n), "--out", str(out), "--force-new", "--no-progress",
+           *extra]
     (out / "results.jsonl").unlink(missing_ok=True)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
@@ -41,13 +44,23 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
-    env = {**os.environ, "OPENAI_API_KEY": KEY}
-    out = ROOT / "bench" / "out"
-    local_s = run(out / "parity-local", args.n, [], env)
-    with llama_server(assemble()) as base:
-        api_s = run(out / "parity-api", args.n, ["--llm", "openai:gemma", "--api-base", base,
-                                                  "--concurrency", "2"], env)
+    if args.smoke:  # the server computes logits of every prompt token (for log-probs): slow
+        args.n = 1
+    with bench_data("api_parity", args.smoke) as data:
+        ensure_index(data)
+        env = {**os.environ, "OPENAI_API_KEY": KEY}
+        out = data.out
+        local_s = run(out / "parity-local", args.n, ["--threads", "1"] if args.smoke else [], env, data)
+        with llama_server(assemble()) as base:
+            api_s = run(out / "parity-api", args.n, ["--llm", "openai:gemma", "--api-base", base,
+                                                      "--concurrency", "2"], env, data)
+        publish("api_parity", table(args.n, local_s, api_s, out), data.smoke_dir)
+
+
+def table(n: int, local_s: float, api_s: float, out: Path) -> str:
+    """The section: wall times, agreement, and whether the key leaked into the run folder."""
     local = json.loads((out / "parity-local" / "predictions.json").read_text())
     api = json.loads((out / "parity-api" / "predictions.json").read_text())
     same = sum(a["answer"] == b["answer"] for a, b in zip(local, api))
@@ -57,7 +70,7 @@ def main() -> None:
         "",
         f"`{command_line()}` — {machine()}.",
         "",
-        f"First {args.n} dev questions, pica defaults, Gemma 3 270M GGUF in-process vs behind"
+        f"First {n} dev questions, pica defaults, Gemma 3 270M GGUF in-process vs behind"
         " `python -m llama_cpp.server` on 127.0.0.1 (`--llm openai:gemma --concurrency 2`).",
         "",
         "| backend | wall s | identical predictions | key found in run folder |",
@@ -66,8 +79,7 @@ def main() -> None:
         f"| OpenAI-compatible server | {api_s:.1f} | {same}/{len(local)} ({100 * same / len(local):.0f}%) |"
         f" {'YES: ' + ', '.join(leaked) if leaked else 'no'} |",
     ]
-    update_section("api_parity", "\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ never sees dev. Settings, each its own `pica eval` process on the same dev quest
 
     python bench/chooser.py --shared /work/shared --index /tmp/okvqa-pool --limit 600
     python bench/chooser.py --table        # rewrite the table from finished runs
+    python bench/chooser.py --smoke        # default and chooser on 2 questions of a small fixture
 
 The shared folder (holding okvqa/) is `--shared` or `$PICA_SHARED` (default ../shared).
 """
@@ -24,10 +25,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, command_line, machine, update_section  # noqa: E402
+from common import OUT as BENCH_OUT  # noqa: E402
+from common import ROOT, SMOKE_HELP, bench_data, command_line, machine, publish  # noqa: E402
 from okvqa import mean_se, paired_difference, per_question  # noqa: E402
 
-OUT = ROOT / "bench" / "out" / "chooser"
+OUT = BENCH_OUT / "chooser"
 SETTINGS: dict[str, tuple[str, list[str]]] = {
     "default": ("greedy decoding, pica's default prompt (4 nearest examples)", ["--choose", "logprob"]),
     "chooser": ("same prompt; learned chooser over greedy + top-8 answers of the 32 nearest",
@@ -37,6 +39,13 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
                 ["--template", "pica", "--shots", "16", "--weights", "question=1,caption=1", "--choose", "logprob"]),
 }
 REFERENCE = "default"
+# --smoke: fewer shots and candidates for every run, the calibration and the timing (seconds, not minutes).
+SMOKE_SETTINGS = {"shots": 1, "candidate_answers": 2, "candidate_neighbours": 4}
+
+
+def smoke_flags(smoke: bool) -> list[str]:
+    """The CLI flags of :data:`SMOKE_SETTINGS` for a smoke run, else none."""
+    return [a for k, v in SMOKE_SETTINGS.items() for a in (f"--{k.replace('_', '-')}", str(v))] if smoke else []
 
 
 def paths(shared: Path) -> dict[str, Path]:
@@ -46,11 +55,12 @@ def paths(shared: Path) -> dict[str, Path]:
             "captions": okvqa / "VinVL_base_val2014.tsv"}
 
 
-def eval_command(name: str, files: dict[str, Path], index: Path, limit: int | None, threads: int) -> list[str]:
-    """The `pica eval` command of one setting."""
+def eval_command(name: str, files: dict[str, Path], index: Path, limit: int | None, threads: int,
+                 out: Path = OUT, smoke: bool = False) -> list[str]:
+    """The `pica eval` command of one setting (its run folder under ``out``)."""
     cmd = ["pica", "eval", "--dataset", str(files["dev"]), "--captions", str(files["captions"]),
-           "--index", str(index), "--out", str(OUT / name), *SETTINGS[name][1], "--threads", str(threads),
-           "--force-new", "--no-progress"]
+           "--index", str(index), "--out", str(out / name), *smoke_flags(smoke), *SETTINGS[name][1],
+           "--threads", str(threads), "--force-new", "--no-progress"]
     return cmd + (["--limit", str(limit)] if limit else [])
 
 
@@ -59,13 +69,13 @@ def run(cmd: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "pica", *cmd[1:]], check=True, cwd=ROOT)
 
 
-def table(index: Path) -> str:
+def table(index: Path, out: Path = OUT) -> str:
     """The BENCHMARKS.md section from the runs' results.jsonl (finished or stopped early: every
     row is compared on the first N dev questions that all listed runs answered)."""
-    rows = {name: per_question(OUT / name) for name in SETTINGS if (OUT / name / "results.jsonl").is_file()}
+    rows = {name: per_question(out / name) for name in SETTINGS if (out / name / "results.jsonl").is_file()}
     rows = {name: res for name, res in rows.items() if res}
-    commands = {name: json.loads((OUT / name / "command.json").read_text()) for name in rows
-                if (OUT / name / "command.json").is_file()}
+    commands = {name: json.loads((out / name / "command.json").read_text()) for name in rows
+                if (out / name / "command.json").is_file()}
     common = [k for k in rows.get(REFERENCE, {}) if all(k in res for res in rows.values())]
     lines = [
         "## Learned answer chooser (issue 9)",
@@ -120,13 +130,13 @@ def table(index: Path) -> str:
                   f" greedy {t.get('heldout_greedy_accuracy')}%, chooser {t.get('heldout_chooser_accuracy')}%"
                   f" (paired SE {t.get('heldout_difference_se')}), oracle {t.get('heldout_oracle_accuracy')}%."
                   f" Model `{data.get('model')}` kept by 5-fold CV on all {t['questions']} ({cv})."]
-    if (OUT / "timing.txt").is_file():
-        lines += ["", (OUT / "timing.txt").read_text().strip()]
+    if (out / "timing.txt").is_file():
+        lines += ["", (out / "timing.txt").read_text().strip()]
     lines += ["", "Exact commands:", ""] + [f"- {name}: `{' '.join(cmd)}`" for name, cmd in commands.items()]
     return "\n".join(lines)
 
 
-def timing(files: dict[str, Path], index: Path, n: int, threads: int) -> str:
+def timing(files: dict[str, Path], index: Path, n: int, threads: int, smoke: bool = False) -> str:
     """Wall time per question of default vs chooser in ONE process, alternating question by
     question (same model object, same load on a shared machine), on the first ``n`` dev questions."""
     import time
@@ -138,12 +148,13 @@ def timing(files: dict[str, Path], index: Path, n: int, threads: int) -> str:
 
     questions = load_questions(dataset=files["dev"], limit=n)
     backend = LlamaCppBackend("gemma3-270m", threads=threads)
-    common = {"index": str(index), "captioner": str(files["captions"]), "threads": threads}
-    pipes = {"default": Pipeline(Settings(choose="logprob", **common), backend=backend),
-             "chooser": Pipeline(Settings(choose="learned", **common), backend=backend)}
-    pipes["chooser"].__dict__["index"] = pipes["default"].index
-    pipes["chooser"].__dict__["embedder"] = pipes["default"].embedder
-    pipes["chooser"].__dict__["captioner"] = pipes["default"].captioner
+    common = {"index": str(index), "captioner": str(files["captions"]), "threads": threads,
+              **(SMOKE_SETTINGS if smoke else {})}
+    default = Pipeline(Settings(choose="logprob", **common), backend=backend)
+    # The same model, index, embedder and captions object in both pipelines.
+    chooser = Pipeline(Settings(choose="learned", **common), backend=backend, index=default.index,
+                       embedder=default.embedder, captioner=default.captioner)
+    pipes = {"default": default, "chooser": chooser}
     seconds = {name: 0.0 for name in pipes}
     for pipe in pipes.values():  # warm-up, not timed
         pipe.answer(questions[0])
@@ -174,13 +185,24 @@ def main() -> None:
     parser.add_argument("--calibrate-n", type=int, help="calibration questions (default: pica's)")
     parser.add_argument("--table", action="store_true", help="only rewrite the table")
     parser.add_argument("--timing", type=int, help="only time default vs chooser, alternating, on N questions")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    if not args.smoke:
+        return bench(args, OUT)
+    with bench_data("chooser", True) as data:
+        # Runs on 2 questions, calibration on 20 (its minimum), then the timing of 1 and the table,
+        # all with SMOKE_SETTINGS.
+        args.shared, args.index = data.okvqa.parent, data.index
+        args.only, args.limit, args.calibrate_n = args.only or ["default", "chooser"], args.limit or 2, 20
+        bench(args, data.out / "chooser", data.smoke_dir)
+
+
+def bench(args: argparse.Namespace, out: Path, smoke_dir: Path | None = None) -> None:
+    """The timing (``--timing``), or the runs (unless ``--table``) and the table. A smoke run
+    also times 1 question after its runs, for the table."""
     files = paths(args.shared)
     if args.timing:
-        line = timing(files, args.index, args.timing, args.threads)
-        (OUT / "timing.txt").write_text(line + "\n")
-        print(line)
-        return
+        return write_timing(timing(files, args.index, args.timing, args.threads), out)
     if not args.table:
         if not (args.index / "manifest.json").is_file():
             run(["pica", "index", "build", str(args.index), "--dataset", str(files["pool"]),
@@ -188,14 +210,26 @@ def main() -> None:
         names = args.only or list(SETTINGS)
         if any(n.startswith("chooser") for n in names) and not list(args.index.glob("choosers/*.json")):
             n = ["--n", str(args.calibrate_n)] if args.calibrate_n else []
+            # A smoke run fits logistic only: cross-validating boosted trees takes longer than asking.
+            n += [*smoke_flags(True), "--model", "logistic", "--threads", str(args.threads), "--no-progress"] \
+                if smoke_dir else []
             run(["pica", "index", "calibrate", str(args.index), *n, "--captioner", str(files["captions"])])
         for name in names:
-            cmd = eval_command(name, files, args.index, args.limit, args.threads)
-            (OUT / name).mkdir(parents=True, exist_ok=True)
-            (OUT / name / "results.jsonl").unlink(missing_ok=True)
-            (OUT / name / "command.json").write_text(json.dumps(cmd))
+            cmd = eval_command(name, files, args.index, args.limit, args.threads, out, smoke_dir is not None)
+            (out / name).mkdir(parents=True, exist_ok=True)
+            (out / name / "results.jsonl").unlink(missing_ok=True)
+            (out / name / "command.json").write_text(json.dumps(cmd))
             run(cmd)
-    update_section("chooser", table(args.index))
+        if smoke_dir:
+            write_timing(timing(files, args.index, 1, args.threads, smoke=True), out)
+    publish("chooser", table(args.index, out), smoke_dir)
+
+
+def write_timing(line: str, out: Path) -> None:
+    """Print the timing line and keep it for the table (``out/timing.txt``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "timing.txt").write_text(line + "\n")
+    print(line)
 
 
 if __name__ == "__main__":

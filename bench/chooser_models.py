@@ -6,6 +6,7 @@ other folds and reports the mean VQA score of its chosen answers against the gre
 the paired difference ± 1 SE. Only pool data: nothing here reads dev.
 
     python bench/chooser_models.py bench/out/chooser_tables/part*.jsonl
+    python bench/chooser_models.py --smoke    # synthetic tables of a fake index, every mode
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import SMOKE_HELP, TESTS, smoke_folder  # noqa: E402
+
 from pica.choice.candidates import FEATURES  # noqa: E402
 from pica.choice.chooser import fit as fit_chooser  # noqa: E402
 
@@ -153,8 +157,54 @@ def versus(base: list[dict], other: list[dict], name: str, folds: int) -> int:
     return 0
 
 
+def smoke_tables(folder: Path, questions: int = 32, per_question: int = 4) -> tuple[Path, Path, Path]:
+    """Synthetic candidate tables in the format of `bench/chooser_tables.py` (two settings of the
+    same questions) and the index they refer to, built with the tests' fake embedder: a candidate's
+    target is 1 for its question's answer, which a higher ``lp_sum`` tends to mark."""
+    sys.path.insert(0, str(TESTS))
+    from fakes import fake_index
+
+    from pica.types import Example
+
+    words = [f"answer {i}" for i in range(10)]
+    examples = [Example(id=str(i), question=f"question {i}?", answer=words[i % 10], caption=f"caption {i}",
+                        image_id=str(i // 2)) for i in range(questions)]
+    index = folder / "index"
+    fake_index(index, examples)
+    rng = np.random.default_rng(0)
+    paths = []
+    for name in ("base", "versus"):
+        lines = []
+        for row, ex in enumerate(examples):
+            options = [ex.answer, *rng.choice([w for w in words if w != ex.answer], per_question - 1, replace=False)]
+            rng.shuffle(options)
+            cands = []
+            for j, answer in enumerate(options):
+                features = {f: float(rng.normal()) for f in FEATURES}
+                features.update(is_greedy=float(j == 0), log_freq=0.0, lp_sum=features["lp_sum"] + (answer == ex.answer))
+                cands.append({"answer": answer, "features": features, "target": float(answer == ex.answer)})
+            lines.append(json.dumps({"row": row, "image": ex.image_id, "candidates": cands}))
+        paths.append(folder / f"{name}.jsonl")
+        paths[-1].write_text("\n".join(lines) + "\n")
+    return paths[0], paths[1], index
+
+
+def smoke() -> int:
+    """Every mode on synthetic tables: all models with --recount, a learning curve, --versus (the
+    last two with quick models: pica's trees take seconds per fit even on small tables)."""
+    with smoke_folder("chooser_models") as folder:
+        base, other, index = smoke_tables(folder)
+        common = [str(base), "--folds", "2", "--seeds", "1"]
+        main([*common, "--recount", str(index)])
+        main([*common, "--models", "conditional-logit,trees-d2", "--sizes", "8,16"])
+        return main([*common, "--versus", str(other), "--models", "trees-d2"])
+
+
 def main(argv=None) -> int:
+    if argv is None and "--smoke" in sys.argv[1:]:
+        return smoke()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     parser.add_argument("tables", nargs="+", type=Path)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=2)

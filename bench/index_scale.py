@@ -6,6 +6,7 @@ approximate (HNSW, IVF) search: recall@16 against exact search and milliseconds 
 Each build runs in its own process so its peak memory is its own.
 
     python bench/index_scale.py --n 100000
+    python bench/index_scale.py --smoke      # 3,000 examples, 100 queries
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import command_line, machine, peak_rss_mb, update_section  # noqa: E402
+from common import SMOKE_HELP, command_line, machine, peak_rss_mb, publish, smoke_folder  # noqa: E402
 
 DIM = 512
 
@@ -65,7 +66,7 @@ def search(out: Path, queries: int = 1000, k: int = 16) -> dict:
     rng = np.random.default_rng(1)
     centres = {kind: unit(np.random.default_rng(0), 2000) for kind in ("question", "image")}
     q = {kind: clustered(rng, c, queries) for kind, c in centres.items()}
-    exact_index = index._combined_index(("question", "image"))
+    exact_index = index.flat_index(("question", "image"))
     start = time.perf_counter()
     _, exact = exact_index.search(np.concatenate([q["question"], q["image"]], axis=1), k)
     exact_ms = 1000 * (time.perf_counter() - start) / queries
@@ -80,24 +81,36 @@ def search(out: Path, queries: int = 1000, k: int = 16) -> dict:
 def child(args: argparse.Namespace) -> None:
     out = Path(args.out)
     result = build(args.n, out, args.approximate)
-    result.update(search(out))
+    result.update(search(out, args.queries))
     print(json.dumps(result))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="examples to index")
+    parser.add_argument("--queries", type=int, default=1000, help="held-out queries of the recall and timing")
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--approximate", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if not args.smoke:
+        return bench(args)
+    args.n, args.queries = 3000, 100
+    with smoke_folder("index_scale") as folder:
+        bench(args, folder)
+
+
+def bench(args: argparse.Namespace, smoke_dir: Path | None = None) -> None:
+    """Each search kind built and measured in its own process; the table."""
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=smoke_dir) as tmp:
         for kind in (None, "hnsw", "ivf"):
             out = Path(tmp) / (kind or "exact")
-            cmd = [sys.executable, __file__, "--child", "--n", str(args.n), "--out", str(out)]
+            cmd = [sys.executable, __file__, "--child", "--n", str(args.n), "--out", str(out),
+                   "--queries", str(args.queries)]
             if kind:
                 cmd += ["--approximate", kind]
             result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
@@ -111,16 +124,16 @@ def main() -> None:
         "",
         f"{args.n:,} examples streamed in batches of 4,096 through `IndexWriter` (512-d question +"
         f" 512-d image vectors, clustered like real embeddings; raw vectors {raw_mb:,.0f} MB).",
-        "Recall@16 is measured against exact search on 1,000 held-out queries.",
+        f"Recall@16 is measured against exact search on {args.queries:,} held-out queries.",
         "",
-        "| search | build s | peak RSS MB | folder MB | recall@16 | ms/query (batch of 1,000) | params |",
+        f"| search | build s | peak RSS MB | folder MB | recall@16 | ms/query (batch of {args.queries:,}) | params |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in rows:
         params = ", ".join(f"{k}={v}" for k, v in r["search"].items() if k != "type") or "-"
         lines.append(f"| {name} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['bytes'] / 2**20:.0f} |"
                      f" {r['recall']:.3f} | {r['ms_per_query']:.2f} | {params} |")
-    update_section("index_scale", "\n".join(lines))
+    publish("index_scale", "\n".join(lines), smoke_dir)
 
 
 if __name__ == "__main__":

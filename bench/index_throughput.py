@@ -9,6 +9,7 @@ with N worker processes doing the same work, for comparison. Each build runs in 
 
     python bench/index_throughput.py                      # CPU, writes BENCHMARKS.md
     python bench/index_throughput.py --device cuda --n 512 --no-write
+    python bench/index_throughput.py --smoke     # small models, 4 images, one build
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import ROOT, command_line, machine, peak_rss_mb, update_section  # noqa: E402
+from common import ROOT, SMOKE_HELP, command_line, machine, peak_rss_mb, publish, smoke_folder  # noqa: E402
 from fullsize import make_blip_base, make_clip_b32, make_images, questions_for  # noqa: E402
 
 CACHE = ROOT / "bench" / "out" / "fullsize"
@@ -52,20 +53,21 @@ def one(job: dict) -> dict:
     """Run one build in this process; return its figures."""
     import torch
 
-    from pica.retrieval import build as index_build
     from pica.caption import make_captioner
+    from pica.retrieval import build as index_build
 
     if job["torch_threads"]:
         torch.set_num_threads(job["torch_threads"])
     from pica.retrieval.embedders import make_embedder
 
-    paths = make_images(CACHE / "images", job["n"])
+    cache = Path(job.get("cache", CACHE))
+    paths = make_images(cache / "images", job["n"])
     questions = questions_for(paths)
-    embedder = f"open_clip:{CACHE / 'clip-b32'}"
+    embedder = f"open_clip:{cache / 'clip-b32'}"
     make_embedder(embedder, device=job["device"], dtype=job["dtype"])
     captions = None
     if job["workload"] == "caption+image":
-        make_captioner(str(CACHE / "blip-base"), device=job["device"], dtype=job["dtype"])
+        make_captioner(str(cache / "blip-base"), device=job["device"], dtype=job["dtype"])
     else:
         captions = {q.image_id: "a picture" for q in questions}
     if job["loader"] == "dataloader":
@@ -74,7 +76,7 @@ def one(job: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         index_build.build_index(Path(tmp) / "idx", questions, captions=captions,
-                                captioner=str(CACHE / "blip-base"), embedder=embedder,
+                                captioner=str(cache / "blip-base"), embedder=embedder,
                                 batch_size=job["batch"], workers=workers, device=job["device"],
                                 dtype=job["dtype"], progress=False)
         seconds = time.perf_counter() - start
@@ -92,8 +94,11 @@ def jobs(args) -> list[dict]:
             plan += [("image", args.n_image, batch, torch_threads, "sequential", 0)]
             plan += [("image", args.n_image, batch, torch_threads, "threads", w) for w in args.workers]
     plan += [("image", args.n_image, args.batches[-1], args.torch_threads[0], "dataloader", args.workers[0])]
+    if args.smoke:  # one build: captions and image vectors, the images loaded by the DataLoader
+        plan = [("caption+image", args.n, args.caption_batch, args.torch_threads[0], "dataloader", args.workers[0])]
     keys = ("workload", "n", "batch", "torch_threads", "loader", "workers")
-    return [{"device": args.device, "dtype": args.dtype, **dict(zip(keys, p))} for p in plan]
+    return [{"device": args.device, "dtype": args.dtype, "cache": str(args.cache), **dict(zip(keys, p))}
+            for p in plan]
 
 
 def table(rows: list[dict]) -> str:
@@ -125,13 +130,27 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(json.loads(args.one))))
         return
-    make_blip_base(CACHE / "blip-base")
-    make_clip_b32(CACHE / "clip-b32")
-    make_images(CACHE / "images", max(args.n, args.n_image))
+    args.cache = CACHE
+    if not args.smoke:
+        return bench(args)
+    args.n, args.caption_batch, args.n_image, args.batches, args.workers = 4, 2, 4, [4], [2]
+    args.torch_threads = [1]
+    with smoke_folder("index_throughput") as folder:
+        args.cache = folder / "fullsize"
+        bench(args, folder)
+
+
+def bench(args: argparse.Namespace, smoke_dir: Path | None = None) -> None:
+    """Models and images (built once into the cache folder), each build in its own process, the table."""
+    small = smoke_dir is not None
+    make_blip_base(args.cache / "blip-base", small=small)
+    make_clip_b32(args.cache / "clip-b32", small=small)
+    make_images(args.cache / "images", max(args.n, args.n_image))
     rows = []
     for job in jobs(args):
         done = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)], capture_output=True,
@@ -148,9 +167,10 @@ def main() -> None:
             " before); *threads* is `--workers N` (pica's loader, batches decoded ahead while the"
             " models run); *dataloader* is a torch DataLoader with N worker processes doing the same"
             " work. Settings are compared within this one run.\n\n" + table(rows))
-    print(body)
-    if not args.no_write:
-        update_section("index-throughput", body)
+    if args.no_write:
+        print(body)
+    else:
+        publish("index-throughput", body, smoke_dir)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def main() -> None:
 
 def bench(args: argparse.Namespace, data: Data) -> None:
     """Greedy answers, candidate log-probs and the re-ranking table."""
-    from pica.answers import normalize_answer, soft_score
+    from pica.answers import soft_score
     from pica.choice.candidates import answer_end
     from pica.config import Settings
     from pica.datasets import load_questions
@@ -64,7 +64,7 @@ def bench(args: argparse.Namespace, data: Data) -> None:
         for item in pipeline.prepare(questions[start:start + 16], neighbours=True):
             t0 = time.perf_counter()
             greedy = pipeline.greedy(item)  # the prompt, then greedy decoding from a reset cache
-            prompt, answer = greedy.prompts[0].text, greedy.answers[0]
+            prompt, answer = greedy.prompts[0].text, greedy.answers[0]  # normalized
             t1 = time.perf_counter()
             cands = dict(candidates_from(pipeline.index, item.neighbours[:args.k], args.m))
             options = [o for o in dict.fromkeys([answer, *cands]) if o]
@@ -72,7 +72,7 @@ def bench(args: argparse.Namespace, data: Data) -> None:
             logprobs = [lp for lp, _ in backend.score_candidates(prompt, [" " + o + end for o in options])]
             t_gen, t_score = t_gen + t1 - t0, t_score + time.perf_counter() - t1
             label = item.question.label
-            records.append({"greedy": soft_score(normalize_answer(answer), label), "options": options,
+            records.append({"greedy": soft_score(answer, label), "options": options,
                             "logprobs": logprobs, "conf": [cands.get(o, 0.0) for o in options],
                             "scores": [soft_score(o, label) for o in options],
                             "top1": soft_score(next(iter(cands), ""), label)})

@@ -6,7 +6,7 @@ excludes rows with the query's image id), so this is leave-one-image-out and dev
 until the chosen settings are measured on it (bench/okvqa.py).
 
     python bench/tuning.py              # every setting below on the 900 tuning questions
-    python bench/tuning.py --smoke      # two settings on 2 questions of a small fixture
+    python bench/tuning.py --smoke      # one setting on 2 questions of a small fixture
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.n, args.threads = 2, args.threads or 1
-        args.only = args.only or ["pica-4 caption 0.5", "pica-5 x3 vote"]
+        args.only = args.only or ["pica-5 x3 vote"]  # an ensemble: three prompts, a vote
     with bench_data("tuning", args.smoke) as data:
         bench(args, data)
 

@@ -33,6 +33,7 @@ NUMBER = r"-?[\d.]+"
 # script -> (a line its smoke output must contain, as a regex; optional modules it needs)
 SMOKE: dict[str, tuple[str, tuple[str, ...]]] = {
     "aokvqa_mc": (rf"\| \*\*score\*\*: .* \| {NUMBER} ± {NUMBER} \| 2 \| {NUMBER} \|", ()),
+    "caption_throughput": (rf"\| 4 \| \d+ \| {NUMBER} ± {NUMBER} \| \d+ \| {NUMBER}% \| {NUMBER}% \| {NUMBER} \|", ()),
     "api_parity": (rf"\| OpenAI-compatible server \| {NUMBER} \| \d/1 \(\d+%\) \| no \|", LLAMA_SERVER),
     "chooser": (rf"\| \*\*chooser\*\*: .* \| {NUMBER} \| [+-]{NUMBER} ± {NUMBER} \|", ()),
     "chooser_models": (rf"versus - base, trees-d2: [+-]{NUMBER} ± {NUMBER}", ()),
@@ -45,6 +46,7 @@ SMOKE: dict[str, tuple[str, tuple[str, ...]]] = {
     "index_throughput": (rf"\| caption\+image \| 4 \| 2 \| 1 \| dataloader \| 2 \| {NUMBER} \|", VISION),
     "llama_settings": (rf"\| 1 \| 32 \| off \| {NUMBER} \| {NUMBER} \| {NUMBER} \|", ()),
     "okvqa": (rf"\| \*\*default\*\*: .* \| [+-]{NUMBER} ± {NUMBER} \| {NUMBER} / {NUMBER} \|", ()),
+    "prophet": (rf"\| prophet: Prophet path: .* \| {NUMBER} ± {NUMBER} \| [+-]{NUMBER} ± {NUMBER} \| {NUMBER} \|", ()),
     "rerank": (rf"\| oracle: best of the candidates \| {NUMBER} \|", ()),
     "tuning": (rf"\| pica-5 x3 vote \| .* \| {NUMBER} ± {NUMBER} \| {NUMBER} \|", ()),
 }

@@ -111,6 +111,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "task": ("auto", "da", "mc", "both"),
     # auto: score with backends that report log-probs, else generate.
     "mc_method": ("auto", "score", "generate"),
+    # How listed choices are scored (mc_method score): summed log-prob, per-token mean, or the
+    # summed log-prob minus that under a content-free query (contextual calibration).
+    "mc_score": ("sum", "mean", "calibrated"),
 }
 
 
@@ -158,6 +161,9 @@ class Settings:
         mc_method: How a choice is picked: ``score`` (log-prob of each choice under a prompt that
             lists them), ``generate`` (a free answer mapped to the nearest choice), or ``auto``
             (score when the backend reports log-probs).
+        mc_score: How ``score`` ranks the choices: ``sum`` (summed log-prob), ``mean`` (per-token
+            mean log-prob) or ``calibrated`` (summed log-prob minus the choice's summed log-prob
+            under the same prompt with a content-free query, ``N/A``: contextual calibration).
         rationale: Show the examples' rationales and have the model write one after its answer.
     """
 
@@ -189,6 +195,7 @@ class Settings:
     n_gpu_layers: int | None = None
     task: str = "auto"
     mc_method: str = "auto"
+    mc_score: str = "sum"
     rationale: bool = False
 
     def validate(self) -> Settings:
@@ -232,6 +239,7 @@ class Settings:
         if self.task not in ("auto", "da"):
             data["task"] = self.task
             data["mc_method"] = self.mc_method
+            data["mc_score"] = self.mc_score
         if self.rationale:
             data["rationale"] = True
         return data

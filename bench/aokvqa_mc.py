@@ -170,13 +170,15 @@ def figures(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def plain_table(args, runs: dict[str, Path]) -> list[str]:
-    """Table lines of the plain-index runs (label -> run folder)."""
+    """Table lines of the plain-index runs (label -> run folder), on the questions all of them
+    answered (a stopped run is compared on its finished questions)."""
     lines = ["| run | scoring rule | MC accuracy % (± 1 SE) | first choice picked % (± 1 SE) |"
              " gold first % | n |", "|---|---|---|---|---|---|"]
-    for label, run in runs.items():
-        if not (run / "results.jsonl").is_file():
-            continue
-        rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    loaded = {label: [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+              for label, run in runs.items() if (run / "results.jsonl").is_file()}
+    shared = set.intersection(*({r["question_id"] for r in rows} for rows in loaded.values())) if loaded else set()
+    for label, rows in loaded.items():
+        rows = [r for r in rows if r["question_id"] in shared]  # the questions every run answered
         gold_first = 100 * sum(r["correct_choice_idx"] == 0 for r in rows) / max(1, len(rows))
         for rule, f in figures(rows).items():
             if rule == "as run" and len(figures(rows)) > 1:
@@ -184,7 +186,23 @@ def plain_table(args, runs: dict[str, Path]) -> list[str]:
             name = RULES.get(rule, "as run (summed log-prob)")
             lines.append(f"| {label} | {name} | {f['accuracy']:.2f} ± {f['se']:.2f} |"
                          f" {f['first']:.2f} ± {f['first_se']:.2f} | {gold_first:.2f} | {f['n']} |")
+    if "before" in loaded and "after" in loaded:
+        lines += ["", *paired(loaded["before"], loaded["after"], shared)]
     return lines
+
+
+def paired(before: list[dict], after: list[dict], shared: set[str]) -> list[str]:
+    """Accuracy differences after - before per scoring rule, with the paired SE."""
+    was = {r["question_id"]: float(picks(r)["as run"] == r["correct_choice_idx"]) for r in before}
+    rows = [r for r in after if r["question_id"] in shared]
+    out = []
+    for rule in picks(rows[0]) if rows else []:
+        if rule == "as run":
+            continue
+        diffs = [float(picks(r)[rule] == r["correct_choice_idx"]) - was[r["question_id"]] for r in rows]
+        d, se = mean_se(diffs)
+        out.append(f"- after ({RULES[rule]}) − before: {d:+.2f} ± {se:.2f} points (paired, n={len(rows)})")
+    return out
 
 
 def main() -> None:

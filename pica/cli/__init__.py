@@ -149,7 +149,7 @@ def serve(
                                       timeout=timeout, examples_dir=examples_dir))
 
 
-app.command("eval")(evaluate)
+app.command("eval", no_args_is_help=True)(evaluate)
 app.command("report")(report)
 app.add_typer(index_app, name="index")
 

@@ -112,8 +112,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     # auto: score with backends that report log-probs, else generate.
     "mc_method": ("auto", "score", "generate"),
     # How listed choices are scored (mc_method score): summed log-prob, per-token mean, or the
-    # summed log-prob minus that under a content-free query (contextual calibration).
-    "mc_score": ("sum", "mean", "calibrated"),
+    # summed log-prob minus that under a content-free query (contextual calibration); auto =
+    # calibrated when an example has no choices of its own (a plain index), else sum.
+    "mc_score": ("auto", "sum", "mean", "calibrated"),
 }
 
 
@@ -162,8 +163,10 @@ class Settings:
             lists them), ``generate`` (a free answer mapped to the nearest choice), or ``auto``
             (score when the backend reports log-probs).
         mc_score: How ``score`` ranks the choices: ``sum`` (summed log-prob), ``mean`` (per-token
-            mean log-prob) or ``calibrated`` (summed log-prob minus the choice's summed log-prob
-            under the same prompt with a content-free query, ``N/A``: contextual calibration).
+            mean log-prob), ``calibrated`` (summed log-prob minus the choice's summed log-prob
+            under the same prompt with a content-free query, ``N/A``: contextual calibration), or
+            ``auto`` (calibrated when a shown example has no choices of its own, i.e. an index
+            without choices, as measured on the pool in BENCHMARKS.md; else sum).
         rationale: Show the examples' rationales and have the model write one after its answer.
     """
 
@@ -195,7 +198,7 @@ class Settings:
     n_gpu_layers: int | None = None
     task: str = "auto"
     mc_method: str = "auto"
-    mc_score: str = "sum"
+    mc_score: str = "auto"
     rationale: bool = False
 
     def validate(self) -> Settings:

@@ -97,7 +97,7 @@ class PositionBackend(FakeBackend):
                 for c in continuations]
 
 
-@pytest.mark.parametrize("rule, expected", [("sum", "golf"), ("calibrated", "polo")])
+@pytest.mark.parametrize("rule, expected", [("sum", "golf"), ("calibrated", "polo"), ("auto", "polo")])
 def test_calibrated_scoring_removes_the_position_prior(tmp_path, rule, expected):
     index = fake_index(tmp_path / "idx", [plain(i) for i in range(8)])
     backend = PositionBackend()
@@ -109,9 +109,22 @@ def test_calibrated_scoring_removes_the_position_prior(tmp_path, rule, expected)
     assert answer.answer == expected
     mc = answer.mc
     assert len(mc["scores"][0]) == len(mc["tokens"][0]) == 4 and mc["tokens"][0] == [1, 1, 1, 1]
-    if rule == "calibrated":
+    assert mc["rule"] == ("calibrated" if rule == "auto" else rule)  # auto: a plain index
+    if mc["rule"] == "calibrated":
         assert len(backend.scored) == 2 and "Context: N/A" in backend.scored[1]
         assert "Q: N/A" in backend.scored[1] and len(mc["prior"][0]) == 4
         assert mc["ranking"][0] == [s - p for s, p in zip(mc["scores"][0], mc["prior"][0])]
     else:
         assert len(backend.scored) == 1 and mc["prior"] == []
+
+
+def test_auto_scores_by_sum_when_examples_have_their_own_choices(tmp_path):
+    examples = [Example(id=f"e{i}", question=f"q {i}?", answer="tennis", caption=f"c {i}",
+                        choices=("golf", "tennis", "polo", "chess"), correct_choice_idx=1) for i in range(4)]
+    backend = PositionBackend()
+    pipeline = Pipeline(Settings(index=None, task="mc", mc_method="score", shots=2), backend=backend,
+                        index=fake_index(tmp_path / "idx", examples), embedder=FakeEmbedder())
+    question = Question(id="q1", question="Which sport?", caption="a field", scoring="aokvqa",
+                        choices=["golf", "tennis", "polo", "chess"], correct_choice_idx=2)
+    answer = pipeline.answer(question)
+    assert answer.mc["rule"] == "sum" and len(backend.scored) == 1 and answer.answer == "golf"

@@ -99,8 +99,9 @@ McMethod = Annotated[str | None, typer.Option(
     help="Multiple choice by 'score' (log-prob of each listed choice) or 'generate' (a free"
     " answer mapped to the nearest choice); default auto: score when the LLM gives log-probs.")]
 McScore = Annotated[str | None, typer.Option(
-    help="How --mc-method score ranks the choices: sum (summed log-prob) | mean (per token) |"
-    " calibrated (minus the log-prob under a content-free query, N/A).")]
+    help="How --mc-method score ranks the choices: auto (default: calibrated when the index has no"
+    " choices of its own, else sum) | sum (summed log-prob) | mean (per token) | calibrated (minus"
+    " the log-prob under a content-free query, N/A).")]
 Rationale = Annotated[bool | None, typer.Option(
     "--rationale/--no-rationale",
     help="Show the examples' rationales and have the model explain its answer"

@@ -59,7 +59,7 @@ class Tools:
         rationale: Whether answers carry a rationale (``--rationale``).
         ensemble_choice: ``logprob`` or ``vote``: how one of an ensemble's answers is picked.
         mc_method: ``auto``, ``score`` or ``generate``.
-        mc_score: ``sum``, ``mean`` or ``calibrated``: how ``score`` ranks the choices.
+        mc_score: ``auto``, ``sum``, ``mean`` or ``calibrated``: how ``score`` ranks the choices.
         chooser: The learned chooser, or ``None`` (plain ensemble choice).
         candidate_table: ``(item, prompt, answers, completions) -> candidates`` with features, for
             the chooser (``None`` without one).
@@ -74,7 +74,7 @@ class Tools:
     rationale: bool
     ensemble_choice: str
     mc_method: str = "auto"
-    mc_score: str = "sum"
+    mc_score: str = "auto"
     chooser: Any = None
     candidate_table: Callable[..., list[dict[str, Any]]] | None = None
 

@@ -31,7 +31,7 @@ from pica.errors import InputError
 from pica.llm.base import STOP
 from pica.tasks import direct
 from pica.tasks.base import Prepared, Tools
-from pica.types import Answer
+from pica.types import Answer, Example
 
 
 @dataclass
@@ -49,6 +49,7 @@ class ChoiceResult:
         prior: Per prompt, every choice's summed log-prob under the content-free query
             (``--mc-score calibrated``), else empty.
         ranking: Per prompt, the score each choice was ranked by (``--mc-score``).
+        rule: The scoring rule used (``sum``, ``mean`` or ``calibrated``; ``score`` only).
         generated: Per prompt, the normalized free answer (``generate``); empty for ``score``.
         mapped: Per prompt, how the free answer was mapped: ``exact`` or ``similarity 0.83``.
         raw: The winning prompt's raw completion (``generate``, or a rationale), else ``""``.
@@ -66,6 +67,7 @@ class ChoiceResult:
     tokens: list[list[int]] = field(default_factory=list)
     prior: list[list[float]] = field(default_factory=list)
     ranking: list[list[float]] = field(default_factory=list)
+    rule: str = ""
     generated: list[str] = field(default_factory=list)
     mapped: list[str] = field(default_factory=list)
     raw: str = ""
@@ -125,17 +127,27 @@ def answer_choice(tools: Tools, item: Prepared) -> ChoiceResult:
     if mc_method(tools.mc_method, tools.backend) == "score":
         try:
             prior = []
-            if tools.mc_score == "calibrated":
+            rule = mc_score_rule(tools.mc_score, tools.examples(item, [p.example_ids for p in built]))
+            if rule == "calibrated":
                 blank = replace(item, question=replace(q, question="N/A"), caption="N/A")
                 prior = [p.text for p in tools.prompts(blank, template=tools.choices_template(),
                                                        choices=q.choices)]
-            result = _by_score(tools, q.choices, prompts, prior)
+            result = _by_score(tools, q.choices, prompts, rule, prior)
         except NotImplementedError as e:
             if tools.mc_method == "score":
                 raise InputError(f"--mc-method score: {e}; use --mc-method generate") from e
     result = result or _by_generation(tools, q.choices, prompts)
     result.example_ids = [p.example_ids for p in built]
     return result
+
+
+def mc_score_rule(setting: str, examples: Sequence[Sequence[Example]]) -> str:
+    """``--mc-score auto`` -> ``calibrated`` when a shown example has no choices of its own (an
+    index without choices: pica made its choices up, and the model's first-position prior shows;
+    measured in BENCHMARKS.md), else ``sum``; other settings are returned as they are."""
+    if setting != "auto":
+        return setting
+    return "calibrated" if any(not ex.choices for group in examples for ex in group) else "sum"
 
 
 def rank_choices(scores: Sequence[float], tokens: Sequence[int], prior: Sequence[float],
@@ -163,13 +175,13 @@ def _choice_tokens(backend, prompt: str, continuations: Sequence[str]) -> list[i
     return [max(1, backend.count_tokens(prompt + c) - base) for c in continuations]
 
 
-def _by_score(tools: Tools, choices: list[str], prompts: list[str],
+def _by_score(tools: Tools, choices: list[str], prompts: list[str], rule: str,
               prior_prompts: Sequence[str] = ()) -> ChoiceResult:
     conts = [f" {c}" for c in choices]
     scores = [tools.backend.score(prompt, conts) for prompt in prompts]
     tokens = [_choice_tokens(tools.backend, prompt, conts) for prompt in prompts]
     prior = [tools.backend.score(prompt, conts) for prompt in prior_prompts]
-    ranking = [rank_choices(row, n, p, tools.mc_score)
+    ranking = [rank_choices(row, n, p, rule)
                for row, n, p in zip(scores, tokens, prior or scores)]
     picks = [int(np.argmax(row)) for row in ranking]
     win = choose([choices[i] for i in picks], [row[i] for row, i in zip(ranking, picks)],
@@ -177,7 +189,7 @@ def _by_score(tools: Tools, choices: list[str], prompts: list[str],
     index = picks[win]
     result = ChoiceResult(choices=list(choices), index=index, chosen=choices[index], method="score",
                           logprob=scores[win][index], scores=scores, tokens=tokens, prior=prior,
-                          ranking=ranking, prompts=prompts)
+                          ranking=ranking, rule=rule, prompts=prompts)
     if tools.rationale:  # nothing was generated: ask for the reason of the chosen choice
         lead = f"{prompts[win]} {choices[index]} because"
         raw = tools.backend.complete([lead], max_tokens=RATIONALE_TOKENS, stop=STOP)[0].text

@@ -126,6 +126,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "task": ("auto", "da", "mc", "both"),
     # auto: score with backends that report log-probs, else generate.
     "mc_method": ("auto", "score", "generate"),
+    # How listed choices are scored (mc_method score): summed log-prob, per-token mean, or the
+    # summed log-prob minus that under a content-free query (contextual calibration); auto =
+    # calibrated when an example has no choices of its own (a plain index), else sum.
+    "mc_score": ("auto", "sum", "mean", "calibrated"),
 }
 
 
@@ -187,6 +191,11 @@ class Settings:
         mc_method: How a choice is picked: ``score`` (log-prob of each choice under a prompt that
             lists them), ``generate`` (a free answer mapped to the nearest choice), or ``auto``
             (score when the backend reports log-probs).
+        mc_score: How ``score`` ranks the choices: ``sum`` (summed log-prob), ``mean`` (per-token
+            mean log-prob), ``calibrated`` (summed log-prob minus the choice's summed log-prob
+            under the same prompt with a content-free query, ``N/A``: contextual calibration), or
+            ``auto`` (calibrated when a shown example has no choices of its own, i.e. an index
+            without choices, as measured on the pool in BENCHMARKS.md; else sum).
         rationale: Show the examples' rationales and have the model write one after its answer.
     """
 
@@ -223,6 +232,7 @@ class Settings:
     n_gpu_layers: int | None = None
     task: str = "auto"
     mc_method: str = "auto"
+    mc_score: str = "auto"
     rationale: bool = False
 
     def __post_init__(self) -> None:
@@ -274,6 +284,7 @@ class Settings:
         if self.task not in ("auto", "da"):
             data["task"] = self.task
             data["mc_method"] = self.mc_method
+            data["mc_score"] = self.mc_score
         if self.rationale:
             data["rationale"] = True
         for name in ("candidates_file", "examples_file"):  # recorded when set (as above)

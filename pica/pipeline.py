@@ -398,6 +398,7 @@ class Pipeline:
             backend=self.backend, prompts=self.item_prompts, choices_template=self._choices_template,
             examples=self.shown_examples, embed_texts=self._embed_texts, answer_tokens=self.answer_tokens,
             rationale=s.rationale, ensemble_choice=self.ensemble_choice, mc_method=s.mc_method,
+            mc_score=s.mc_score,
             chooser=self.choice["chooser"] if learned else None,
             candidate_table=self.candidate_table if learned else None,
             top_candidate=self.top_candidate,

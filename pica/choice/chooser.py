@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 
 from pica.choice.candidates import FEATURES
 from pica.choice.trust import read_verdict
+from pica.config import DEFAULT_CANDIDATE_ANSWERS, DEFAULT_CANDIDATE_NEIGHBOURS
 from pica.errors import InputError
 
 FORMAT = "pica-chooser"
@@ -227,14 +229,32 @@ def find_chooser(index_path: Path, wanted: dict[str, Any], required: bool) -> tu
     if not required:
         return None
     others = [c for _, c, _ in list_choosers(index_path) if c is not None]
-    how = (f"pica index calibrate {index_path} --llm ... --template {wanted.get('template')}"
-           f" --shots {wanted.get('shots')}")
+    how = calibrate_command(index_path, wanted)
     if others:
         other = min(others, key=lambda c: sum(c.fitted_for.get(k) != wanted.get(k) for k in MATCH_KEYS))
         k = next(k for k in MATCH_KEYS if other.fitted_for.get(k) != wanted.get(k))
         raise InputError(f"--choose learned: index {index_path} has no chooser for {k} {wanted.get(k)!r}"
                          f" (its chooser was fitted for {k} {other.fitted_for.get(k)!r}); run `{how}`")
     raise InputError(f"--choose learned: index {index_path} has no fitted chooser; run `{how}`")
+
+
+def calibrate_command(index_path: Path, wanted: dict[str, Any]) -> str:
+    """The ``pica index calibrate`` command line that fits a chooser for ``wanted`` (the settings
+    in use, as :meth:`~pica.pipeline.Pipeline.chooser_target` gives them), shell-quoted.
+
+    ``--candidate-answers`` and ``--candidate-neighbours`` are named only when they differ from
+    the defaults; an API model (``MODEL@URL``) becomes ``--llm MODEL --api-base URL``.
+    """
+    llm, _, api_base = str(wanted.get("llm")).partition("@")
+    parts = ["pica", "index", "calibrate", str(index_path), "--llm", llm]
+    if api_base:
+        parts += ["--api-base", api_base]
+    parts += ["--template", str(wanted.get("template")), "--shots", str(wanted.get("shots"))]
+    for key, default in (("candidate_answers", DEFAULT_CANDIDATE_ANSWERS),
+                         ("candidate_neighbours", DEFAULT_CANDIDATE_NEIGHBOURS)):
+        if wanted.get(key, default) != default:
+            parts += [f"--{key.replace('_', '-')}", str(wanted[key])]
+    return shlex.join(parts)
 
 
 def _read_tree(tree: dict[str, Any], n_features: int) -> dict[str, list]:

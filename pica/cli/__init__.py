@@ -2,7 +2,9 @@
 
 Each command builds the settings, calls one library function and prints. Errors from the
 ``PicaError`` family become one line on stderr and exit code 2 (bad input) or 1 (runtime).
-The commands live in ``options`` (shared), ``index`` and ``eval``; ``answer`` and ``serve`` here.
+The commands live in ``options`` (shared), ``index`` and ``eval`` (``eval`` and ``report``);
+``answer`` and ``serve`` here. Help is click's plain layout (``--json / --no-json``, no ``<bool>``
+placeholders); ``pica eval report RUN`` is resolved to ``pica report RUN`` (:class:`PicaGroup`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
+from pica import __version__
 from pica.cli.caption import caption
-from pica.cli.eval import eval_app
+from pica.cli.eval import evaluate, report
 from pica.cli.index import index_app
 from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
 from pica.config import (
@@ -30,30 +34,66 @@ from pica.config import (
     debug,
 )
 
+
+class PicaGroup(TyperGroup):
+    """The top-level group: ``pica eval report ...`` is an alias of ``pica report ...``."""
+
+    def resolve_command(self, ctx, args):
+        """Click's hook for finding the subcommand; maps the alias first."""
+        if args[:2] == ["eval", "report"]:
+            args = ["report", *args[2:]]
+        return super().resolve_command(ctx, args)
+
+
 app = typer.Typer(
     name="pica",
+    cls=PicaGroup,
+    rich_markup_mode=None,
     help="Knowledge-based visual question answering: caption -> similar solved examples ->"
     " few-shot prompt -> LLM (PICa / PromptCap style).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(index_app, name="index")
-app.add_typer(eval_app, name="eval")
-app.command("caption")(caption)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pica {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print pica's version and exit.")] = False,
+          ) -> None:
+    """Options of ``pica`` itself (the app's help text is the group's)."""
+
+
+def json_text(data: Any, indent: int | None) -> str:
+    """``data`` as JSON: indented by ``indent`` spaces, or, when ``None``, by 2 on a terminal and
+    on one line otherwise (pipes, files)."""
+    if indent is None:
+        indent = 2 if sys.stdout.isatty() else None
+    return json.dumps(data, ensure_ascii=False, indent=indent or None)
+
 
 # -- answer -------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
 @setting_options
 def answer(
-    image: Annotated[Path, typer.Argument(help="Image file (JPEG, PNG, ...).")],
-    question: Annotated[str, typer.Argument(help="The question about the image.")],
+    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="Image file (JPEG, PNG, ...).")],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="The question about the image.")],
     caption: Annotated[str | None, typer.Option(help="Use this caption instead of captioning.")] = None,
     captions: Annotated[Path | None, typer.Option(
         help="Cached captions file keyed by image id; the id is read from the image file name"
         " (e.g. COCO_val2014_000000297147.jpg).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object with details.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json/--no-json", help="Print a JSON object with details.")] = False,
+    indent: Annotated[int | None, typer.Option(
+        min=0, help="Indent --json by N spaces (0 = one line; default 2 on a terminal, else one line).")
+    ] = None,
     show_prompt: Annotated[bool, typer.Option(help="Print the prompt(s) before the answer.")] = False,
     *,
     options: dict[str, Any],
@@ -77,9 +117,11 @@ def answer(
     if as_json:
         index = str(pipeline.index.path) if pipeline.index is not None else None
         data = {**result.to_dict(llm=pipeline.backend.id, index=index), "choice": pipeline.choice_info}
-        typer.echo(json.dumps(data, ensure_ascii=False))
+        typer.echo(json_text(data, indent))
     else:
         typer.echo(result.answer)
+        if result.rationale:
+            typer.echo(f"because {result.rationale}")
 
 
 # -- serve --------------------------------------------------------------------------------------
@@ -117,6 +159,12 @@ def serve(
                                       timeout=timeout, examples_dir=examples_dir,
                                       max_question_chars=max_question_chars,
                                       max_caption_chars=max_caption_chars))
+
+
+app.command("eval", no_args_is_help=True)(evaluate)
+app.command("report")(report)
+app.add_typer(index_app, name="index")
+app.command("caption")(caption)
 
 
 def main() -> None:

@@ -1,4 +1,8 @@
-"""``pica eval`` (resumable batch evaluation) and ``pica eval report``."""
+"""``pica eval`` (resumable batch evaluation) and ``pica report`` (``pica eval report`` is its alias).
+
+Both are plain commands registered on the top-level app (:mod:`pica.cli`); ``eval`` used to be a
+group with ``report`` under it, which buried ``report`` under the group's options.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,10 @@ import typer
 from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
 from pica.errors import InputError
 
-eval_app = typer.Typer(help="Batch evaluation: OK-VQA, A-OKVQA direct answer and multiple choice"
-                       " (official metrics); resumable.",
-                       invoke_without_command=True, no_args_is_help=True)
 
-
-@eval_app.callback()
 @handle_errors
 @setting_options
 def evaluate(
-    ctx: typer.Context,
     dataset: Annotated[Path | None, typer.Option(
         help="Dataset JSON: LXMERT-style list, A-OKVQA list, or VQA questions (with --annotations).")] = None,
     questions: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA questions JSON.")] = None,
@@ -43,9 +41,8 @@ def evaluate(
     *,
     options: dict[str, Any],
 ) -> None:
-    """Evaluate on a dataset: `pica eval --dataset D --out RUN ...`; `pica eval report RUN`."""
-    if ctx.invoked_subcommand is not None:
-        return
+    """Batch evaluation on a dataset (OK-VQA, A-OKVQA direct answer and multiple choice; official
+    metrics), resumable: `pica eval --dataset D --out RUN ...`; then `pica report RUN`."""
     from pica.datasets import dataset_identity, load_questions
     from pica.evaluation import evaluate as run_evaluation
 
@@ -96,9 +93,8 @@ def _mean(stats: dict[str, Any]) -> str:
     return f"{stats['accuracy']:.2f}{se} (n={stats['n']})"
 
 
-@eval_app.command("report")
 @handle_errors
-def eval_report(run: Annotated[Path, typer.Argument(help="Run folder of `pica eval`.")]) -> None:
+def report(run: Annotated[Path, typer.Argument(metavar="RUN", help="Run folder of `pica eval`.")]) -> None:
     """(Re)write predictions, summary and report.html of a run folder from its results."""
     from pica.evaluation import write_outputs
 

@@ -37,7 +37,8 @@ index_app = typer.Typer(help="Build, inspect and list example indexes.", no_args
 @index_app.command("build")
 @handle_errors
 def index_build(
-    out: Annotated[Path, typer.Argument(help="Index folder to create, e.g. indexes/okvqa-pool.")],
+    out: Annotated[Path, typer.Argument(
+        metavar="OUT", help="Index folder to create, e.g. indexes/okvqa-pool.")],
     dataset: Annotated[Path | None, typer.Option(
         help="Dataset JSON: LXMERT-style list, A-OKVQA list, or VQA questions (with --annotations).")] = None,
     questions: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA questions JSON.")] = None,
@@ -169,7 +170,9 @@ def _verdict_line(chooser) -> str:
 
 @index_app.command("info")
 @handle_errors
-def index_info(path: Annotated[str, typer.Argument(help="Index folder or name under indexes/.")]) -> None:
+def index_info(path: Annotated[str, typer.Argument(
+        metavar="PATH", help="Index folder or name under indexes/ ('starter' = the starter index).")]
+               ) -> None:
     """Show an index's size, embedder, vector dims, build time and sources."""
     from pica.retrieval.build import build_starter
     from pica.retrieval.store import resolve_index
@@ -181,7 +184,7 @@ def index_info(path: Annotated[str, typer.Argument(help="Index folder or name un
 @handle_errors
 @setting_options
 def index_calibrate(
-    path: Annotated[str, typer.Argument(help="Index folder or name under indexes/.")],
+    path: Annotated[str, typer.Argument(metavar="PATH", help="Index folder or name under indexes/.")],
     n: Annotated[int, typer.Option(
         help="Index examples to ask (leave-one-image-out).")] = DEFAULT_CALIBRATION_QUESTIONS,
     heldout: Annotated[float, typer.Option(help="Share of the sampled images held back to report"
@@ -224,19 +227,21 @@ def index_calibrate(
 @handle_errors
 def index_list(root: Annotated[Path | None, typer.Option(
         help="Folder to list (default ./indexes or $PICA_INDEX_DIR).")] = None) -> None:
-    """List the indexes under indexes/."""
+    """List the indexes under indexes/, and the cached starter index (--index starter)."""
     from pica.config import index_root
-    from pica.retrieval.store import list_indexes
+    from pica.retrieval.store import MANIFEST, index_summary, list_indexes, starter_path
 
     rows = list_indexes(root)
     if not rows:
         typer.echo(f"no indexes under {root or index_root()}; build one with `pica index build`")
-        return
+    starter = starter_path()
+    if (starter / MANIFEST).is_file():
+        rows.append(index_summary(starter, "starter"))
     for r in rows:
         if r["error"]:
             typer.echo(f"{r['name']:24} BROKEN: {r['error']}")
         else:
             typer.echo(f"{r['name']:24} {r['count']:>8} examples  {r['embedder']}"
-                       f"  [{r['kinds']}; {r['search']}]")
-
-
+                       f"  [{r['kinds']}; {r['search']}]  {r['path']}")
+    if not (starter / MANIFEST).is_file():
+        typer.echo(f"{'starter':24} not built yet; built into {starter} on first use (--index starter)")

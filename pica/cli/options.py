@@ -132,6 +132,10 @@ Task = Annotated[str | None, typer.Option(
 McMethod = Annotated[str | None, typer.Option(
     help="Multiple choice by 'score' (log-prob of each listed choice) or 'generate' (a free"
     " answer mapped to the nearest choice); default auto: score when the LLM gives log-probs.")]
+McScore = Annotated[str | None, typer.Option(
+    help="How --mc-method score ranks the choices: auto (default: calibrated when the index has no"
+    " choices of its own, else sum) | sum (summed log-prob) | mean (per token) | calibrated (minus"
+    " the log-prob under a content-free query, N/A).")]
 Rationale = Annotated[bool | None, typer.Option(
     "--rationale/--no-rationale",
     help="Show the examples' rationales and have the model explain its answer"
@@ -151,7 +155,8 @@ SETTING_OPTIONS: dict[str, Any] = {
     "llm": Llm, "api_base": ApiBase, "api_key_env": ApiKeyEnv, "n_ctx": NCtx, "threads": Threads,
     "max_tokens": MaxTokens, "seed": Seed,
     "device": Device, "dtype": Dtype, "n_gpu_layers": NGpuLayers,
-    "task": Task, "mc_method": McMethod, "rationale": Rationale, "config": Config,
+    "task": Task, "mc_method": McMethod, "mc_score": McScore,
+    "rationale": Rationale, "config": Config,
 }
 
 

@@ -7,13 +7,15 @@ from the far end: the least similar ones, at the top of the prompt.
 
 from __future__ import annotations
 
+import hashlib
+import random
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pica.answers import clean
+from pica.answers import clean, normalize_answer
 from pica.errors import InputError, unknown_name
 from pica.types import Example
 
@@ -107,9 +109,46 @@ def load_choices_template(name: str) -> Template:
                      f" {' or '.join(with_choices)} or a .toml template with a {{choices}} field")
 
 
-def example_choices(example: Example) -> str:
-    """The ``Choices:`` text of an example: its own choices, else its distinct gold answers."""
-    return format_choices(example.choices or tuple(example.answers) or (example.answer,))
+MC_EXAMPLE_CHOICES = 4
+"""Choices an example without its own lists (when the query has none to match)."""
+
+
+def example_choices(example: Example, others: Sequence[Example] = (),
+                    n: int = MC_EXAMPLE_CHOICES) -> tuple[tuple[str, ...], int]:
+    """The choices an example shows in a multiple-choice prompt, and the index of its answer.
+
+    An example with its own choices (A-OKVQA) shows them. One without (a plain OK-VQA index) gets
+    ``n`` choices: its answer and up to ``n - 1`` distractors drawn from the answers of the
+    ``others`` (the prompt's other examples; never one of the example's own answers after VQA
+    normalization), in an order shuffled by a generator seeded with the example's id, so the
+    answer's position is uniform over examples and the same in every prompt. (Listing the
+    example's own gold answers, best first, taught the model that the first choice is right.)
+
+    Args:
+        example: The example.
+        others: The other examples of the prompt, distractor sources.
+        n: Choices to show (the query's number of choices).
+
+    Returns:
+        ``(choices, correct)``: the texts and the index of the example's answer among them
+        (``-1`` for choices of its own without a known correct one).
+    """
+    if example.choices:
+        idx = example.correct_choice_idx
+        return tuple(example.choices), -1 if idx is None else idx
+    answer = clean(example.answer)
+    own = {normalize_answer(a) for a in (example.answer, *example.answers)}
+    pool: dict[str, str] = {}
+    for other in others:
+        ranked = sorted(other.answers, key=lambda a: -other.answers[a])
+        for text in (other.answer, *ranked):
+            norm = normalize_answer(text)
+            if norm and norm not in own and clean(text):
+                pool.setdefault(norm, clean(text))
+    rng = random.Random(int.from_bytes(hashlib.sha256(example.id.encode("utf-8")).digest()[:8], "big"))
+    distractors = rng.sample(sorted(pool.values()), min(max(0, n - 1), len(pool)))
+    at = rng.randrange(len(distractors) + 1)
+    return tuple(distractors[:at] + [answer] + distractors[at:]), at
 
 
 def format_choices(choices: Sequence[str]) -> str:
@@ -117,12 +156,11 @@ def format_choices(choices: Sequence[str]) -> str:
     return ", ".join(clean(c) for c in choices)
 
 
-def example_answer_text(example: Example, *, choices: bool, rationale: bool) -> str:
-    """What follows ``A:`` in an example block: the correct choice in multiple-choice prompts
+def example_answer_text(example: Example, *, rationale: bool, choices: Sequence[str] = (),
+                        correct: int = -1) -> str:
+    """What follows ``A:`` in an example block: ``choices[correct]`` in multiple-choice prompts
     (when known), else the answer; with ``rationale``, `` because <first rationale>`` too."""
-    answer = example.answer
-    if choices and example.choices and example.correct_choice_idx is not None:
-        answer = example.choices[example.correct_choice_idx]
+    answer = choices[correct] if choices and correct >= 0 else example.answer
     if rationale and example.rationales:
         answer = f"{answer} because {clean(example.rationales[0])}"
     return answer
@@ -153,7 +191,8 @@ def build_prompt(
         fits: Predicate on the full prompt text (e.g. tokens + answer budget <= context);
             least similar examples are dropped until it holds.
         choices: The query's multiple-choice options (templates with ``{choices}``); examples
-            show theirs (see :func:`example_choices`) and their correct choice as the answer.
+            show theirs, or as many made from the other examples' answers (see
+            :func:`example_choices`), and their correct choice as the answer.
         rationale: Examples with rationales show ``<answer> because <rationale>``, and the
             template's ``rationale_header`` (if any) replaces its header.
 
@@ -166,11 +205,15 @@ def build_prompt(
     mc = template.uses_choices
     blocks = []
     for ex in examples:
+        shown, correct = ((), -1)
+        if mc:
+            others = [o for o in examples if o is not ex]
+            shown, correct = example_choices(ex, others, len(choices) or MC_EXAMPLE_CHOICES)
         blocks.append(template.example.format(
             caption=clean(ex.caption) + template.caption_end, question=clean(ex.question),
-            answer=example_answer_text(ex, choices=mc, rationale=rationale),
+            answer=example_answer_text(ex, rationale=rationale, choices=shown, correct=correct),
             candidates=example_candidates(ex) if example_candidates else "",
-            choices=example_choices(ex) if mc else "",
+            choices=format_choices(shown),
         ))
     query = template.query.format(caption=clean(caption) + template.caption_end, question=clean(question),
                                   candidates=candidates, choices=format_choices(choices))

@@ -73,19 +73,22 @@ def starter_index(build: Callable[[Path, Path], None] | None = None) -> Path:
     return path
 
 
+def index_summary(folder: Path, name: str | None = None) -> dict[str, Any]:
+    """The manifest summary of one index folder (``name``, ``path``, ``count``, ``embedder``,
+    ``kinds``, ``search``, ``error``); a bad folder gets its error instead of raising."""
+    row = {"name": name or folder.name, "path": str(folder)}
+    try:
+        m = read_manifest(folder)
+        return {**row, "count": m["count"], "embedder": m["embedder"], "kinds": ",".join(m["kinds"]),
+                "search": m.get("search", {}).get("type", "flat"), "error": ""}
+    except IndexFormatError as e:
+        return {**row, "count": None, "embedder": "", "kinds": "", "search": "", "error": str(e)}
+
+
 def list_indexes(root: Path | None = None) -> list[dict[str, Any]]:
     """Manifest summaries of the index folders under ``root`` (bad folders reported as such)."""
     root = root or index_root()
-    rows = []
     if not root.is_dir():
-        return rows
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        try:
-            m = read_manifest(folder)
-            rows.append({"name": folder.name, "path": str(folder), "count": m["count"],
-                         "embedder": m["embedder"], "kinds": ",".join(m["kinds"]),
-                         "search": m.get("search", {}).get("type", "flat"), "error": ""})
-        except IndexFormatError as e:
-            rows.append({"name": folder.name, "path": str(folder), "count": None,
-                         "embedder": "", "kinds": "", "search": "", "error": str(e)})
-    return rows
+        return []
+    return [index_summary(folder)
+            for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]

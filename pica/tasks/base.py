@@ -60,6 +60,7 @@ class Tools:
         ensemble_choice: ``logprob``, ``vote`` or ``prophet``: how one of an ensemble's answers is
             picked (:mod:`pica.choice.ensemble`).
         mc_method: ``auto``, ``score`` or ``generate``.
+        mc_score: ``auto``, ``sum``, ``mean`` or ``calibrated``: how ``score`` ranks the choices.
         chooser: The learned chooser, or ``None`` (plain ensemble choice).
         candidate_table: ``(item, prompt, answers, completions) -> candidates`` with features, for
             the chooser (``None`` without one).
@@ -76,6 +77,7 @@ class Tools:
     rationale: bool
     ensemble_choice: str
     mc_method: str = "auto"
+    mc_score: str = "auto"
     chooser: Any = None
     candidate_table: Callable[..., list[dict[str, Any]]] | None = None
     top_candidate: Callable[[Prepared], str] | None = None

@@ -2,8 +2,11 @@
 
 - ``score`` (default for backends with log-probs): the prompt lists the choices
   (``Choices: a, b, c, d`` in every example and the query, as PromptCap and Prophet do) and each
-  choice is scored by its summed log-prob as the continuation of ``A:``
-  (:meth:`~pica.llm.base.Backend.score`; the local backend evaluates the prompt once).
+  choice is scored as the continuation of ``A:`` (:meth:`~pica.llm.base.Backend.score`; the local
+  backend evaluates the prompt once), by ``--mc-score``: its summed log-prob (``sum``), per token
+  (``mean``), or minus its summed log-prob under the same prompt with a content-free query
+  (``calibrated``: caption and question ``N/A``, same choices; Zhao et al. 2021's contextual
+  calibration, which removes the prior for a position or a frequent answer).
 - ``generate`` (the fallback for chat-only APIs): a free answer is generated under the same
   prompt and mapped to the nearest choice — exact match after VQA normalization, else the highest
   cosine similarity of the index's text embedder (Prophet's remapping of answers to choices).
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +31,7 @@ from pica.errors import InputError
 from pica.llm.base import STOP
 from pica.tasks import direct
 from pica.tasks.base import Prepared, Tools
-from pica.types import Answer
+from pica.types import Answer, Example
 
 
 @dataclass
@@ -41,7 +44,12 @@ class ChoiceResult:
         chosen: ``choices[index]`` (the text the official prediction file holds).
         method: ``score`` or ``generate``.
         logprob: Log-prob of the winning prompt's pick (``None`` without log-probs).
-        scores: Per prompt, the log-prob of every choice (``score``); empty for ``generate``.
+        scores: Per prompt, the summed log-prob of every choice (``score``); empty for ``generate``.
+        tokens: Per prompt, the token count of every choice (``score``).
+        prior: Per prompt, every choice's summed log-prob under the content-free query
+            (``--mc-score calibrated``), else empty.
+        ranking: Per prompt, the score each choice was ranked by (``--mc-score``).
+        rule: The scoring rule used (``sum``, ``mean`` or ``calibrated``; ``score`` only).
         generated: Per prompt, the normalized free answer (``generate``); empty for ``score``.
         mapped: Per prompt, how the free answer was mapped: ``exact`` or ``similarity 0.83``.
         raw: The winning prompt's raw completion (``generate``, or a rationale), else ``""``.
@@ -56,6 +64,10 @@ class ChoiceResult:
     method: str
     logprob: float | None = None
     scores: list[list[float]] = field(default_factory=list)
+    tokens: list[list[int]] = field(default_factory=list)
+    prior: list[list[float]] = field(default_factory=list)
+    ranking: list[list[float]] = field(default_factory=list)
+    rule: str = ""
     generated: list[str] = field(default_factory=list)
     mapped: list[str] = field(default_factory=list)
     raw: str = ""
@@ -114,7 +126,13 @@ def answer_choice(tools: Tools, item: Prepared) -> ChoiceResult:
     result = None
     if mc_method(tools.mc_method, tools.backend) == "score":
         try:
-            result = _by_score(tools, q.choices, prompts)
+            prior = []
+            rule = mc_score_rule(tools.mc_score, tools.examples(item, [p.example_ids for p in built]))
+            if rule == "calibrated":
+                blank = replace(item, question=replace(q, question="N/A"), caption="N/A")
+                prior = [p.text for p in tools.prompts(blank, template=tools.choices_template(),
+                                                       choices=q.choices)]
+            result = _by_score(tools, q.choices, prompts, rule, prior)
         except NotImplementedError as e:
             if tools.mc_method == "score":
                 raise InputError(f"--mc-method score: {e}; use --mc-method generate") from e
@@ -123,14 +141,55 @@ def answer_choice(tools: Tools, item: Prepared) -> ChoiceResult:
     return result
 
 
-def _by_score(tools: Tools, choices: list[str], prompts: list[str]) -> ChoiceResult:
-    scores = [tools.backend.score(prompt, [f" {c}" for c in choices]) for prompt in prompts]
-    picks = [int(np.argmax(row)) for row in scores]
-    win = choose([choices[i] for i in picks], [row[i] for row, i in zip(scores, picks)],
+def mc_score_rule(setting: str, examples: Sequence[Sequence[Example]]) -> str:
+    """``--mc-score auto`` -> ``calibrated`` when a shown example has no choices of its own (an
+    index without choices: pica made its choices up, and the model's first-position prior shows;
+    measured in BENCHMARKS.md), else ``sum``; other settings are returned as they are."""
+    if setting != "auto":
+        return setting
+    return "calibrated" if any(not ex.choices for group in examples for ex in group) else "sum"
+
+
+def rank_choices(scores: Sequence[float], tokens: Sequence[int], prior: Sequence[float],
+                 how: str) -> list[float]:
+    """The scores choices are ranked by, from their summed log-probs.
+
+    Args:
+        scores: Summed log-prob of each choice.
+        tokens: Token count of each choice.
+        prior: Summed log-prob of each choice under the content-free query (``calibrated``).
+        how: ``sum``, ``mean`` (per token) or ``calibrated`` (``scores - prior``).
+
+    Returns:
+        One score per choice; the highest wins.
+    """
+    if how == "mean":
+        return [s / max(1, t) for s, t in zip(scores, tokens)]
+    if how == "calibrated":
+        return [s - p for s, p in zip(scores, prior)]
+    return list(scores)
+
+
+def _choice_tokens(backend, prompt: str, continuations: Sequence[str]) -> list[int]:
+    base = backend.count_tokens(prompt)
+    return [max(1, backend.count_tokens(prompt + c) - base) for c in continuations]
+
+
+def _by_score(tools: Tools, choices: list[str], prompts: list[str], rule: str,
+              prior_prompts: Sequence[str] = ()) -> ChoiceResult:
+    conts = [f" {c}" for c in choices]
+    scores = [tools.backend.score(prompt, conts) for prompt in prompts]
+    tokens = [_choice_tokens(tools.backend, prompt, conts) for prompt in prompts]
+    prior = [tools.backend.score(prompt, conts) for prompt in prior_prompts]
+    ranking = [rank_choices(row, n, p, rule)
+               for row, n, p in zip(scores, tokens, prior or scores)]
+    picks = [int(np.argmax(row)) for row in ranking]
+    win = choose([choices[i] for i in picks], [row[i] for row, i in zip(ranking, picks)],
                  tools.ensemble_choice)
     index = picks[win]
     result = ChoiceResult(choices=list(choices), index=index, chosen=choices[index], method="score",
-                          logprob=scores[win][index], scores=scores, prompts=prompts)
+                          logprob=scores[win][index], scores=scores, tokens=tokens, prior=prior,
+                          ranking=ranking, rule=rule, prompts=prompts)
     if tools.rationale:  # nothing was generated: ask for the reason of the chosen choice
         lead = f"{prompts[win]} {choices[index]} because"
         raw = tools.backend.complete([lead], max_tokens=RATIONALE_TOKENS, stop=STOP)[0].text

@@ -3,7 +3,8 @@
 - ``score`` (default for backends with log-probs): the prompt lists the choices
   (``Choices: a, b, c, d`` in every example and the query, as PromptCap and Prophet do) and each
   choice is scored by its summed log-prob as the continuation of ``A:``
-  (:meth:`~pica.llm.base.Backend.score`; the local backend evaluates the prompt once).
+  (:meth:`~pica.llm.base.Backend.score_candidates`; the local backend evaluates the prompt once
+  and every choice in one batch).
 - ``generate`` (the fallback for chat-only APIs): a free answer is generated under the same
   prompt and mapped to the nearest choice — exact match after VQA normalization, else the highest
   cosine similarity of the index's text embedder (Prophet's remapping of answers to choices).
@@ -124,7 +125,10 @@ def answer_choice(tools: Tools, item: Prepared) -> ChoiceResult:
 
 
 def _by_score(tools: Tools, choices: list[str], prompts: list[str]) -> ChoiceResult:
-    scores = [tools.backend.score(prompt, [f" {c}" for c in choices]) for prompt in prompts]
+    # Every choice of a prompt in one batch; each prompt from a fresh cache, so a question's
+    # scores do not depend on what ran before it.
+    scores = [[lp for lp, _ in tools.backend.score_candidates(prompt, [f" {c}" for c in choices], reset=True)]
+              for prompt in prompts]
     picks = [int(np.argmax(row)) for row in scores]
     win = choose([choices[i] for i in picks], [row[i] for row, i in zip(scores, picks)],
                  tools.ensemble_choice)

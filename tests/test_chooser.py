@@ -309,6 +309,14 @@ def test_llama_candidate_scores_do_not_depend_on_what_ran_before(gemma):
 
 
 @pytest.mark.slow
+def test_llama_candidate_first_tokens_are_the_greedy_steps_log_probs(gemma):
+    prompt = "Q: What colour is the sky on a clear day?\nA:"
+    [greedy] = gemma.complete([prompt], max_tokens=1)
+    [(lp, tokens)] = gemma.score_candidates(prompt, [greedy.text])
+    assert tokens == 1 and lp == greedy.logprob  # the same numbers, not a re-evaluation
+
+
+@pytest.mark.slow
 def test_llama_candidate_scorer_takes_more_candidates_than_sequences(gemma):
     from pica.llm.llama_batch import SCORING_SEQUENCES
 

@@ -1,7 +1,8 @@
 """The llama-cpp-python internals pica relies on, checked loudly.
 
 pica's llama.cpp backend uses a few private handles of llama-cpp-python (the KV cache of the
-context, the model's vocab for end-of-generation tokens). pyproject.toml bounds the package to the
+context, the context's parameters and batch for multi-sequence scoring, the model's vocab for
+end-of-generation tokens). pyproject.toml bounds the package to the
 tested series; these tests fail with a clear message when a release moves them.
 """
 
@@ -31,7 +32,6 @@ def test_private_handles_the_backend_uses_exist(gemma):
     missing = [name for name, ok in [
         ("Llama._ctx.kv_cache_seq_rm", callable(getattr(getattr(llm, "_ctx", None), "kv_cache_seq_rm", None))),
         ("Llama._ctx.kv_cache_seq_cp", callable(getattr(getattr(llm, "_ctx", None), "kv_cache_seq_cp", None))),
-        ("Llama._ctx.memory", getattr(getattr(llm, "_ctx", None), "memory", None) is not None),
         ("Llama._batch.batch", all(hasattr(getattr(getattr(llm, "_batch", None), "batch", None), f)
                                    for f in ("token", "pos", "n_seq_id", "seq_id", "logits", "n_tokens"))),
         ("Llama.context_params.n_seq_max", hasattr(getattr(llm, "context_params", None), "n_seq_max")),

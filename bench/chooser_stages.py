@@ -10,7 +10,7 @@ the machine falls on all alike. Each question is split into retrieval (captions 
 search), prompt evaluation, greedy decode, candidate scoring, and features (candidates, features,
 the chooser's pick); LLM time is prompt + greedy + scoring.
 
-    python bench/chooser_stages.py --index /tmp/22-pool --n 200 --threads 1
+    python bench/chooser_stages.py --okvqa ../shared/okvqa --index /tmp/22-pool --n 100 --threads 1
     python bench/chooser_stages.py --smoke
 """
 
@@ -20,6 +20,7 @@ import argparse
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,8 @@ def sequential_scores(backend, prompt: str, continuations) -> list[tuple[float, 
 
 
 def smoke_chooser(pipeline) -> None:
-    """A smoke run's index has no fitted chooser: write one that weighs nothing (timing only)."""
+    """Write a chooser that weighs nothing into the index (timing only: a smoke run's index, or
+    ``--stand-in`` before a calibrated one exists)."""
     from pica.choice.candidates import FEATURES
     from pica.choice.chooser import Chooser, chooser_path
 
@@ -113,8 +115,6 @@ def smoke_chooser(pipeline) -> None:
 
 def with_choices(questions, i: int):
     """Question ``i`` with four choices: its most common answer and those of the next three."""
-    from dataclasses import replace
-
     def top(q) -> str:
         return max(set(q.answers), key=q.answers.count) if q.answers else "none"
 
@@ -147,18 +147,25 @@ def ratio(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--index", type=Path, help="pool index with a fitted chooser (default: bench's)")
+    parser.add_argument("--okvqa", type=Path, help="folder of the OK-VQA files (default ../shared/okvqa)")
     parser.add_argument("--n", type=int, default=200, help="first N dev questions")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
+    parser.add_argument("--stand-in", action="store_true",
+                        help="write a zero-weight chooser into --index when it has none (timing only:"
+                             " the LLM stages do not depend on the chooser's weights)")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     if args.smoke:
         args.n = min(args.n, 3)
     with bench_data("chooser_stages", args.smoke) as data:
+        if args.okvqa and not args.smoke:
+            data = replace(data, okvqa=args.okvqa)
         bench(args, data)
 
 
 def bench(args: argparse.Namespace, data: Data) -> None:
     """Run the settings alternating over the first N dev questions and publish the table."""
+    from pica.choice.chooser import find_chooser
     from pica.config import Settings
     from pica.datasets import load_questions
     from pica.pipeline import Pipeline
@@ -169,7 +176,7 @@ def bench(args: argparse.Namespace, data: Data) -> None:
     backend = timed_backend(args.threads)
     common = {"index": str(index), "captioner": str(data.captions), "threads": args.threads}
     default = Pipeline(Settings(choose="logprob", task="da", **common), backend=backend)
-    if args.smoke:
+    if args.smoke or (args.stand_in and find_chooser(default.index.path, default.chooser_target(), False) is None):
         smoke_chooser(default)
     shared = {"backend": backend, "index": default.index, "embedder": default.embedder,
               "captioner": default.captioner}
@@ -187,10 +194,11 @@ def bench(args: argparse.Namespace, data: Data) -> None:
             backend.sequential = name.endswith("-sequential")
             rows[name].append(one(pipelines[name], backend, with_choices(questions, i)))
         print(f"{i + 1}/{len(questions)}", end="\r", file=sys.stderr, flush=True)
-    publish("chooser-stages", table(rows, len(questions)), data.smoke_dir)
+    fitted = bool(chooser.choice["chooser"].training)
+    publish("chooser-stages", table(rows, len(questions), fitted), data.smoke_dir)
 
 
-def table(rows: dict[str, list[dict[str, float]]], n: int) -> str:
+def table(rows: dict[str, list[dict[str, float]]], n: int, fitted: bool) -> str:
     """The BENCHMARKS.md section."""
     arr = {name: {k: np.array([r[k] for r in rs]) for k in (*STAGES, "llm", "total")}
            for name, rs in rows.items()}
@@ -204,8 +212,10 @@ def table(rows: dict[str, list[dict[str, float]]], n: int) -> str:
         "",
         f"`{command_line()}` — {machine()}.",
         "",
-        f"The first {n} questions of `okvqa_val2014_dev.json`, VinVL captions, the pool index and its"
-        " calibrated chooser, Gemma 3 270M Q4_K_M (llama.cpp, CPU), default prompt; one process, the"
+        f"The first {n} questions of `okvqa_val2014_dev.json`, VinVL captions, the pool index and "
+        + ("its calibrated chooser" if fitted else "a zero-weight stand-in chooser (the LLM stages do not"
+           " depend on the chooser's weights; features + pick would differ by the model's cost)")
+        + ", Gemma 3 270M Q4_K_M (llama.cpp, CPU), default prompt; one process, the"
         " settings rotated per question. Milliseconds per question, mean ± 1 SE. LLM = prompt +"
         " greedy + scoring. Ratios are of means over the same questions (± 1 SE, delta method).",
         "",

@@ -258,8 +258,8 @@ class LlamaCppBackend(Backend):
 
         First tokens equal :meth:`score`'s. Later tokens go through llama.cpp's batched CPU
         kernels, whose rounding differs from one token at a time: measured up to ~0.25 nats on
-        this small quantized model (tests/test_chooser.py holds the tolerance, BENCHMARKS.md the
-        distribution on OK-VQA dev).
+        this small quantized model (on 60 OK-VQA dev questions vs one decode per candidate: mean 0.06,
+        p99 0.34, max 0.54; tests/test_chooser.py holds the tolerance).
 
         Raises:
             BackendError: the prompt and the continuations do not fit the context.

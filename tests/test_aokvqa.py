@@ -207,6 +207,19 @@ def test_score_method_picks_the_best_scored_choice(index):
     assert prompt.endswith("Choices: golf, tennis, polo, chess\nA:") and backend.calls == []
 
 
+def test_score_method_scores_each_prompt_in_one_call_from_a_fresh_cache(index):
+    class Batched(ScoringBackend):
+        def score_candidates(self, prompt, continuations, reset=False):
+            self.resets = [*getattr(self, "resets", []), reset]
+            return [(lp, 1) for lp in self.score(prompt, continuations)]
+
+    backend = Batched("polo")
+    pipeline = Pipeline(Settings(index=None, task="mc", mc_method="score", shots=2, ensemble=2),
+                        backend=backend, index=index, embedder=FakeEmbedder())
+    assert pipeline.answer(QUESTION).answer == "polo"
+    assert backend.resets == [True, True] and len(backend.scored) == 2  # one call per prompt
+
+
 def test_generate_method_maps_the_free_answer(index):
     backend = FakeBackend(reply=lambda p: " The Chess")
     pipeline = Pipeline(Settings(task="both", mc_method="generate", shots=2), backend=backend,

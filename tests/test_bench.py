@@ -36,6 +36,7 @@ SMOKE: dict[str, tuple[str, tuple[str, ...]]] = {
     "caption_throughput": (rf"\| 4 \| \d+ \| {NUMBER} ± {NUMBER} \| \d+ \| {NUMBER}% \| {NUMBER}% \| {NUMBER} \|", ()),
     "api_parity": (rf"\| OpenAI-compatible server \| {NUMBER} \| \d/1 \(\d+%\) \| no \|", LLAMA_SERVER),
     "chooser": (rf"\| \*\*chooser\*\*: .* \| {NUMBER} \| [+-]{NUMBER} ± {NUMBER} \|", ()),
+    "chooser_stages": (rf"LLM vs default|\| \*\*chooser\*\*: .* \| {NUMBER} ± {NUMBER} \|", ()),
     "chooser_models": (rf"versus - base, trees-d2: [+-]{NUMBER} ± {NUMBER}", ()),
     "chooser_tables": (r"3 candidate tables \(\d+ candidates\) -> ", ()),
     "concurrency": (rf"\| unbounded \| 4 \| \d+ \| {NUMBER} \| \d+ \| \d+% \| \d+ \|", ()),

@@ -277,22 +277,64 @@ def test_cli_learned_without_or_with_corrupt_chooser_is_one_line_exit_2(index, t
         assert len(lines) == 1 and fragment in lines[0], result.stderr
 
 
+# One batch for every candidate goes through llama.cpp's batched CPU kernels, whose rounding
+# differs from one token at a time; on this small quantized model that moves a token's log-prob by
+# up to ~0.25 nats here (on 60 OK-VQA dev questions: mean 0.06, p99 0.34, max 0.54 vs one decode
+# per candidate).
+BATCH_TOLERANCE = {"abs": 0.3, "rel": 0.03}
+
+
 @pytest.mark.slow
 def test_llama_candidate_scorer_matches_per_continuation_score(gemma):
     prompt = "Context: a man riding a horse\n===\nQ: What animal is this?\nA:"
-    conts = [" horse\n\n", " dog\n\n", " golden retriever\n\n", " brown and white horse\n\n"]
+    conts = [" horse\n\n", " dog\n\n", " golden retriever\n\n", " brown and white horse\n\n", " a"]
     single = [gemma.score(prompt, [c])[0] for c in conts]
     many = gemma.score_candidates(prompt, conts, reset=True)
-    for (lp, tokens), ref, cont in zip(many, single, conts):
-        assert tokens >= 2
-        # <= 3 tokens (a batch of <= 2 after the prompt): 1e-3. Longer continuations go through
-        # llama.cpp's batched matmul kernels, whose rounding differs from one token at a time:
-        # measured 1.3% on a 5-token answer, so 3% relative.
-        if tokens <= 3:
-            assert lp == pytest.approx(ref, abs=1e-3), cont
-        else:
-            assert lp == pytest.approx(ref, rel=0.03), cont
+    assert [tokens for _, tokens in many][:4] >= [2, 2, 3, 5] and many[4][1] == 1
+    for (lp, _), ref, cont in zip(many, single, conts):
+        assert lp == pytest.approx(ref, **BATCH_TOLERANCE), cont
+    assert many[4][0] == pytest.approx(single[4], abs=1e-9)  # first tokens: the prompt's own logits
     assert gemma.complete([prompt])[0] == gemma.complete([prompt])[0]  # the cache is left consistent
+
+
+@pytest.mark.slow
+def test_llama_candidate_scores_do_not_depend_on_what_ran_before(gemma):
+    prompt = "Context: a plate of food\n===\nQ: What vegetable is green?\nA:"
+    conts = [" broccoli\n\n", " peas\n\n", " green beans\n\n", " lettuce\n\n"]
+    gemma.complete([prompt])  # as the pipeline does: greedy answer, then its candidates
+    first = gemma.score_candidates(prompt, conts)
+    gemma.complete(["Q: What sport is this?\nA:"], max_tokens=3)
+    gemma.score_candidates("Q: What sport is this?\nA:", [" tennis\n\n"] * 20)
+    gemma.complete([prompt])
+    assert gemma.score_candidates(prompt, conts) == first
+    assert gemma.score_candidates(prompt, conts, reset=True) == first  # the prompt alone decides
+    assert gemma.score_candidates(prompt, [" "]) == gemma.score_candidates(prompt, [" "], reset=True)
+
+
+@pytest.mark.slow
+def test_llama_candidate_first_tokens_are_the_greedy_steps_log_probs(gemma):
+    prompt = "Q: What colour is the sky on a clear day?\nA:"
+    [greedy] = gemma.complete([prompt], max_tokens=1)
+    [(lp, tokens)] = gemma.score_candidates(prompt, [greedy.text])
+    assert tokens == 1 and lp == greedy.logprob  # the same numbers, not a re-evaluation
+
+
+@pytest.mark.slow
+def test_llama_candidate_scorer_takes_more_candidates_than_sequences(gemma):
+    from pica.llm.llama_batch import SCORING_SEQUENCES
+
+    prompt = "Q: What colour is the sky on a clear day?\nA:"
+    conts = [f" {w} and blue\n\n" for w in ("light", "dark", "pale", "deep", "sky")] * 5
+    assert len(conts) > SCORING_SEQUENCES
+    scored = gemma.score_candidates(prompt, conts + ["", " blue"], reset=True)
+    assert scored[-2] == (0.0, 0) and scored[-1][1] == 1
+    for (lp, _), ref in zip(scored[:5], gemma.score(prompt, conts[:5])):
+        assert lp == pytest.approx(ref, **BATCH_TOLERANCE)
+    import llama_cpp
+
+    memory = gemma.llm._ctx.memory  # nothing of the candidates is left in the cache
+    assert [llama_cpp.llama_memory_seq_pos_max(memory, s) for s in range(SCORING_SEQUENCES)] == [
+        gemma.llm.n_tokens - 1] + [-1] * (SCORING_SEQUENCES - 1)
 
 
 @pytest.mark.slow

@@ -66,11 +66,18 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot score continuations")
 
-    def score_candidates(self, prompt: str, continuations: Sequence[str]) -> list[tuple[float, int]]:
+    def score_candidates(self, prompt: str, continuations: Sequence[str],
+                         reset: bool = False) -> list[tuple[float, int]]:
         """Summed log-prob and token count of each continuation after ``prompt``.
 
         The default calls :meth:`score` and estimates token counts; backends that can do better
-        (one prompt evaluation shared by every continuation) override it.
+        (one prompt evaluation and one batch shared by every continuation) override it.
+
+        Args:
+            prompt: The prompt text.
+            continuations: Texts scored as what follows ``prompt``.
+            reset: Start from a fresh cache, not from what the previous :meth:`complete` of the
+                same prompt left (backends without a cache ignore it).
 
         Raises:
             NotImplementedError: The backend cannot score text.

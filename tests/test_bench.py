@@ -32,7 +32,8 @@ NUMBER = r"-?[\d.]+"
 
 # script -> (a line its smoke output must contain, as a regex; optional modules it needs)
 SMOKE: dict[str, tuple[str, tuple[str, ...]]] = {
-    "aokvqa_mc": (rf"\| \*\*score\*\*: .* \| {NUMBER} ± {NUMBER} \| 2 \| {NUMBER} \|", ()),
+    "aokvqa_mc": (rf"\| after \| summed log-prob minus that under a content-free query \(N/A\) \| {NUMBER} ± {NUMBER} \|"
+                  rf" {NUMBER} ± {NUMBER} \| {NUMBER} \| \d+ \|", ()),
     "caption_throughput": (rf"\| 4 \| \d+ \| {NUMBER} ± {NUMBER} \| \d+ \| {NUMBER}% \| {NUMBER}% \| {NUMBER} \|", ()),
     "api_parity": (rf"\| OpenAI-compatible server \| {NUMBER} \| \d/1 \(\d+%\) \| no \|", LLAMA_SERVER),
     "chooser": (rf"\| \*\*chooser\*\*: .* \| {NUMBER} \| [+-]{NUMBER} ± {NUMBER} \|", ()),

@@ -67,6 +67,7 @@ def test_answer_with_an_image_and_a_caption_equals_pica_answer_json(server, tmp_
     for key in ("answer", "raw", "caption", "example_ids", "examples", "prompts", "llm"):
         assert got[key] == expected[key], key
     assert got["index"] == Path(expected["index"]).name  # the server shows no paths
+    assert got["choice"]["method"] == expected["choice"]["method"]
     assert got["logprob"] == pytest.approx(expected["logprob"], abs=1e-3)
     assert got["answer"] and got["caption"] == CAPTION
     assert [e["id"] for e in got["examples"][0]] == got["example_ids"][0]

@@ -216,7 +216,17 @@ class Service:
         q = Question(id="request", question=question, caption=caption, image_id=image_id,
                      image=(lambda: self.decode_image(image)) if image is not None else None)
         result = await self._run(lambda: self.pipeline.answer(q))
-        return result.to_dict(llm=self.pipeline.backend.id, index=self.index_name)
+        return {**result.to_dict(llm=self.pipeline.backend.id, index=self.index_name), "choice": self.choice}
+
+    @property
+    def choice(self) -> dict[str, Any]:
+        """The answer choice in use, as ``pica answer --json`` states it, with chooser files by
+        name only (clients never see the server's paths)."""
+        info = dict(self.pipeline.choice_info)
+        for key in ("chooser", "untrusted_chooser"):
+            if info.get(key):
+                info[key] = Path(info[key]).name
+        return info
 
     def decode_image(self, data: bytes):
         """Check and decode an uploaded image; return it as RGB PIL.

@@ -26,7 +26,7 @@ CASES = [
     ("What is this food made from?", "a plate of pasta with tomato sauce"),
 ]
 KEYS = {"answer", "raw", "caption", "logprob", "example_ids", "examples", "candidates", "prompts",
-        "prompt_tokens", "seconds", "llm", "index"}
+        "prompt_tokens", "seconds", "llm", "index", "choice"}
 
 
 def photo() -> bytes:

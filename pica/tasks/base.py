@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from pica.llm.prompts import Prompt, Template
     from pica.retrieval.index import Hit
 
-TASKS = ("auto", "da", "mc", "both")
 TASKS_WITH_CHOICES = ("mc", "both")
 
 

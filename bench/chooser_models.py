@@ -141,15 +141,17 @@ def cross_validated(questions: list[dict], name: str, folds: int, seed: int = 0,
     return chosen
 
 
-def versus(base: list[dict], other: list[dict], name: str, folds: int) -> int:
-    """Greedy and chooser accuracy of two table sets on their common questions, paired."""
+def versus(base: list[dict], other: list[dict], name: str, folds: int, seeds: int = 1) -> int:
+    """Greedy and chooser accuracy of two table sets on their common questions, paired (each
+    question's chooser score averaged over ``seeds`` fold assignments)."""
     by_row = {q["row"]: q for q in other}
     rows = [q["row"] for q in base if q["row"] in by_row]
     a, b = [q for q in base if q["row"] in by_row], [by_row[r] for r in rows]
     print(f"{len(rows)} questions in both sets")
     results = {}
     for label, qs in (("base", a), ("versus", b)):
-        results[label] = (greedy_scores(qs), cross_validated(qs, name, folds))
+        results[label] = (greedy_scores(qs),
+                          np.mean([cross_validated(qs, name, folds, seed) for seed in range(seeds)], axis=0))
         print(f"{label:7s} greedy {100 * results[label][0].mean():.2f}%, {name} {100 * results[label][1].mean():.2f}%")
     for i, what in enumerate(("greedy", name)):
         d = results["versus"][i] - results["base"][i]
@@ -207,7 +209,7 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     parser.add_argument("tables", nargs="+", type=Path)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, help="fold assignments averaged (default 2; 1 with --versus)")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--recount", metavar="INDEX", help="recompute log_freq with this index")
     parser.add_argument("--sizes", help="learning curve: comma-separated fitting-set sizes")
@@ -219,7 +221,8 @@ def main(argv=None) -> int:
     if args.recount:
         print(f"log_freq recomputed: {recount_frequencies(questions, args.recount)} values changed")
     if args.versus:
-        return versus(questions, load(args.versus), args.models.split(",")[0], args.folds)
+        return versus(questions, load(args.versus), args.models.split(",")[0], args.folds, args.seeds or 1)
+    args.seeds = args.seeds or 2
     greedy = greedy_scores(questions)
     oracle = np.array([max(c["target"] for c in q["candidates"]) for q in questions])
     print(f"{len(questions)} questions, {len({q['image'] for q in questions})} images;"

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pica.answers import normalize_answer
+from pica.choice.candidates import SCORING
 from pica.config import DEFAULT_CANDIDATES, PROPHET_CANDIDATES, RATIONALE_TOKENS, TEXT_EMBEDDER, Settings
 from pica.datasets.prophet import StageOne
 from pica.errors import InputError
@@ -141,7 +142,8 @@ class Pipeline:
         s = self.settings
         llm = s.llm if not s.api_base else f"{s.llm}@{s.api_base}"  # known without loading the model
         return {"llm": llm, "template": s.template, "shots": s.shots,
-                "candidate_answers": s.candidate_answers, "candidate_neighbours": s.candidate_neighbours}
+                "candidate_answers": s.candidate_answers, "candidate_neighbours": s.candidate_neighbours,
+                "candidate_scoring": SCORING}
 
     @property
     def zero_shot(self) -> bool:
@@ -413,11 +415,11 @@ class Pipeline:
                         completions: Sequence[Any]) -> list[dict[str, Any]]:
         """Greedy + neighbour candidates of one question, scored under ``prompt``, with features
         (:func:`pica.choice.candidates.candidate_table`)."""
-        from pica.choice.candidates import answer_end, candidate_table
+        from pica.choice.candidates import candidate_table, scored_end
 
         s = self.settings
         stage_one = self.stage_one.candidates_of(item.question.id) if s.candidates_file else None
-        return candidate_table(self.backend, self.index, answer_end(self.template.example), item, prompt,
+        return candidate_table(self.backend, self.index, scored_end(self.template.example), item, prompt,
                                answers, completions, top=s.candidate_answers, k=s.candidate_neighbours,
                                stage_one=stage_one)
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pica.answers import normalize_answer
 from pica.choice.calibrate import calibrate, target
-from pica.choice.candidates import FEATURES, answer_end, featurize, gather
+from pica.choice.candidates import FEATURES, SCORING, answer_end, featurize, gather, scored_end
 from pica.choice.chooser import Chooser, chooser_path, find_chooser, fit
 from pica.cli import app
 from pica.config import Settings
@@ -203,6 +203,64 @@ def test_corrupt_and_mismatched_chooser_files(tmp_path):
     assert find_chooser(tmp_path, wanted, required=False) is None
 
 
+def test_choosers_fitted_with_another_candidate_scoring_are_not_used(tmp_path):
+    # Files from before issue 22 scored " answer\n\n" (the end of answer too) and record no
+    # candidate_scoring: their features mean something else, so they are never applied.
+    old = {"llm": "m", "template": "pica", "shots": 4, "candidate_answers": 8, "candidate_neighbours": 32}
+    chooser = fit(synthetic(30, 0))
+    chooser.fitted_for = old
+    data = chooser.to_dict()
+    data["fitted_for"] = old
+    path = chooser_path(tmp_path, old)
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    assert Chooser.load(path).fitted_for["candidate_scoring"] == "answer+end"
+    wanted = dict(old, candidate_scoring="answer")
+    assert chooser_path(tmp_path, wanted) != path
+    assert find_chooser(tmp_path, wanted, required=False) is None
+    with pytest.raises(InputError, match="candidate_scoring 'answer'.*fitted for candidate_scoring 'answer\\+end'"):
+        find_chooser(tmp_path, wanted, required=True)
+
+
+def test_index_info_and_choose_on_a_chooser_of_another_candidate_scoring(index, tmp_path):
+    old = {"llm": "gemma3-270m", "template": "pica", "shots": 4, "candidate_answers": 8,
+           "candidate_neighbours": 32}
+    data = fit(synthetic(30, 0)).to_dict()
+    data["fitted_for"] = old
+    path = chooser_path(index.path, old)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data))
+    info = runner.invoke(app, ["index", "info", str(index.path)])
+    assert info.exit_code == 0, info.output
+    assert re.search(r"never used: fitted on answer\+end candidate scores and pica scores answer; re-fit with"
+                     r" `pica index calibrate \S+ --llm gemma3-270m --template pica --shots 4`", info.stdout)
+    assert fake_pipeline(index).choice["method"] == "logprob"  # auto: as without a chooser
+    with pytest.raises(InputError, match="candidate_scoring 'answer'"):
+        _ = fake_pipeline(index, choose="learned").choice
+
+
+def test_candidates_are_scored_as_their_answers_tokens_alone(index):
+    pipeline = fake_pipeline(index)
+    assert pipeline.chooser_target()["candidate_scoring"] == SCORING == "answer"
+    seen = []
+
+    def score_candidates(prompt, continuations, reset=False):
+        seen.append(list(continuations))
+        return [(-1.0 - i, 1) for i in range(len(continuations))]
+
+    pipeline.backend.score_candidates = score_candidates
+    [item] = pipeline.prepare([Question(id="q", question="what is thing 3?", caption="a photo 1")],
+                              neighbours=True)
+    greedy = pipeline.greedy(item)
+    table = pipeline.candidate_table(item, greedy.prompts[0].text, greedy.answers, greedy.completions)
+    assert seen == [[" " + c["answer"] for c in table]] and len(table) > 1
+    assert [c["logprob_scored"] for c in table] == [-1.0 - i for i in range(len(table))]
+    assert scored_end("Q: {question}\nA: {answer}\n\n", "answer+end") == "\n\n"
+    assert scored_end("Q: {question}\nA: {answer}\n\n") == ""
+    with pytest.raises(ValueError, match="unknown candidate scoring"):
+        scored_end("A: {answer}\n", "end")
+
+
 def fake_pipeline(index, **settings) -> Pipeline:
     return Pipeline(Settings(index=str(index.path), **settings), backend=FakeBackend(reply=lambda p: " dog"),
                     embedder=FakeEmbedder(), index=index)
@@ -267,7 +325,7 @@ def test_cli_learned_without_or_with_corrupt_chooser_is_one_line_exit_2(index, t
     for setup, fragment in ((None, "no fitted chooser"), ("corrupt", "is corrupt")):
         if setup:
             wanted = {"llm": "gemma3-270m", "template": "pica", "shots": 4, "candidate_answers": 8,
-                      "candidate_neighbours": 32}
+                      "candidate_neighbours": 32, "candidate_scoring": "answer"}
             path = chooser_path(index.path, wanted)
             path.parent.mkdir(exist_ok=True)
             path.write_text("{")

@@ -3,8 +3,8 @@
 Candidates are the greedy answer(s) of the prompts plus the top-M answers of the K nearest
 examples (Prophet-style similarity-weighted confidences, :func:`pica.retrieval.selection.candidates_from`),
 deduplicated after VQA normalization, greedy first. Each is scored by its log-prob as the
-continuation of the first prompt (``" answer" + end of answer`` in the template's format), all in
-one backend call that shares the prompt's KV cache.
+continuation of the first prompt (``" answer"``, its tokens alone: :data:`SCORING`), all in one
+backend call that shares the prompt's KV cache.
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ FEATURES = (
     "log_conf", "n_neighbours", "best_sim", "first_rank", "log_freq", "caption_overlap",
     "question_overlap", "n_words", "file_conf",
 )
+
+# What a candidate's log-prob covers: its answer's tokens alone. Until issue 22 the template's end
+# of answer was scored too (``answer+end``: " answer\n\n"), which needs a logits row after every
+# candidate's last token, 14.4 rows a question instead of 5.8 on OK-VQA dev (a row is Gemma's
+# 262,144-word output projection). Measured on 2,000 pool questions, cross-validated by image
+# (bench/chooser_tables.py --other-end, BENCHMARKS.md): the chooser does no worse without it.
+# Choosers record it (``candidate_scoring``) and are used only with the scoring they were fitted on.
+SCORING = "answer"
+SCORINGS = ("answer", "answer+end")
 
 _WORD = re.compile(r"[a-z0-9']+")
 
@@ -59,6 +68,14 @@ def answer_end(template_example: str) -> str:
     PICa), so a candidate is scored as a finished answer, not as the start of a longer one."""
     tail = template_example.split("{answer}", 1)[1] if "{answer}" in template_example else "\n"
     return tail[: len(tail) - len(tail.lstrip("\n"))] or "\n"
+
+
+def scored_end(template_example: str, scoring: str = SCORING) -> str:
+    """What is scored after each candidate's answer: nothing (``answer``), or the template's end
+    of answer (``answer+end``, :func:`answer_end`)."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown candidate scoring {scoring!r}; one of {', '.join(SCORINGS)}")
+    return answer_end(template_example) if scoring == "answer+end" else ""
 
 
 def gather(greedy: Sequence[str], index: ExampleIndex | None, neighbours: Sequence[Hit],
@@ -124,21 +141,13 @@ def featurize(cands: list[dict[str, Any]], scored: Sequence[tuple[float, int]] |
         own = own_answers(index, exclude_rows)
     else:
         own = Counter()
-    sums = [s[0] for s in scored] if scored else [0.0] * len(cands)
-    lens = [max(s[1], 1) for s in scored] if scored else [1] * len(cands)
-    means = [lp / n for lp, n in zip(sums, lens)]
-    best_sum, best_mean = max(sums, default=0.0), max(means, default=0.0)
-    order = sorted(range(len(cands)), key=lambda i: -sums[i])
-    rank_of = {i: r for r, i in enumerate(order)}
     qwords, cwords = _words(question), _words(caption)
-    for i, cand in enumerate(cands):
+    for cand, lp in zip(cands, logprob_features(scored, len(cands))):
         words = set(_WORD.findall(cand["answer"])) or {cand["answer"]}
         given = giving.get(cand["answer"], [])
         freq = max(counts.get(cand["answer"], 0) - own.get(cand["answer"], 0), 0)
         cand["features"] = {
-            "lp_sum": sums[i], "lp_mean": means[i], "lp_rel": sums[i] - best_sum,
-            "lp_mean_rel": means[i] - best_mean, "lp_rank": float(rank_of[i]),
-            "n_tokens": float(lens[i]) if scored else 0.0, "is_greedy": float(cand["greedy"]),
+            **lp, "is_greedy": float(cand["greedy"]),
             "conf": cand["conf"], "log_conf": math.log(cand["conf"] + 0.01),
             "n_neighbours": float(len(given)), "best_sim": max((s for _, s in given), default=0.0),
             "first_rank": (given[0][0] if given else k) / k, "log_freq": math.log1p(freq),
@@ -147,6 +156,19 @@ def featurize(cands: list[dict[str, Any]], scored: Sequence[tuple[float, int]] |
             "n_words": float(len(cand["answer"].split())),
             "file_conf": float(cand.get("file_conf", 0.0)),
         }
+
+
+def logprob_features(scored: Sequence[tuple[float, int]] | None, n: int) -> list[dict[str, float]]:
+    """The log-prob features (``lp_*``, ``n_tokens``) of ``n`` candidates from their
+    ``(summed log-prob, tokens)``, all 0 when ``scored`` is ``None``."""
+    sums = [s[0] for s in scored] if scored else [0.0] * n
+    lens = [max(s[1], 1) for s in scored] if scored else [1] * n
+    means = [lp / k for lp, k in zip(sums, lens)]
+    best_sum, best_mean = max(sums, default=0.0), max(means, default=0.0)
+    rank_of = {i: r for r, i in enumerate(sorted(range(n), key=lambda i: -sums[i]))}
+    return [{"lp_sum": sums[i], "lp_mean": means[i], "lp_rel": sums[i] - best_sum,
+             "lp_mean_rel": means[i] - best_mean, "lp_rank": float(rank_of[i]),
+             "n_tokens": float(lens[i]) if scored else 0.0} for i in range(n)]
 
 
 def score_all(backend, prompt: str, cands: Sequence[dict[str, Any]], end: str

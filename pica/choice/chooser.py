@@ -39,7 +39,7 @@ READS = (1, 2)  # version 1: logistic only, same fields
 MODELS = ("logistic", "trees")
 CHOOSER_DIR = "choosers"
 # What a chooser must match to be used, in the order mismatches are reported.
-MATCH_KEYS = ("llm", "template", "shots", "candidate_answers", "candidate_neighbours")
+MATCH_KEYS = ("llm", "template", "shots", "candidate_answers", "candidate_neighbours", "candidate_scoring")
 L2_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 # Gradient-boosted trees: measured on pool candidate tables (bench/chooser_models.py); depth 2-4,
 # 100-300 trees and rates 0.05-0.1 were within noise of each other.
@@ -151,7 +151,7 @@ class Chooser:
         try:
             chooser = cls(features=list(data["features"]), mean=[float(v) for v in data["mean"]],
                           scale=[float(v) for v in data["scale"]], coef=[float(v) for v in data["coef"]],
-                          intercept=float(data["intercept"]), fitted_for=dict(data["fitted_for"]),
+                          intercept=float(data["intercept"]), fitted_for=_fitted_for(data["fitted_for"]),
                           training=dict(data.get("training", {})), model=model)
             chooser.verdict = read_verdict(data.get("verdict"), chooser.training)
             if model == "trees":
@@ -180,6 +180,12 @@ class Chooser:
             raise InputError(f"chooser file {path} is corrupt ({type(e).__name__});"
                              " re-fit with `pica index calibrate --overwrite`") from e
         return cls.from_dict(data, where=f"chooser file {path}")
+
+
+def _fitted_for(value: dict[str, Any]) -> dict[str, Any]:
+    """A file's ``fitted_for``; files from before ``candidate_scoring`` was recorded scored each
+    candidate with the template's end of answer (``answer+end``)."""
+    return {"candidate_scoring": "answer+end", **dict(value)}
 
 
 def chooser_key(fitted_for: dict[str, Any]) -> str:

@@ -144,7 +144,8 @@ def _print_info(path: Path) -> None:
     ]
     for key, value in lines:
         typer.echo(f"{key:9} {value}")
-    from pica.choice.chooser import list_choosers
+    from pica.choice.candidates import SCORING
+    from pica.choice.chooser import calibrate_command, list_choosers
 
     for file, chooser, error in list_choosers(path):
         if chooser is None:
@@ -157,6 +158,10 @@ def _print_info(path: Path) -> None:
                    f" held back {t.get('heldout_questions')}: greedy"
                    f" {t.get('heldout_greedy_accuracy')}% -> chooser {t.get('heldout_chooser_accuracy')}%"
                    f" ({file.name})")
+        if f.get("candidate_scoring") != SCORING:  # a file from before issue 22
+            typer.echo(f"          never used: fitted on {f.get('candidate_scoring')} candidate scores and pica"
+                       f" scores {SCORING}; re-fit with `{calibrate_command(path, f)}`")
+            continue
         typer.echo(f"          {_verdict_line(chooser)}")
 
 

@@ -159,8 +159,8 @@ def _print_info(path: Path) -> None:
                    f" {t.get('heldout_greedy_accuracy')}% -> chooser {t.get('heldout_chooser_accuracy')}%"
                    f" ({file.name})")
         if f.get("candidate_scoring") != SCORING:  # a file from before issue 22
-            typer.echo(f"          never used: fitted on {f.get('candidate_scoring')} candidate scores and pica"
-                       f" scores {SCORING}; re-fit with `{calibrate_command(path, f)}`")
+            typer.echo(f"          never used: fitted on {f.get('candidate_scoring')} candidate scores and"
+                       f" pica scores {SCORING}; re-fit with `{calibrate_command(path, f)}`")
             continue
         typer.echo(f"          {_verdict_line(chooser)}")
 

@@ -97,6 +97,46 @@ def test_same_file_under_another_path_resumes_and_other_content_is_refused(tmp_p
     assert "different configuration" not in message
 
 
+def test_path_settings_spelled_another_way_resume_and_other_files_are_refused(tmp_path, monkeypatch):
+    # A run started with relative paths resumes with absolute ones (or through a symlink) naming
+    # the same captions file and index folder; another file is still another configuration.
+    monkeypatch.chdir(tmp_path)
+    data = json.dumps([{"sent": "What is it?", "question_id": 1, "img_id": "1", "label": {"a": 1}}])
+    (tmp_path / "q.json").write_text(data)
+    (tmp_path / "caps.tsv").write_text("1\ta dog\n")
+    (tmp_path / "other.tsv").write_text("1\ta dog\n")
+    (tmp_path / "idx").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "idx")
+
+    def config(captioner: str, index: str) -> dict:
+        return {"settings": {"shots": 4, "captioner": captioner, "index": index},
+                "dataset": dataset_identity(dataset=tmp_path / "q.json")}
+
+    out = tmp_path / "run"
+    open_run(out, config("caps.tsv", "idx"), force_new=False)
+    open_run(out, config(str(tmp_path / "caps.tsv"), str(tmp_path / "link")), force_new=False)
+    with pytest.raises(RunConfigError, match="settings.captioner: 'caps.tsv' -> 'other.tsv'"):
+        open_run(out, config("other.tsv", "idx"), force_new=False)
+    with pytest.raises(RunConfigError, match="settings.index: 'idx' -> 'missing'"):
+        open_run(out, config("caps.tsv", "missing"), force_new=False)
+    # From another working directory the relative path names nothing, but the dataset's captions
+    # file is identified by its digest: the same content under another path resumes.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "copy.tsv").write_text("1\ta dog\n")
+    (tmp_path / "elsewhere" / "changed.tsv").write_text("1\ta cat\n")
+
+    def captioned(captions: str) -> dict:
+        return {"settings": {"shots": 4, "captioner": captions},
+                "dataset": dataset_identity(dataset=tmp_path / "q.json", captions=captions)}
+
+    out = tmp_path / "run2"
+    open_run(out, captioned("caps.tsv"), force_new=False)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # where caps.tsv names nothing
+    open_run(out, captioned("copy.tsv"), force_new=False)
+    with pytest.raises(RunConfigError, match="another dataset"):
+        open_run(out, captioned("changed.tsv"), force_new=False)
+
+
 def test_two_datasets_into_one_run_folder_are_refused(tmp_path):
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     one.write_text('[{"sent": "a?", "question_id": 1, "img_id": "1"}]')

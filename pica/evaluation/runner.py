@@ -124,8 +124,10 @@ def _mismatch(out: Path, old: dict[str, Any], new: dict[str, Any]) -> str | None
     """Why a run folder made with ``old`` cannot take a run with ``new`` (``None``: it can).
 
     Datasets are compared by content (:func:`pica.datasets.identity_key`); a folder of an older
-    pica without digests compares by path text, as it did.
+    pica without digests compares by path text, as it did. Path settings (captions, index, model
+    and template files) match when they name the same file or folder, however spelled.
     """
+    old = _spelled_as(old, new)
     old_data, new_data = old.get("dataset") or {}, new.get("dataset") or {}
     if "content" in old_data:
         same_data = identity_key(old_data) == identity_key(new_data)
@@ -141,6 +143,40 @@ def _mismatch(out: Path, old: dict[str, Any], new: dict[str, Any]) -> str | None
         where = "" if problems else f"run folder {out} "
         problems.append(f"{where}was made with a different configuration ({_diff(rest_old, rest_new)})")
     return "; and ".join(problems) or None
+
+
+# Settings that may name a file or folder (each can also be a name or a hub id).
+PATH_SETTINGS = ("captioner", "index", "embedder", "llm", "template", "mmproj", "candidates_file",
+                 "examples_file")
+
+
+def _spelled_as(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` with each path setting that names the same file or folder as ``new``'s (a relative
+    path then, an absolute one now) spelled as in ``new``; a captions file that is the dataset's
+    captions matches by its recorded digest (so from another working directory too)."""
+    settings, now = dict(old.get("settings") or {}), new.get("settings") or {}
+    for key in PATH_SETTINGS:
+        a, b = settings.get(key), now.get(key)
+        if isinstance(a, str) and isinstance(b, str) and a != b and (
+                _same_file(a, b) or (key == "captioner" and _same_captions(old, new, a, b))):
+            settings[key] = b
+    return {**old, "settings": settings} if "settings" in old else old
+
+
+def _same_captions(old: dict[str, Any], new: dict[str, Any], a: str, b: str) -> bool:
+    """Whether captioners ``a`` (then) and ``b`` (now) are each run's dataset captions file with
+    the same content digest."""
+    then, now = old.get("dataset") or {}, new.get("dataset") or {}
+    digest = (then.get("content") or {}).get("captions")
+    return (digest is not None and then.get("captions") == a and now.get("captions") == b
+            and (now.get("content") or {}).get("captions") == digest)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(os.path.expanduser(a), os.path.expanduser(b))
+    except (OSError, ValueError):  # missing, unreadable, not a path (NUL)
+        return False
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:

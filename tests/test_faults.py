@@ -137,6 +137,26 @@ def test_path_settings_spelled_another_way_resume_and_other_files_are_refused(tm
         open_run(out, captioned("changed.tsv"), force_new=False)
 
 
+def test_run_file_is_written_once_and_only_when_it_changes(tmp_path, monkeypatch):
+    import pica.evaluation.runner as runner
+
+    (tmp_path / "q.json").write_text("[]")
+    config = {"settings": {"shots": 4}, "dataset": dataset_identity(dataset=tmp_path / "q.json")}
+    writes = []
+    real = runner.atomic_write_text
+    monkeypatch.setattr(runner, "atomic_write_text", lambda path, text: (writes.append(path), real(path, text)))
+    out = tmp_path / "run"
+    open_run(out, config, force_new=False, choice={"method": "logprob"})
+    first = json.loads((out / "run.json").read_text())
+    assert len(writes) == 1 and first["choice"] == {"method": "logprob"} and first["config"] == config
+    open_run(out, config, force_new=False, choice={"method": "logprob"})  # a resume: nothing changes
+    assert len(writes) == 1
+    open_run(out, config, force_new=False, choice={"method": "logprob", "note": "x"})
+    second = json.loads((out / "run.json").read_text())
+    assert len(writes) == 2 and second["choice"]["note"] == "x"
+    assert (second["created"], second["pica_version"]) == (first["created"], first["pica_version"])
+
+
 def test_two_datasets_into_one_run_folder_are_refused(tmp_path):
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     one.write_text('[{"sent": "a?", "question_id": 1, "img_id": "1"}]')

@@ -64,8 +64,15 @@ def make_run_folder(out: Path) -> None:
         raise InputError(f"cannot create run folder {out}: {e.strerror or e}") from e
 
 
-def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
+def open_run(out: Path, config: dict[str, Any], force_new: bool,
+             choice: dict[str, Any] | None = None) -> None:
     """Create the run folder or check that an existing one was made with ``config``.
+
+    ``run.json`` is written once, when anything in it changes: a new run, a folder of an older
+    pica gaining its digests, or the answer choice in use (``choice``: its file and measured gain,
+    for ``summary.json`` and the report; not part of the config a resume compares, which holds the
+    resolved method and the chooser's sha256). A resumed folder keeps when and by which pica it
+    was made.
 
     Call it with the folder's :class:`~pica.evaluation.runlock.RunLock` held: ``force_new`` moves files.
 
@@ -87,9 +94,13 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
             raise RunConfigError(f"{run_file} is corrupt; pass --force-new to start over") from e
         problem = _mismatch(out, old, config)
         if problem is None:
-            if "content" not in (old.get("dataset") or {}) and "content" in config.get("dataset", {}):
-                # A folder of an older pica: record the digests now, keeping when it was made.
-                _write_run_file(run_file, config, record.get("created"))
+            # A folder of an older pica: record the digests now, keeping when it was made.
+            upgrade = "content" not in (old.get("dataset") or {}) and "content" in config.get("dataset", {})
+            if upgrade or (choice is not None and record.get("choice") != choice):
+                record = {**record, "config": config if upgrade else old}
+                if choice is not None:
+                    record["choice"] = choice
+                atomic_write_text(run_file, json.dumps(record, indent=2) + "\n")
             return
         if not force_new:
             raise RunConfigError(f"{problem}; use another --out or pass --force-new to start a new run there")
@@ -100,24 +111,10 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool) -> None:
             (out / name).unlink(missing_ok=True)
         for old_file in out.glob("predictions_*.json"):
             old_file.unlink()
-    _write_run_file(run_file, config)
-
-
-def _write_run_file(run_file: Path, config: dict[str, Any], created: str | None = None) -> None:
-    atomic_write_text(run_file, json.dumps({"config": config, "pica_version": __version__,
-                                            "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-                                           indent=2) + "\n")
-
-
-def _record_choice(out: Path, info: dict[str, Any]) -> None:
-    """Keep the answer choice in use (file, measured gain) in ``run.json`` beside the config, for
-    ``summary.json`` and ``pica eval report``; it is not part of the config a resume compares
-    (the config holds the resolved method and the chooser's sha256)."""
-    run_file = out / RUN_FILE
-    data = json.loads(run_file.read_text(encoding="utf-8"))
-    if data.get("choice") != info:
-        data["choice"] = info
-        atomic_write_text(run_file, json.dumps(data, indent=2) + "\n")
+    record = {"config": config, "pica_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if choice is not None:
+        record["choice"] = choice
+    atomic_write_text(run_file, json.dumps(record, indent=2) + "\n")
 
 
 def _mismatch(out: Path, old: dict[str, Any], new: dict[str, Any]) -> str | None:
@@ -242,8 +239,7 @@ def evaluate(
         config = run_config(settings, dataset)
         # The resolved answer choice: --choose auto depends on the choosers the index holds.
         config["choice"] = {"method": pipeline.choice["method"], "chooser_sha256": pipeline.choice["sha256"]}
-        open_run(out, config, force_new)
-        _record_choice(out, pipeline.choice_info)
+        open_run(out, config, force_new, choice=pipeline.choice_info)
         _run_questions(pipeline, task, questions, out, progress)
         return _write_outputs(out, questions_order=[q.id for q in questions])
 

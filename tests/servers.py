@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 Body = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -73,7 +73,34 @@ class Received:
     body: Any
 
 
-class FlakyServer:
+class LocalServer:
+    """An HTTP server on 127.0.0.1 (a free port), served from a thread inside a ``with`` block:
+    what the scripted servers below share. ``base_url`` ends in ``/v1``."""
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler], queue: int | None = None) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        if queue:
+            self._httpd.request_queue_size = queue
+        self.port = self._httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+class FlakyServer(LocalServer):
     """A scripted OpenAI-style server on 127.0.0.1 (a context manager).
 
     Each request to a ``.../completions`` endpoint takes the next script entry; after the script
@@ -107,25 +134,12 @@ class FlakyServer:
         self._served = 0
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> FlakyServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._listen(self._handler_class())
 
     def close(self) -> None:
         """Stop serving; slow answers still waiting give up at once."""
         self._closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        super().close()
 
     @property
     def count(self) -> int:
@@ -298,7 +312,7 @@ def _log_tail(process: subprocess.Popen, chars: int = 3000) -> str:
     return log.read().decode("utf-8", "replace")[-chars:]
 
 
-class VisionServer:
+class VisionServer(LocalServer):
     """A chat-completions server on 127.0.0.1 that reads images the way a VLM server does.
 
     Each ``/chat/completions`` request must carry one user message whose content holds a text part
@@ -333,20 +347,7 @@ class VisionServer:
         self._in_flight = 0
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(slots)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
-        self._httpd.request_queue_size = 256
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> VisionServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._listen(self._handler_class(), queue=256)
 
     @property
     def count(self) -> int:

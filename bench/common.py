@@ -11,7 +11,6 @@ import contextlib
 import os
 import platform
 import re
-import resource
 import shlex
 import sys
 import tempfile
@@ -19,6 +18,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from pica.util.memory import peak_rss_mb  # noqa: F401 - the bench scripts' peak memory
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -113,9 +114,6 @@ def publish(name: str, body: str, smoke_dir: Path | None = None) -> Path:
     return target
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def machine() -> str:

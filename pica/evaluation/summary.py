@@ -3,7 +3,6 @@ stage; the answer choice in use."""
 
 from __future__ import annotations
 
-import resource
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,7 @@ from pica.answers import mean_se
 from pica.evaluation.categories import category_name
 from pica.evaluation.results import STAGES
 from pica.tasks.aokvqa import task_summary
+from pica.util.memory import peak_rss_mb
 
 
 def scored(row: Mapping[str, Any]) -> bool:
@@ -72,7 +72,7 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
         "prompt_tokens_per_second": round(sum(r["prompt_tokens"] for r in all_rows) / llm_seconds, 1)
         if llm_seconds else None,
         "prompt_tokens_per_question": round(sum(r["prompt_tokens"] for r in all_rows) / n_all, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         **({"choice": dict(choice)} if choice else {}),
         "config": config,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

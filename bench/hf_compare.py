@@ -5,7 +5,8 @@ PICa's 16 shots, then answers each
 with (a) pica's llama.cpp backend on the packaged Gemma 3 270M Q4_K_M GGUF and (b) HF transformers
 running the same GGUF (dequantized to fp32, the way transformers loads GGUF files), both greedy,
 at most 5 new tokens, stopping at a newline, on the same CPU threads. Each engine runs in its own
-process (own peak memory). The speed ratios come from this one run.
+process (own peak memory: Linux's VmHWM, pica.util.memory). The speed ratios come from this one
+run. transformers reads GGUF files only with accelerate installed (`pip install '.[bench]'`).
 
     python bench/hf_compare.py --n 100
     python bench/hf_compare.py --smoke   # 3 fixture prompts; transformers runs a tiny random model

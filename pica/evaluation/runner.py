@@ -97,10 +97,7 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool,
             # A folder of an older pica: record the digests now, keeping when it was made.
             upgrade = "content" not in (old.get("dataset") or {}) and "content" in config.get("dataset", {})
             if upgrade or (choice is not None and record.get("choice") != choice):
-                record = {**record, "config": config if upgrade else old}
-                if choice is not None:
-                    record["choice"] = choice
-                atomic_write_text(run_file, json.dumps(record, indent=2) + "\n")
+                _write_run_file(run_file, {**record, "config": config} if upgrade else record, choice)
             return
         if not force_new:
             raise RunConfigError(f"{problem}; use another --out or pass --force-new to start a new run there")
@@ -111,10 +108,14 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool,
             (out / name).unlink(missing_ok=True)
         for old_file in out.glob("predictions_*.json"):
             old_file.unlink()
-    record = {"config": config, "pica_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    if choice is not None:
-        record["choice"] = choice
-    atomic_write_text(run_file, json.dumps(record, indent=2) + "\n")
+    _write_run_file(run_file, {"config": config, "pica_version": __version__,
+                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, choice)
+
+
+def _write_run_file(run_file: Path, record: dict[str, Any], choice: dict[str, Any] | None) -> None:
+    """Write ``run.json``: ``record`` with the answer ``choice`` in use (when given)."""
+    atomic_write_text(run_file, json.dumps({**record, **({"choice": choice} if choice is not None else {})},
+                                           indent=2) + "\n")
 
 
 def _mismatch(out: Path, old: dict[str, Any], new: dict[str, Any]) -> str | None:

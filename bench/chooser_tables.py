@@ -119,5 +119,6 @@ def _also_score(pipeline: Pipeline, scoring: str, into: list) -> None:
 
     candidates.score_all = score_both
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pica.util.memory import peak_rss_mb  # noqa: F401 - the bench scripts' peak memory
-
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 SHARED = ROOT.parent / "shared" / "okvqa"

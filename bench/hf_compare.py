@@ -23,8 +23,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REAL, SMOKE_HELP, Data, bench_data, command_line, machine, peak_rss_mb, publish  # noqa: E402
+from common import REAL, SMOKE_HELP, Data, bench_data, command_line, machine, publish  # noqa: E402
 from okvqa import ensure_index  # noqa: E402
+
+from pica.util.memory import peak_rss_mb  # noqa: E402
 
 # Prompt sets compared: name -> pica settings. The default prompt and PICa's 16-shot prompt.
 PROMPT_SETS: dict[str, dict] = {

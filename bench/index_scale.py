@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SMOKE_HELP, command_line, machine, peak_rss_mb, publish, smoke_folder  # noqa: E402
+from common import SMOKE_HELP, command_line, machine, publish, smoke_folder  # noqa: E402
+
+from pica.util.memory import peak_rss_mb  # noqa: E402
 
 DIM = 512
 

@@ -24,8 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import ROOT, SMOKE_HELP, command_line, machine, peak_rss_mb, publish, smoke_folder  # noqa: E402
+from common import ROOT, SMOKE_HELP, command_line, machine, publish, smoke_folder  # noqa: E402
 from fullsize import make_blip_base, make_clip_b32, make_images, questions_for  # noqa: E402
+
+from pica.util.memory import peak_rss_mb  # noqa: E402
 
 CACHE = ROOT / "bench" / "out" / "fullsize"
 

@@ -28,9 +28,9 @@ FEATURES = (
 
 # What a candidate's log-prob covers: its answer's tokens alone. Until issue 22 the template's end
 # of answer was scored too (``answer+end``: " answer\n\n"), which needs a logits row after every
-# candidate's last token, 14.4 rows a question instead of 5.8 on OK-VQA dev (a row is Gemma's
+# candidate's last token, 14.0 rows a question instead of 5.4 on the OK-VQA pool (a row is Gemma's
 # 262,144-word output projection). Measured on 2,000 pool questions, cross-validated by image
-# (bench/chooser_tables.py --other-end, BENCHMARKS.md): the chooser does no worse without it.
+# (bench/chooser_tables.py --other-scoring, BENCHMARKS.md): the chooser does no worse without it.
 # Choosers record it (``candidate_scoring``) and are used only with the scoring they were fitted on.
 SCORING = "answer"
 SCORINGS = ("answer", "answer+end")

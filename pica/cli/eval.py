@@ -50,11 +50,10 @@ def evaluate(
         raise InputError("--out RUN_FOLDER is required (e.g. --out runs/dev)")
     options["captioner"] = cached_captions(captions, options["captioner"])
     settings = settings_from({**options, "concurrency": concurrency})
-    qs = load_questions(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
-                        hf_dataset=hf_dataset, split=split, images_dir=images, limit=limit)
-    identity = dataset_identity(dataset=dataset, questions=questions, annotations=annotations,
-                                aokvqa=aokvqa, hf_dataset=hf_dataset, split=split, images_dir=images,
-                                captions=captions)
+    sources = dict(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
+                   hf_dataset=hf_dataset)
+    qs = load_questions(**sources, split=split, images_dir=images, limit=limit)
+    identity = dataset_identity(**sources, split=split, images_dir=images, captions=captions)
     from pica.pipeline import Pipeline
 
     pipeline = Pipeline(settings)

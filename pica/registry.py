@@ -33,6 +33,7 @@ import ast
 import dataclasses
 import functools
 import importlib
+import importlib.util
 import re
 import sys
 from dataclasses import dataclass
@@ -165,7 +166,7 @@ class Registry:
         if self._builtins is None:
             found: dict[str, Entry] = {}
             for package in self.packages:
-                folder = self.root.joinpath(*package.split(".")[1:])
+                folder = self._folder(package)
                 for path in sorted(folder.glob("*.py")):
                     declared = declarations(path).get(self.kind, {})
                     if not declared:
@@ -176,6 +177,23 @@ class Registry:
                         self._files[name] = path
             self._builtins = found
         return self._builtins
+
+    def _folder(self, package: str) -> Path:
+        """The folder of a stage package (pica's own without importing it)."""
+        if package == "pica" or package.startswith("pica."):
+            return self.root.joinpath(*package.split(".")[1:])
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError(f"{self.kind} registry: no package {package}")
+        return Path(next(iter(spec.submodule_search_locations)))
+
+    def refresh(self) -> None:
+        """Forget what was discovered and loaded (after :attr:`packages` or installed
+        distributions change)."""
+        self._builtins = self._plugins = None
+        self._files.clear()
+        self._loaded.clear()
+        self._failed.clear()
 
     def plugins(self) -> dict[str, Any]:
         """Entry points of the plugin group by name (built-in names left out, with a warning)."""

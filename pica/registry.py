@@ -329,3 +329,13 @@ def split_spec(spec: str, kind: str) -> tuple[str, str] | None:
     if sep and name and "/" not in name and "\\" not in name and name in registry(kind):
         return name, rest
     return None
+
+
+# Read-only views under the names this module had before the registries (``BACKENDS`` ...).
+_OLD_NAMES = {"BACKENDS": "backend", "CAPTIONERS": "captioner", "EMBEDDERS": "embedder"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _OLD_NAMES:
+        return {e.name: e.target for e in REGISTRIES[_OLD_NAMES[name]].builtins().values()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from pica import __version__
 from pica.cli.caption import caption
+from pica.cli.compare import compare
 from pica.cli.eval import evaluate, report
 from pica.cli.index import index_app
 from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
@@ -165,6 +166,7 @@ app.command("eval", no_args_is_help=True)(evaluate)
 app.command("report")(report)
 app.add_typer(index_app, name="index")
 app.command("caption")(caption)
+app.command("compare")(compare)
 
 
 def main() -> None:

@@ -339,3 +339,14 @@ def test_two_real_runs_compared_end_to_end(okvqa_files, text_index, gemma, tmp_p
     assert pair["difference"] == pytest.approx(diff, abs=0.05)
     assert pair["se"] == pytest.approx(se, abs=0.05)
     assert pair["b_wins"] == sum(y > x for x, y in zip(sa, sb, strict=True))
+
+
+def test_runs_without_gold_answers_compare_speed_only(tmp_path):
+    rows = [row(f"q{i}", None, gold=[], counted=False) for i in range(3)]
+    a, b = write_run(tmp_path / "a", rows), write_run(tmp_path / "b", rows)
+    comparison = compare_runs([a, b])
+    pair = comparison.pairs[0]
+    assert (pair["n"], pair["difference"], pair["se"]) == (0, None, None)
+    assert pair["speed"] and any("no gold answers" in note for note in comparison.notes)
+    assert "B - A: – points" in format_comparison(comparison)
+    assert '<svg class="forest"' in render_compare_page(comparison)

@@ -38,7 +38,8 @@ def compare(
         check_page_path(html)  # before the work: a bad path is refused at once
     comparison = compare_runs(runs)
     if as_json:
-        typer.echo(json.dumps(comparison.to_dict(), ensure_ascii=False, indent=2 if sys.stdout.isatty() else None))
+        indent = 2 if sys.stdout.isatty() else None
+        typer.echo(json.dumps(comparison.to_dict(), ensure_ascii=False, indent=indent))
     else:
         typer.echo(format_comparison(comparison))
     if html is not None:

@@ -123,10 +123,7 @@ def load_run(path: str | Path, label: str = "A") -> Run:
     if not rows:
         raise InputError(f"run folder {folder} has no results yet")
     run_json, summary = _read_json(folder / RUN_FILE), _read_json(folder / SUMMARY_FILE)
-    if is_held(folder):
-        status = "in progress"
-    else:
-        status = "finished" if summary is not None else "not finished"
+    status = "in progress" if is_held(folder) else "finished" if summary is not None else "not finished"
     config = (run_json or {}).get("config") or (summary or {}).get("config") or {}
     settings = config.get("settings") if isinstance(config, Mapping) else None
     return Run(path=folder, label=label, rows={r["question_id"]: r for r in rows}, status=status,
@@ -194,7 +191,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
         "b_accuracy": mean_se(b)[0],
         "difference": None if mean is None else round(100 * mean, 2),
         "se": None if se is None else round(100 * se, 2),
-        "ci95": None if se is None else [round(100 * (mean - Z95 * se), 2), round(100 * (mean + Z95 * se), 2)],
+        "ci95": None if se is None else [round(100 * (mean - Z95 * se), 2),
+                                         round(100 * (mean + Z95 * se), 2)],
         "b_wins": sum(x > TIE for x in d),
         "a_wins": sum(x < -TIE for x in d),
         "ties": sum(abs(x) <= TIE for x in d),
@@ -398,7 +396,12 @@ def _notes(runs: Sequence[Run], shared: Sequence[str]) -> list[str]:
         if run.bad_lines:
             notes.append(f"{run.label} {run.path}: {len(run.bad_lines)} bad line(s) in {RESULTS_FILE}"
                          " skipped (pica eval moves them aside on resume)")
+    for run in runs[1:]:
+        if not any(counts(runs[0].rows[q]) and counts(run.rows[q]) for q in shared):
+            notes.append(f"{run.label} against A: no shared question is scored in both (no gold answers),"
+                         " so no difference is given; speed is still compared")
     if len({r.task == "mc" for r in runs}) > 1:  # an MC-only run's headline is MC, the others' DA
-        notes.append("the runs answer different tasks (" + ", ".join(f"{r.label} {r.task or 'da'}" for r in runs)
-                     + "): their headline scores measure different things; compare the DA and MC rows")
+        tasks = ", ".join(f"{r.label} {r.task or 'da'}" for r in runs)
+        notes.append(f"the runs answer different tasks ({tasks}): their headline scores measure"
+                     " different things; compare the DA and MC rows")
     return notes

@@ -122,12 +122,13 @@ def format_comparison(comparison: Comparison) -> str:
     lines.append(f"{'run':<4}{'folder':<{width + 2}}{'accuracy':<24}{'s/question':>10}  status")
     for r in data["runs"]:
         seconds = "–" if r["seconds"] is None else f"{r['seconds']:.2f}"
-        lines.append(f"{r['label']:<4}{r['run']:<{width + 2}}{accuracy_text(r):<24}{seconds:>10}  {status_text(r)}")
+        lines.append(f"{r['label']:<4}{r['run']:<{width + 2}}{accuracy_text(r):<24}{seconds:>10}"
+                     f"  {status_text(r)}")
     if data["differences"]:
         lines += ["", "settings that differ:"]
         for key, values in data["differences"].items():
-            lines.append(f"  {key}: " + ", ".join(f"{r['label']} {_value(v)}" for r, v in zip(data["runs"], values,
-                                                                                        strict=True)))
+            shown = (f"{r['label']} {_value(v)}" for r, v in zip(data["runs"], values, strict=True))
+            lines.append(f"  {key}: " + ", ".join(shown))
     if data["notes"]:
         lines += ["", *(f"note: {note}" for note in data["notes"])]
     for pair in data["pairs"]:
@@ -144,7 +145,8 @@ def _pair_lines(pair: Mapping[str, Any]) -> list[str]:
     lines = [f"{b} - {a}: {difference_text(pair)} points, 95% interval {interval_text(pair)}"
              f" (paired, n={pair['n']}: SE = sd of the per-question differences, ddof 1, / sqrt(n));"
              f" {b} wins {pair['b_wins']}, {a} wins {pair['a_wins']}, ties {pair['ties']}"]
-    header = f"  {'group':<40}{'n':>6}  {f'{b} - {a} ± SE':<18}{'95% interval':<20}{b + ' wins':>7}{a + ' wins':>7}{'ties':>6}"
+    header = (f"  {'group':<40}{'n':>6}  {f'{b} - {a} ± SE':<18}{'95% interval':<20}"
+              f"{b + ' wins':>7}{a + ' wins':>7}{'ties':>6}")
     rows = [f"  {clip(g['label'], 39):<40}{g['n']:>6}  {difference_text(g):<18}{interval_text(g):<20}"
             f"{g['b_wins']:>7}{g['a_wins']:>7}{g['ties']:>6}" for g in pair["categories"]]
     if rows:
@@ -252,7 +254,8 @@ def check_page_path(out: str | Path) -> Path:
         except OSError as e:
             raise InputError(f"--html {out} cannot be read ({e.strerror}); choose another path") from e
         if GENERATOR not in head and "<title>pica report" not in head:
-            raise InputError(f"--html {out} exists and is not a page pica wrote; remove it or choose another path")
+            raise InputError(f"--html {out} exists and is not a page pica wrote; remove it or choose"
+                             " another path")
     return out
 
 

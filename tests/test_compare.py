@@ -323,7 +323,10 @@ def test_two_real_runs_compared_end_to_end(okvqa_files, text_index, gemma, tmp_p
         runs.append(out)
     result = runner.invoke(app, ["compare", *map(str, runs), "--json"])
     assert result.exit_code == 0, result.output
-    pair = json.loads(result.stdout)["pairs"][0]
+    data = json.loads(result.stdout)
+    assert [r["status"] for r in data["runs"]] == ["finished", "finished"]
+    assert data["differences"]["shots"] == [0, 2]
+    pair = data["pairs"][0]
     labels = {str(q["question_id"]): q["label"] for q in json.loads(okvqa_files["dev"].read_text())}
 
     def soft(answer: str, label: dict) -> float:
@@ -350,3 +353,8 @@ def test_runs_without_gold_answers_compare_speed_only(tmp_path):
     assert pair["speed"] and any("no gold answers" in note for note in comparison.notes)
     assert "B - A: – points" in format_comparison(comparison)
     assert '<svg class="forest"' in render_compare_page(comparison)
+
+
+def test_a_results_file_stands_for_its_folder(two_runs):
+    a, b, _, _ = two_runs
+    assert compare_runs([a / "results.jsonl", b]).runs[0].path == a

@@ -17,8 +17,9 @@ from pica.cli.options import handle_errors
 @handle_errors
 def compare(
     runs: Annotated[list[Path], typer.Argument(
-        metavar="RUN_A RUN_B [RUN_C ...]",
-        help="Run folders of `pica eval` (or their results.jsonl); the first is the baseline.")],
+        metavar="RUN",
+        help="Two or more run folders of `pica eval` (or their results.jsonl); the first is the"
+        " baseline.")],
     as_json: Annotated[bool, typer.Option(
         "--json/--no-json", help="Print JSON (runs, pairs with categories, speed and flips) instead"
         " of the table.")] = False,

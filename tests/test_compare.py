@@ -249,8 +249,11 @@ def test_html_path_guard(two_runs, tmp_path):
     mine = tmp_path / "notes.html"
     mine.write_text("<p>my notes</p>")
     result = runner.invoke(app, ["compare", str(a), str(b), "--html", str(mine)])
-    assert result.exit_code == 2 and "not a page pica wrote" in result.stderr
+    assert result.exit_code == 2 and "not a page pica compare wrote" in result.stderr
     assert mine.read_text() == "<p>my notes</p>"
+    report = write_run(tmp_path / "run", [row("q1", 1.0)]) / "report.html"
+    report.write_text("<!DOCTYPE html>\n<title>pica report</title>")  # a run's report is not replaced
+    assert runner.invoke(app, ["compare", str(a), str(b), "--html", str(report)]).exit_code == 2
     page = tmp_path / "pages" / "cmp.html"
     for _ in range(2):  # its own page is rewritten
         result = runner.invoke(app, ["compare", str(a), str(b), "--html", str(page)])

@@ -22,8 +22,7 @@ from pica.evaluation.report import _asset, _environment
 from pica.util.fileio import atomic_write_text
 
 _TEMPLATE = "compare.html.j2"
-# A page this module wrote carries this tag near its top; only such a page (or a pica report) is
-# ever overwritten.
+# A page this module wrote carries this tag near its top; only such a page is ever overwritten.
 GENERATOR = '<meta name="generator" content="pica compare">'
 
 # Forest plot geometry, in pixels.
@@ -238,8 +237,8 @@ def _flip(row_a: Mapping[str, Any], row_b: Mapping[str, Any], thumb_px: int) -> 
 
 
 def check_page_path(out: str | Path) -> Path:
-    """Refuse an output path that is a folder, or an existing file that is not a page pica wrote
-    (a comparison page or a pica report), so nothing of the user's is overwritten.
+    """Refuse an output path that is a folder, or an existing file that is not a comparison page
+    (one that carries :data:`GENERATOR`): nothing else, a run's report included, is overwritten.
 
     Raises:
         InputError: with the reason and what to pass instead.
@@ -253,8 +252,8 @@ def check_page_path(out: str | Path) -> Path:
                 head = f.read(4096).decode("utf-8", "replace")
         except OSError as e:
             raise InputError(f"--html {out} cannot be read ({e.strerror}); choose another path") from e
-        if GENERATOR not in head and "<title>pica report" not in head:
-            raise InputError(f"--html {out} exists and is not a page pica wrote; remove it or choose"
+        if GENERATOR not in head:
+            raise InputError(f"--html {out} exists and is not a page pica compare wrote; remove it or choose"
                              " another path")
     return out
 

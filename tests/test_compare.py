@@ -193,6 +193,10 @@ def test_older_runs_and_runs_in_progress(tmp_path):
     text = format_comparison(comparison)
     assert "2 of 1,285 questions (--limit 3)" in text and "in progress" in text
     assert compare_runs([old, live]).to_dict()["runs"][1]["status"] == "not finished"  # lock released
+    (live / "summary.json").write_text(json.dumps({"questions": 1}))  # written before a resume
+    assert compare_runs([old, live]).to_dict()["runs"][1]["status"] == "not finished"
+    (live / "summary.json").write_text(json.dumps({"questions": 2}))
+    assert compare_runs([old, live]).to_dict()["runs"][1]["status"] == "finished"
 
 
 def test_aokvqa_direct_answer_and_multiple_choice_groups(tmp_path):

@@ -56,8 +56,9 @@ class Run:
         path: The folder.
         label: ``A``, ``B``, ... in the order given (``A`` is the baseline).
         rows: Result rows by question id, in file order (first occurrence of each id).
-        status: ``finished`` (``summary.json`` written, no writer), ``in progress`` (a ``pica
-            eval`` holds the folder) or ``not finished`` (stopped before its outputs were written).
+        status: ``finished`` (``summary.json`` written for every row, no writer), ``in progress``
+            (a ``pica eval`` holds the folder) or ``not finished`` (stopped before its outputs
+            were written).
         settings: The prediction-shaping settings of ``run.json`` (empty for older runs).
         questions_total: Questions in the dataset before ``--limit`` / ``--shard``, when recorded.
         limit: The run's ``--limit``, when recorded.
@@ -123,7 +124,9 @@ def load_run(path: str | Path, label: str = "A") -> Run:
     if not rows:
         raise InputError(f"run folder {folder} has no results yet")
     run_json, summary = _read_json(folder / RUN_FILE), _read_json(folder / SUMMARY_FILE)
-    status = "in progress" if is_held(folder) else "finished" if summary is not None else "not finished"
+    # A summary written for fewer rows than there are now: resumed (with a larger --limit) and stopped.
+    written = summary is not None and summary.get("questions", len(rows)) == len(rows)
+    status = "in progress" if is_held(folder) else "finished" if written else "not finished"
     config = (run_json or {}).get("config") or (summary or {}).get("config") or {}
     settings = config.get("settings") if isinstance(config, Mapping) else None
     return Run(path=folder, label=label, rows={r["question_id"]: r for r in rows}, status=status,
@@ -390,7 +393,7 @@ def _notes(runs: Sequence[Run], shared: Sequence[str]) -> list[str]:
                          " (not answered by every run)")
         if run.status != "finished":
             why = ("pica eval is still running in it" if run.status == "in progress"
-                   else "no summary.json: stopped before the end, or an older pica")
+                   else "no summary.json for these answers: stopped before the end, or an older pica")
             notes.append(f"{run.label} {run.path}: {run.status} ({why}); compared on the"
                          f" {len(run.rows)} questions answered so far")
         if run.bad_lines:

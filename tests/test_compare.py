@@ -187,6 +187,7 @@ def test_older_runs_and_runs_in_progress(tmp_path):
     assert {p.name: p.read_bytes() for p in old.iterdir()} == before  # read only
     runs = comparison.to_dict()["runs"]
     assert [r["status"] for r in runs] == ["not finished", "in progress"]
+    assert comparison.differences == {}  # an older run records no settings: nothing to tell apart
     assert comparison.pairs[0]["n"] == 2 and comparison.pairs[0]["difference"] == 50.0
     notes = " | ".join(comparison.notes)
     assert "pica eval is still running" in notes and "1 bad line(s)" in notes

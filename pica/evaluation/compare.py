@@ -377,11 +377,12 @@ def _number(value: Any) -> float:
 
 
 def _differences(runs: Sequence[Run]) -> dict[str, list[Any]]:
-    """The settings whose values differ between the runs (one value per run; ``None`` where a
-    run does not record it)."""
-    keys = sorted({k for r in runs for k in r.settings})
+    """The settings whose values differ between the runs that record settings (one value per run;
+    ``None`` where a run does not record it; runs without ``run.json`` are not compared)."""
+    recorded = [r for r in runs if r.settings]
+    keys = sorted({k for r in recorded for k in r.settings})
     return {k: [r.settings.get(k) for r in runs] for k in keys
-            if len({json.dumps(r.settings.get(k), sort_keys=True, default=str) for r in runs}) > 1}
+            if len({json.dumps(r.settings.get(k), sort_keys=True, default=str) for r in recorded}) > 1}
 
 
 def _notes(runs: Sequence[Run], shared: Sequence[str]) -> list[str]:
@@ -394,8 +395,8 @@ def _notes(runs: Sequence[Run], shared: Sequence[str]) -> list[str]:
         if run.status != "finished":
             why = ("pica eval is still running in it" if run.status == "in progress"
                    else "no summary.json for these answers: stopped before the end, or an older pica")
-            notes.append(f"{run.label} {run.path}: {run.status} ({why}); compared on the"
-                         f" {len(run.rows)} questions answered so far")
+            notes.append(f"{run.label} {run.path}: {run.status} ({why}); its {len(run.rows)} questions"
+                         " answered so far are used")
         if run.bad_lines:
             notes.append(f"{run.label} {run.path}: {len(run.bad_lines)} bad line(s) in {RESULTS_FILE}"
                          " skipped (pica eval moves them aside on resume)")

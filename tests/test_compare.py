@@ -118,6 +118,7 @@ def test_speed_ratio_and_its_paired_se(two_runs):
     assert speed["total"]["ratio"] == pytest.approx(r, abs=0.001)
     assert speed["total"]["se"] == pytest.approx(se, abs=0.001)
     assert time_ratio([0.0, 0.0], [1.0, 2.0]) is None  # nothing to divide by
+    assert time_ratio([1e-5, 2e-5], [0.3, 0.4]) is None  # nor a stage that took no measurable time
 
 
 def test_only_shared_questions_are_compared_and_the_others_counted(tmp_path):

@@ -42,6 +42,7 @@ from pica.evaluation.summary import scored
 
 Z95 = 1.959963984540054  # the normal distribution's 97.5% quantile
 TIE = 1e-9  # scores closer than this are a tie
+MIN_SECONDS = 1e-3  # a stage under 1 ms per question took no measurable time (no ratio to it)
 SUMMARY_FILE = "summary.json"
 # ScienceQA's table columns, in the paper's order (tools/evaluate_acc.py of lupantech/ScienceQA).
 SCIENCEQA_COLUMNS = ("NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12")
@@ -205,10 +206,10 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
 def time_ratio(a: Sequence[float], b: Sequence[float]) -> dict[str, Any] | None:
     """Ratio of mean seconds per question, ``mean(b) / mean(a)``, over the same questions, with
     its paired (delta-method) SE ``sd(b - R a) / (sqrt(n) mean(a))``; ``None`` when ``a`` took no
-    time (and the ratio is undefined)."""
+    measurable time (under :data:`MIN_SECONDS` per question: the ratio would be noise)."""
     n = len(a)
     mean_a, mean_b = (sum(a) / n, sum(b) / n) if n else (0.0, 0.0)
-    if mean_a <= 0:
+    if mean_a < MIN_SECONDS:
         return None
     ratio = mean_b / mean_a
     resid = [y - ratio * x for x, y in zip(a, b, strict=True)]
@@ -358,13 +359,13 @@ def _group_label(kind: str, key: str) -> str:
 
 def _speed(a: Run, b: Run, shared: Sequence[str]) -> list[dict[str, Any]]:
     """Mean seconds per question of A and B per stage (and in total), with the ratio B/A and its
-    SE; stages neither run spent time in are left out."""
+    SE; stages neither run spent measurable time in (:data:`MIN_SECONDS`) are left out."""
     out = []
     for stage in ("total", *STAGES):
         key = "seconds" if stage == "total" else f"seconds_{stage}"
         times_a = [_number(a.rows[q].get(key)) for q in shared]
         times_b = [_number(b.rows[q].get(key)) for q in shared]
-        if not any(times_a) and not any(times_b):
+        if max(sum(times_a), sum(times_b)) < MIN_SECONDS * max(1, len(shared)):
             continue
         ratio = time_ratio(times_a, times_b)
         out.append({"stage": stage, **(ratio or {"a": _mean(times_a), "b": _mean(times_b),

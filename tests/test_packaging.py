@@ -21,7 +21,7 @@ def test_wheel_holds_package_data_and_no_top_level_cli(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "pica/data/starter_examples.jsonl" in names
     for template in ("pica.toml", "lean.toml", "prophet.toml", "report.html.j2", "report.css",
-                     "report.js", "serve.html"):
+                     "report.js", "report_card.html.j2", "compare.html.j2", "compare.css", "serve.html"):
         assert f"pica/templates/{template}" in names, template
     assert "pica/cli/__init__.py" in names
     assert "cli.py" not in names  # the checkout's thin entry is not installed as a module

@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 
 from pica import __version__
 from pica.cli.caption import caption
+from pica.cli.compare import compare
 from pica.cli.eval import evaluate, report
 from pica.cli.index import index_app
 from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
@@ -168,6 +169,7 @@ app.command("report")(report)
 app.add_typer(index_app, name="index")
 app.command("caption")(caption)
 app.command("plugins")(plugins)
+app.command("compare")(compare)
 
 
 def main() -> None:

@@ -130,3 +130,23 @@ def in_use_message(folder: Path, holder: dict[str, Any] | None, hint: str = DEFA
     else:
         who = "another pica process"
     return f"run folder {folder} is in use by {who}; {hint}"
+
+
+def is_held(folder: str | Path) -> bool:
+    """Whether a process holds ``folder``'s run lock now (a ``pica eval`` or ``pica report`` at
+    work), without taking it or writing anything: a shared lock on a read-only descriptor is tried
+    and dropped at once. A folder without ``.lock`` (or whose lock file cannot be opened) is free.
+    """
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the shared lock if it was taken
+    return False

@@ -42,7 +42,7 @@ def make_captioner(
     device: str = "auto", dtype: str = "auto", *, api_base: str | None = None,
     api_key_env: str = DEFAULT_API_KEY_ENV, mmproj: str | None = None,
     max_side: int = DEFAULT_CAPTION_MAX_SIDE, concurrency: int = 1, threads: int | None = None,
-    n_gpu_layers: int | None = None,
+    n_gpu_layers: int | None = None, api_limits: tuple[tuple[str, float], ...] = (),
 ) -> Captioner:
     """Build (once per process) the captioner named by ``spec``.
 
@@ -63,6 +63,8 @@ def make_captioner(
         concurrency: Requests in flight of an ``openai:`` captioner.
         threads: CPU threads of a ``gguf:`` captioner.
         n_gpu_layers: GPU layers of a ``gguf:`` captioner.
+        api_limits: ``(name, value)`` pairs for an ``openai:`` captioner's client: ``timeout``,
+            ``max_retries``, ``wait`` (``--api-timeout``, ``--api-retries``, ``--api-wait``).
 
     Raises:
         InputError: a captions file that does not exist, a device torch cannot see, a missing
@@ -79,7 +81,8 @@ def make_captioner(
     if sep and kind == "openai":
         return resolve("captioner", "openai")(name, api_base=api_base, api_key_env=api_key_env,
                                               question_aware=question_aware, prompt=vlm_prompt,
-                                              max_side=max_side, concurrency=concurrency)
+                                              max_side=max_side, concurrency=concurrency,
+                                              **dict(api_limits))
     if sep and kind == "gguf":
         return resolve("captioner", "gguf")(name, mmproj=mmproj, question_aware=question_aware,
                                             prompt=vlm_prompt, max_side=max_side, threads=threads,
@@ -103,4 +106,13 @@ def captioner_from_settings(settings, concurrency: int | None = None) -> Caption
                           api_base=s.captioner_api_base or s.api_base, api_key_env=s.api_key_env,
                           mmproj=s.mmproj, max_side=s.caption_max_side,
                           concurrency=concurrency or s.concurrency, threads=s.threads,
-                          n_gpu_layers=s.n_gpu_layers)
+                          n_gpu_layers=s.n_gpu_layers, api_limits=api_limits(s))
+
+
+def api_limits(settings) -> tuple[tuple[str, float], ...]:
+    """The API client limits ``settings`` set (``--api-timeout``, ``--api-retries``, ``--api-wait``),
+    as hashable pairs for :func:`make_captioner`."""
+    limits = [("max_retries", settings.api_retries), ("wait", settings.api_wait)]
+    if settings.api_timeout:
+        limits.append(("timeout", settings.api_timeout))
+    return tuple(limits)

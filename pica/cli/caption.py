@@ -10,6 +10,9 @@ import typer
 from pica.cli.options import (
     ApiBase,
     ApiKeyEnv,
+    ApiRetries,
+    ApiTimeout,
+    ApiWait,
     CaptionerApiBase,
     CaptionMaxSide,
     Config,
@@ -39,6 +42,9 @@ def caption(
     captioner_api_base: CaptionerApiBase = None,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
+    api_timeout: ApiTimeout = None,
+    api_retries: ApiRetries = None,
+    api_wait: ApiWait = None,
     mmproj: Mmproj = None,
     caption_max_side: CaptionMaxSide = None,
     question_aware: QuestionAware = None,
@@ -65,7 +71,8 @@ def caption(
     part = parse_shard(shard)
     settings = make_settings({
         "captioner": captioner, "captioner_api_base": captioner_api_base, "api_base": api_base,
-        "api_key_env": api_key_env, "mmproj": mmproj, "caption_max_side": caption_max_side,
+        "api_key_env": api_key_env,
+        "api_timeout": api_timeout, "api_retries": api_retries, "api_wait": api_wait, "mmproj": mmproj, "caption_max_side": caption_max_side,
         "question_aware": question_aware, "device": device, "dtype": dtype,
         "concurrency": concurrency}, config)
     if dataset is not None:

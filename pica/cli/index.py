@@ -11,6 +11,9 @@ import typer
 from pica.cli.options import (
     ApiBase,
     ApiKeyEnv,
+    ApiRetries,
+    ApiTimeout,
+    ApiWait,
     CaptionerApiBase,
     CaptionMaxSide,
     Config,
@@ -58,6 +61,9 @@ def index_build(
     captioner_api_base: CaptionerApiBase = None,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
+    api_timeout: ApiTimeout = None,
+    api_retries: ApiRetries = None,
+    api_wait: ApiWait = None,
     mmproj: Mmproj = None,
     caption_max_side: CaptionMaxSide = None,
     concurrency: Annotated[int | None, typer.Option(
@@ -91,6 +97,7 @@ def index_build(
     settings = make_settings({
         "device": device, "dtype": dtype, "captioner": captioner,
         "captioner_api_base": captioner_api_base, "api_base": api_base, "api_key_env": api_key_env,
+        "api_timeout": api_timeout, "api_retries": api_retries, "api_wait": api_wait,
         "mmproj": mmproj, "caption_max_side": caption_max_side, "concurrency": concurrency}, config)
     if out.exists() and not overwrite:
         raise InputError(f"index folder {out} already exists; pass --overwrite to replace it")

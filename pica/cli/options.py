@@ -116,6 +116,14 @@ ApiBase = Annotated[str | None, typer.Option(
     help="Base URL of an OpenAI-compatible API (else $PICA_API_BASE, then $OPENAI_BASE_URL).")]
 ApiKeyEnv = Annotated[str | None, typer.Option(
     help="Environment variable holding the API key (default OPENAI_API_KEY).")]
+ApiTimeout = Annotated[float | None, typer.Option(
+    help="Seconds an API server (LLM or openai:MODEL captioner) may take to connect or to send"
+    " each part of an answer (default 60 for the LLM, 120 for the captioner).")]
+ApiRetries = Annotated[int | None, typer.Option(
+    help="Retries of a transient API failure: HTTP 408/409/429/5xx, time-out, reset (default 6).")]
+ApiWait = Annotated[float | None, typer.Option(
+    help="Seconds to keep trying an API server that refuses connections, e.g. one still starting"
+    " (default 0: a refused connection fails at once).")]
 NCtx = Annotated[int | None, typer.Option(help="Context window of a local model (tokens).")]
 Threads = Annotated[int | None, typer.Option(help="CPU threads of a local model.")]
 MaxTokens = Annotated[int | None, typer.Option(help="Answer tokens to generate.")]
@@ -152,7 +160,8 @@ SETTING_OPTIONS: dict[str, Any] = {
     "candidates": Candidates, "candidates_file": CandidatesFile, "examples_file": ExamplesFile,
     "candidate_answers": CandidateAnswers,
     "candidate_neighbours": CandidateNeighbours, "example_order": ExampleOrder, "template": Template,
-    "llm": Llm, "api_base": ApiBase, "api_key_env": ApiKeyEnv, "n_ctx": NCtx, "threads": Threads,
+    "llm": Llm, "api_base": ApiBase, "api_key_env": ApiKeyEnv,
+    "api_timeout": ApiTimeout, "api_retries": ApiRetries, "api_wait": ApiWait, "n_ctx": NCtx, "threads": Threads,
     "max_tokens": MaxTokens, "seed": Seed,
     "device": Device, "dtype": Dtype, "n_gpu_layers": NGpuLayers,
     "task": Task, "mc_method": McMethod, "mc_score": McScore,

@@ -126,7 +126,8 @@ def test_question_aware_dataset_captions_are_keyed_by_question(folder, tmp_path)
                      "--no-progress")
         assert result.exit_code == 0, result.output
         assert server.count == 3
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    mark, *rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert mark["pica_captions"] == 1 and mark["captioners"][0]["question_aware"] is True
     assert sorted(r["question_id"] for r in rows) == ["11", "12", "21"]
     cached = CachedCaptioner(out)
     caps = cached.caption([Question(id="12", question="How many?", image_id="1"),
@@ -156,7 +157,7 @@ def test_resume_asks_nothing_already_answered(folder, tmp_path):
         assert result.exit_code == 0, result.output
         assert server.count == 5
     lines = out.read_text().splitlines()
-    assert len(lines) == 8 and sorted(read_captions(out)) == sorted(images)
+    assert len(lines) == 1 + 8 and sorted(read_captions(out)) == sorted(images)
     with VisionServer() as server:
         assert run(*args, "--api-base", server.base_url).exit_code == 0 and server.count == 0
 

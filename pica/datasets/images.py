@@ -12,14 +12,16 @@ from pica.errors import InputError
 from pica.types import IMAGE_EXTENSIONS, Question, normalize_image_id
 
 
-def scan_images(images_dir: str | Path) -> dict[str, Path]:
+def scan_images(images_dir: str | Path, strict: bool = False) -> dict[str, Path]:
     """Map normalized image ids to the image files found in ``images_dir`` (recursively).
 
     File stems like ``COCO_val2014_000000297147``, ``000000297147`` or ``297147`` with an image
-    extension all map to ``"297147"``; the first file in sorted order wins.
+    extension all map to ``"297147"``, ``photo.jpg`` to ``"photo"``; the first file in sorted order
+    wins, unless ``strict``.
 
     Raises:
-        InputError: The folder is missing or not a folder.
+        InputError: The folder is missing or not a folder; with ``strict``, two files with one
+            image id (``same.jpg`` and ``same.png``), naming both.
     """
     root = Path(images_dir).expanduser()
     if not root.exists():
@@ -34,7 +36,11 @@ def scan_images(images_dir: str | Path) -> dict[str, Path]:
         for name in sorted(filenames):
             stem, ext = os.path.splitext(name)
             if ext.lower() in IMAGE_EXTENSIONS and not name.startswith("."):
-                found.setdefault(normalize_image_id(stem), Path(dirpath) / name)
+                key, path = normalize_image_id(stem), Path(dirpath) / name
+                if strict and key in found:
+                    raise InputError(f"{found[key]} and {path} have the same image id '{key}';"
+                                     " rename one (captions are keyed by image id)")
+                found.setdefault(key, path)
     return found
 
 

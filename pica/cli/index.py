@@ -91,6 +91,7 @@ def index_build(
     """Build an example index from a dataset."""
     from pica.config import make_settings
     from pica.retrieval.build import build_from_examples_file, build_index
+    from pica.retrieval.writer import check_replaceable
     from pica.util.shards import parse_shard
 
     part = parse_shard(shard)
@@ -99,8 +100,7 @@ def index_build(
         "captioner_api_base": captioner_api_base, "api_base": api_base, "api_key_env": api_key_env,
         "api_timeout": api_timeout, "api_retries": api_retries, "api_wait": api_wait,
         "mmproj": mmproj, "caption_max_side": caption_max_side, "concurrency": concurrency}, config)
-    if out.exists() and not overwrite:
-        raise InputError(f"index folder {out} already exists; pass --overwrite to replace it")
+    check_replaceable(out, overwrite)  # before any model loads
     if examples is not None:
         if any(v is not None for v in (dataset, questions, aokvqa, hf_dataset, part)):
             raise InputError("--examples cannot be combined with another dataset option or --shard")
@@ -133,7 +133,9 @@ def index_merge(
 ) -> None:
     """Join the shards of `pica index build --shard K/N` into the index a one-shot build makes."""
     from pica.retrieval.merge import merge_indexes
+    from pica.retrieval.writer import check_replaceable
 
+    check_replaceable(out, overwrite)  # before the shards load
     _print_info(merge_indexes(out, shards, overwrite=overwrite))
 
 

@@ -27,12 +27,17 @@ def handle_errors(func):
 
     SIGTERM is handled like SIGINT while the command runs (see :mod:`pica.util.signals`): locks
     are released and temporary files removed as the stack unwinds; the exit code is 143 (SIGINT:
-    130). A write that fails for lack of space or a storage fault exits 74 naming the path.
+    130), without waiting for requests still blocked in threads (``pica`` command only). A write that fails for lack of space or a storage fault exits 74 naming the path.
     """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from pica.util.signals import SIGTERM_EXIT, Terminated, terminate_as_interrupt
+        from pica.util.signals import (
+            SIGTERM_EXIT,
+            Terminated,
+            end_interrupted,
+            terminate_as_interrupt,
+        )
 
         try:
             with terminate_as_interrupt():
@@ -40,9 +45,13 @@ def handle_errors(func):
         except PicaError as e:
             fail(str(e), e.exit_code)
         except Terminated:
-            fail("terminated (SIGTERM)", SIGTERM_EXIT)
+            typer.echo("error: terminated (SIGTERM)", err=True)
+            end_interrupted(SIGTERM_EXIT)  # requests still blocked in threads are not waited for
+            raise typer.Exit(SIGTERM_EXIT) from None
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            typer.echo("error: interrupted", err=True)
+            end_interrupted(130)
+            raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as e:  # a bug or an unforeseen library failure: still one line

@@ -443,8 +443,8 @@ def vision_caption(image: Any, instruction: str) -> str:
 
 
 class HangingServer(LocalServer):
-    """A chat-completions server on 127.0.0.1 that answers the first ``answer_first`` requests
-    (a caption naming the request's number) and then never answers: each later request is read
+    """An OpenAI-style server on 127.0.0.1 that answers the first ``answer_first`` requests (a
+    chat caption or a completion naming the request's number) and then never answers: each later request is read
     and held open until the server closes, as a stuck model server does.
 
     Attributes:
@@ -484,7 +484,9 @@ class HangingServer(LocalServer):
                     server._closing.wait()
                     self.close_connection = True
                     return
-                data = json.dumps(chat_json(f"caption {number}")).encode()
+                answer = (chat_json(f"caption {number}") if self.path.endswith("/chat/completions")
+                          else completion_json(f" answer{number}", [-0.5]))
+                data = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

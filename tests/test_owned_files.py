@@ -31,7 +31,8 @@ def run(*args):
 
 def error_line(result, code: int) -> str:
     assert result.exit_code == code, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip() and "captioning" not in line]
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and "captioning" not in line and not line.startswith("note: ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output
     return lines[0]
@@ -191,13 +192,19 @@ def test_index_build_and_merge_overwrite_refuse_a_folder_that_is_not_an_index(tm
 
 
 # -- also seen: a read-only output exits 74 ---------------------------------------------------------------
-def test_read_only_output_exits_74(tmp_path):
+def test_read_only_output_exits_74(tmp_path, okvqa_files):
     images = photos(tmp_path / "img", ["a.jpg"])
     disk = tmp_path / "ro"
     with tmpfs(disk, "64k"):
+        (disk / "run").mkdir()
         done = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True)
         if done.returncode:
             pytest.skip("cannot remount read-only")
+        for out in (disk / "run", disk / "new" / "run"):  # an existing folder, one to create
+            line = error_line(run("eval", "--dataset", okvqa_files["dev"], "--captions",
+                                  okvqa_files["captions"], "--index", "none", "--out", out,
+                                  "--no-progress"), 74)
+            assert str(disk) in line and "Read-only" in line
         with VisionServer() as server:
             line = error_line(run(*caption_args(disk / "caps.jsonl", images, server)), 74)
         assert "caps.jsonl" in line and "Read-only" in line

@@ -59,8 +59,8 @@ def make_run_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
-            raise storage_error(out, e) from e
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise storage_error(out, e) from e  # full, read-only or failing storage: exit 74
         raise InputError(f"cannot create run folder {out}: {e.strerror or e}") from e
 
 

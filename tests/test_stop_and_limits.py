@@ -178,3 +178,28 @@ def test_skip_bad_records_an_unreadable_image_and_goes_on(tmp_path):
     bad = [r for r in rows if "error" in r]
     assert [r["image_id"] for r in bad] == ["p1"] and "not an image" in bad[0]["error"]
     assert sorted(read_captions(out)) == ["p0", "p2"]  # readers skip the error row
+
+
+# -- 12. a question that overflows the context is an error row; the run goes on ------------------------
+@pytest.mark.slow
+def test_a_question_that_overflows_the_context_is_an_error_row_and_the_run_goes_on(tmp_path, okvqa_files):
+    rows = json.loads(Path(okvqa_files["dev"]).read_text())[:4]
+    rows[1] = {**rows[1], "sent": "What is it? " + "Tell me more about it. " * 300}
+    dataset = tmp_path / "dev.json"
+    dataset.write_text(json.dumps(rows))
+    out = tmp_path / "run"
+    args = ["eval", "--dataset", str(dataset), "--captions", str(okvqa_files["captions"]), "--index",
+            "none", "--n-ctx", "512", "--out", str(out), "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    bad = str(rows[1]["question_id"])
+    assert f"question {bad}:" in result.stderr and "overflow" in result.stderr
+    assert "(1 error rows)" in result.stdout
+    results = [json.loads(line) for line in lines(out / "results.jsonl")]
+    assert [r["question_id"] for r in results] == [str(r["question_id"]) for r in rows]
+    [error] = [r for r in results if r.get("error")]
+    assert error["question_id"] == bad and error["score"] == 0.0 and error["answer"] == ""
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["errors"] == 1 and summary["n"] == 4
+    again = runner.invoke(app, args)  # resumes past it: nothing left to answer
+    assert again.exit_code == 0 and len(lines(out / "results.jsonl")) == 4

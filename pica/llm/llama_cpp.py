@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pica.config import debug
-from pica.errors import BackendError, InputError, ModelLoadError, did_you_mean
+from pica.errors import BackendError, ContextOverflowError, InputError, ModelLoadError, did_you_mean
 from pica.llm.base import Backend, cut_at_stop
 from pica.llm.llama_batch import SCORING_SEQUENCES, score_in_one_batch, sequences
 from pica.types import Completion
@@ -168,7 +168,8 @@ class LlamaCppBackend(Backend):
     def prefill(self, tokens: list[int]) -> None:
         """Make the KV cache hold exactly ``tokens``, reusing the longest cached prefix."""
         if len(tokens) > self.n_ctx:
-            raise BackendError(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
+            raise ContextOverflowError(f"prompt of {len(tokens)} tokens exceeds the context of"
+                                       f" {self.n_ctx}; use a larger --n-ctx or fewer --shots")
         cached = self.llm.input_ids[: self.llm.n_tokens]
         n = min(len(cached), len(tokens))
         differ = np.nonzero(cached[:n] != np.asarray(tokens[:n]))[0]

@@ -58,6 +58,11 @@ DEFAULT_SERVE_MAX_CAPTION_CHARS = 2000
 # client that sends its whole body before reading (Python urllib, requests) reads the 413 rather
 # than a connection reset; larger ones get the 413 and the connection is closed at once.
 DEFAULT_SERVE_DRAIN_MB = 64.0
+# A client must send a request's line and headers within this many seconds of connecting (or of
+# the previous answer), and never pause its body longer than the second: else it is dropped (408
+# for a body), so stalled clients cannot hold connections.
+DEFAULT_SERVE_HEAD_SECONDS = 10.0
+DEFAULT_SERVE_BODY_SECONDS = 30.0
 # Learned answer choice (--choose learned/auto): candidates are the greedy answer(s) plus the top
 # M answers of the K nearest examples.
 DEFAULT_CANDIDATE_ANSWERS = 8

@@ -27,7 +27,8 @@ def handle_errors(func):
 
     SIGTERM is handled like SIGINT while the command runs (see :mod:`pica.util.signals`): locks
     are released and temporary files removed as the stack unwinds; the exit code is 143 (SIGINT:
-    130), without waiting for requests still blocked in threads (``pica`` command only). A write that fails for lack of space or a storage fault exits 74 naming the path.
+    130), without waiting for requests still blocked in threads (``pica`` command only). A write
+    that fails for lack of space or a storage fault exits 74 naming the path.
     """
 
     @functools.wraps(func)
@@ -170,7 +171,8 @@ SETTING_OPTIONS: dict[str, Any] = {
     "candidate_answers": CandidateAnswers,
     "candidate_neighbours": CandidateNeighbours, "example_order": ExampleOrder, "template": Template,
     "llm": Llm, "api_base": ApiBase, "api_key_env": ApiKeyEnv,
-    "api_timeout": ApiTimeout, "api_retries": ApiRetries, "api_wait": ApiWait, "n_ctx": NCtx, "threads": Threads,
+    "api_timeout": ApiTimeout, "api_retries": ApiRetries, "api_wait": ApiWait,
+    "n_ctx": NCtx, "threads": Threads,
     "max_tokens": MaxTokens, "seed": Seed,
     "device": Device, "dtype": Dtype, "n_gpu_layers": NGpuLayers,
     "task": Task, "mc_method": McMethod, "mc_score": McScore,

@@ -269,7 +269,7 @@ def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question],
     try:
         with progress_bar(total=len(questions), initial=finished, desc="eval", unit="q",
                           enabled=progress) as bar:
-            for q, row in _rows(pipeline, todo, task):
+            for row in _rows(pipeline, todo, task):
                 append_record(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"),
                               results_path)
                 if scored(row):
@@ -284,7 +284,7 @@ def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question],
 
 
 def _rows(pipeline: Pipeline, todo: Sequence[Question], task: str):
-    """``(question, result row)`` for each question, in order. A question whose prompt cannot fit
+    """The result row of each question, in order. A question whose prompt cannot fit
     the LLM context gets an error row (its ``error`` said on stderr with its id; scored as a
     wrong answer, counted in the summary's ``errors``) and the run goes on after it: answers come in
     input order, so the failed question is the next one not yet yielded."""
@@ -294,12 +294,12 @@ def _rows(pipeline: Pipeline, todo: Sequence[Question], task: str):
         try:
             for q, answer in zip(remaining, pipeline.answer_stream(remaining, task=task)):
                 done += 1
-                yield q, result_row(q, answer, task)
+                yield result_row(q, answer, task)
             return
         except ContextOverflowError as e:
             q = remaining[done]
             print(f"warning: question {q.id}: {e}; recorded as an error row", file=sys.stderr)
             empty = Answer(question_id=q.id, question=q.question, answer="", raw="",
                            caption=q.caption or "", logprob=None, prompts=[], example_ids=[])
-            yield q, {**result_row(q, empty, task), "error": str(e)}
+            yield {**result_row(q, empty, task), "error": str(e)}
             remaining = remaining[done + 1:]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pica.config import debug
-from pica.errors import BackendError, ContextOverflowError, InputError, ModelLoadError, did_you_mean
+from pica.errors import ContextOverflowError, InputError, ModelLoadError, did_you_mean
 from pica.llm.base import Backend, cut_at_stop
 from pica.llm.llama_batch import SCORING_SEQUENCES, score_in_one_batch, sequences
 from pica.types import Completion

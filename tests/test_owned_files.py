@@ -220,3 +220,14 @@ def test_a_hung_server_is_given_up_after_api_timeout_and_retries_naming_the_opti
     line = error_line(result, 1)
     assert "timed out after 0.5 s" in line and "--api-retries / --api-timeout" in line
     assert not (tmp_path / "c.jsonl").exists()
+
+
+def test_api_limits_come_from_the_config_file_too(tmp_path):
+    images = photos(tmp_path / "img", ["a.jpg"])
+    config = tmp_path / "pica.toml"
+    config.write_text("[pica]\napi_timeout = 0.5\napi_retries = 0\n")
+    with HangingServer() as server:
+        result = run("caption", tmp_path / "c.jsonl", "--images", images, "--captioner", "openai:vlm",
+                     "--api-base", server.base_url, "--config", config, "--no-progress")
+        assert server.count == 1  # no retry
+    assert "timed out after 0.5 s" in error_line(result, 1)

@@ -128,12 +128,13 @@ def file_data_url(path: str | Path, max_side: int) -> str:
     try:
         with Image.open(path) as img:
             mime = PASSTHROUGH_FORMATS.get(img.format or "")
-            upright = img.getexif().get(ORIENTATION, 1) == 1  # else turned before it is sent
-            small = max(img.size) <= max_side and img.mode in ("RGB", "L") and upright
+            small = max(img.size) <= max_side and img.mode in ("RGB", "L")
             if mime and small:
                 img.verify()  # structure and PNG CRCs; a broken file is decoded (and refused) below
+                with Image.open(path) as again:  # turned upright (decoded) below unless it is
+                    upright = again.getexif().get(ORIENTATION, 1) == 1
                 data = path.read_bytes()
-                if img.format != "JPEG" or data.rstrip(b"\0").endswith(b"\xff\xd9"):  # no truncated JPEG
+                if upright and (img.format != "JPEG" or data.rstrip(b"\0").endswith(b"\xff\xd9")):
                     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
     except Exception:  # any problem: the full decode below names it
         pass

@@ -203,3 +203,29 @@ def test_a_question_that_overflows_the_context_is_an_error_row_and_the_run_goes_
     assert summary["errors"] == 1 and summary["n"] == 4
     again = runner.invoke(app, args)  # resumes past it: nothing left to answer
     assert again.exit_code == 0 and len(lines(out / "results.jsonl")) == 4
+
+
+@pytest.mark.slow
+def test_sigterm_ends_serve_while_an_answer_hangs_on_the_llm_server():
+    import contextlib
+    import threading
+    import urllib.request
+
+    from serve_server import pica_server
+
+    with HangingServer(answer_first=1) as llm, pica_server(  # the warm-up answer, then nothing
+            "--index", "none", "--llm", "openai:m", "--api-base", llm.base_url, "--captioner",
+            "openai:vlm", "--timeout", "900") as server:
+        body = json.dumps({"question": "What is it?", "caption": "a dog"}).encode()
+        request = urllib.request.Request(f"{server.base_url}/v1/answer", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+
+        def ask() -> None:
+            with contextlib.suppress(OSError):  # the server goes away: expected
+                urllib.request.urlopen(request, timeout=120).read()
+
+        threading.Thread(target=ask, daemon=True).start()
+        wait_for(lambda: llm.held >= 1)
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=30)  # uvicorn gives requests in progress 5 s
+        assert server.process.returncode == 143, server.log()[-2000:]

@@ -229,3 +229,29 @@ def test_sigterm_ends_serve_while_an_answer_hangs_on_the_llm_server():
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(timeout=30)  # uvicorn gives requests in progress 5 s
         assert server.process.returncode == 143, server.log()[-2000:]
+
+
+@pytest.mark.slow
+def test_sigterm_ends_an_index_build_whose_captioner_server_never_answers(tmp_path, okvqa_files):
+    pool = json.loads(Path(okvqa_files["pool"]).read_text())[:12]
+    (tmp_path / "pool.json").write_text(json.dumps(pool))
+    images = tmp_path / "img"
+    images.mkdir()
+    for i, row in enumerate(pool):
+        cells = np.random.default_rng(i).integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+        Image.fromarray(cells).resize((64, 48), Image.NEAREST).save(images / f"{row['img_id']}.jpg")
+    out = tmp_path / "idx"
+    with HangingServer(answer_first=2) as server:
+        proc = pica("index", "build", out, "--dataset", tmp_path / "pool.json", "--images", images,
+                    "--captioner", "openai:vlm", "--api-base", server.base_url, "--concurrency", "2",
+                    "--embedder", "sentence-transformers:all-MiniLM-L6-v2", "--batch-size", "4")
+        try:
+            wait_for(lambda: server.held >= 2)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)  # the default --api-timeout is 120 s
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 143, err
+    assert not out.exists() and not list(tmp_path.glob(".idx.tmp-*"))  # nothing half-written

@@ -231,3 +231,17 @@ def test_api_limits_come_from_the_config_file_too(tmp_path):
                      "--api-base", server.base_url, "--config", config, "--no-progress")
         assert server.count == 1  # no retry
     assert "timed out after 0.5 s" in error_line(result, 1)
+
+
+def test_a_dataset_question_whose_image_has_two_files_is_refused(tmp_path):
+    from pica.datasets import load_questions
+
+    images = photos(tmp_path / "img", ["COCO_val2014_000000000001.jpg", "000000000001.png",
+                                       "COCO_val2014_000000000002.jpg"])
+    rows = [{"question_id": 11, "img_id": "COCO_val2014_000000000001", "sent": "What?", "label": {"a": 1}},
+            {"question_id": 21, "img_id": "COCO_val2014_000000000002", "sent": "What?", "label": {"a": 1}}]
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    with pytest.raises(InputError, match="same image id '1' .question 11."):
+        load_questions(dataset=tmp_path / "d.json", images_dir=images)
+    (tmp_path / "d.json").write_text(json.dumps(rows[1:]))  # an id no question uses: fine
+    assert [q.id for q in load_questions(dataset=tmp_path / "d.json", images_dir=images)] == ["21"]

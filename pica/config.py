@@ -58,11 +58,22 @@ DEFAULT_SERVE_MAX_CAPTION_CHARS = 2000
 # client that sends its whole body before reading (Python urllib, requests) reads the 413 rather
 # than a connection reset; larger ones get the 413 and the connection is closed at once.
 DEFAULT_SERVE_DRAIN_MB = 64.0
+# A client must send a request's line and headers within this many seconds of connecting (or of
+# the previous answer), and never pause its body longer than the second: else it is dropped (408
+# for a body), so stalled clients cannot hold connections.
+DEFAULT_SERVE_HEAD_SECONDS = 10.0
+DEFAULT_SERVE_BODY_SECONDS = 30.0
 # Learned answer choice (--choose learned/auto): candidates are the greedy answer(s) plus the top
 # M answers of the K nearest examples.
 DEFAULT_CANDIDATE_ANSWERS = 8
 DEFAULT_CANDIDATE_NEIGHBOURS = 32
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+# OpenAI-compatible servers (the LLM and the openai:MODEL captioner): seconds to wait for a
+# connection or each read of an answer (None = the component's own: 60 s for the LLM, 120 s for
+# the captioner), retries of a transient failure, and seconds to keep trying a server that refuses
+# connections (0 = report a refused connection at once; a server still starting needs more).
+DEFAULT_API_RETRIES = 6
+DEFAULT_API_WAIT = 0.0
 # Where captioners and open_clip run: auto = CUDA if torch sees a GPU, else Apple MPS, else CPU.
 DEFAULT_DEVICE = "auto"
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -174,6 +185,11 @@ class Settings:
         api_base: Base URL of an OpenAI-compatible API (else ``$PICA_API_BASE``, then
             ``$OPENAI_BASE_URL``).
         api_key_env: Name of the environment variable holding the API key.
+        api_timeout: Seconds an API server (LLM or captioner) may take to connect or to send each
+            part of an answer; ``None`` = 60 for the LLM, 120 for the captioner.
+        api_retries: Retries of a transient API failure (HTTP 408/409/429/5xx, time-out, reset).
+        api_wait: Seconds to keep retrying a server that refuses connections (one still starting);
+            0 = a refused connection fails at once.
         n_ctx: Context window of a local model, in tokens.
         threads: CPU threads for a local model (``None`` = all cores).
         max_tokens: Tokens to generate per answer.
@@ -221,6 +237,9 @@ class Settings:
     llm: str = DEFAULT_LLM
     api_base: str | None = None
     api_key_env: str = DEFAULT_API_KEY_ENV
+    api_timeout: float | None = None
+    api_retries: int = DEFAULT_API_RETRIES
+    api_wait: float = DEFAULT_API_WAIT
     n_ctx: int = 2048
     threads: int | None = None
     max_tokens: int = 5
@@ -254,6 +273,10 @@ class Settings:
                           ("candidate_answers", 0), ("candidate_neighbours", 1)):
             if getattr(self, name) < low:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {low}")
+        if self.api_timeout is not None and not self.api_timeout > 0:
+            raise InputError("--api-timeout must be a positive number of seconds")
+        if self.api_retries < 0 or not self.api_wait >= 0:
+            raise InputError("--api-retries and --api-wait must not be negative")
         check_device(self.device)
         if self.n_gpu_layers is not None and self.n_gpu_layers < -1:
             raise InputError("--n-gpu-layers must be -1 (all layers), 0 (CPU only) or a layer count")
@@ -316,8 +339,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "retrieval": ("index", "embedder", "selection", "weights", "shots", "ensemble", "example_order",
                   "seed"),
     "prompt": ("template", "candidates", "candidates_file", "examples_file"),
-    "llm": ("llm", "api_base", "api_key_env", "n_ctx", "threads", "max_tokens", "n_gpu_layers",
-            "concurrency"),
+    "llm": ("llm", "api_base", "api_key_env", "api_timeout", "api_retries", "api_wait", "n_ctx",
+            "threads", "max_tokens", "n_gpu_layers", "concurrency"),
     "choice": ("choose", "candidate_answers", "candidate_neighbours"),
     "task": ("task", "mc_method", "mc_score", "rationale"),
     "device": ("device", "dtype"),
@@ -326,7 +349,8 @@ GROUP_DOCS: dict[str, str] = {
     "captioner": "what the captioner reads (its server, projector, image size, question-aware prompt)",
     "retrieval": "which examples are shown: the index, the embedder, similarity and how many",
     "prompt": "the prompt template and what it shows beside the examples (candidates)",
-    "llm": "what the LLM backend reads: model, server, context, threads, GPU layers, requests in flight",
+    "llm": ("what the LLM backend reads: model, server and its limits (also the openai: captioner's),"
+            " context, threads, GPU layers, requests in flight"),
     "choice": "how one answer is chosen (--choose) and the learned chooser's candidates",
     "task": "direct answer or multiple choice, and how choices are scored",
     "device": "where and in which precision captioners and open_clip run",

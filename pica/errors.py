@@ -29,6 +29,10 @@ class InputError(PicaError):
     exit_code = 2
 
 
+class ContextOverflowError(InputError):
+    """One question's prompt cannot fit the LLM context (a batch records it and goes on)."""
+
+
 class ModelLoadError(InputError):
     """A model (captioner, embedder, LLM) named by the user cannot be loaded."""
 

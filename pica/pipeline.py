@@ -197,8 +197,8 @@ class Pipeline:
                         yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
-        finally:
-            pool.shutdown(cancel_futures=True)
+        finally:  # answers still in flight when the caller stops (an interrupt) are not awaited
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def check(self, questions: Sequence[Question]) -> None:
         """Fail before a long run if some questions cannot be captioned (e.g. a captions file

@@ -20,8 +20,10 @@ def normalize_image_id(value: str | int) -> str:
     """Canonical form of an image id, used wherever ids are compared.
 
     COCO names, zero-padded ids and image file names map to the bare number
-    (``"COCO_val2014_000000297147"``, ``"000000297147.jpg"``, ``297147`` -> ``"297147"``);
-    any other string is returned stripped but otherwise unchanged.
+    (``"COCO_val2014_000000297147"``, ``"000000297147.jpg"``, ``297147`` -> ``"297147"``); any
+    other image file name maps to its stem (``"img00.jpg"``, ``"DIR/img00.png"`` -> ``"img00"``, as
+    ``pica caption --images DIR`` keys it); any other string is returned stripped but otherwise
+    unchanged.
 
     Raises:
         InputError: ``value`` is ``None``.
@@ -34,7 +36,7 @@ def normalize_image_id(value: str | int) -> str:
     name = re.split(r"[\\/]", text)[-1]
     stem, ext = os.path.splitext(name)
     if ext.lower() in IMAGE_EXTENSIONS:
-        name = stem
+        name = text = stem
     match = _NUMERIC_ID.fullmatch(name)
     return str(int(match.group(1))) if match else text
 

@@ -440,3 +440,57 @@ def vision_caption(image: Any, instruction: str) -> str:
     if "question" in instruction.lower() and ":" in instruction:
         caption += " for " + instruction.split(":", 1)[1].split("\n", 1)[0].strip()
     return caption
+
+
+class HangingServer(LocalServer):
+    """An OpenAI-style server on 127.0.0.1 that answers the first ``answer_first`` requests (a
+    chat caption or a completion naming the request's number) and then never answers: each later request is read
+    and held open until the server closes, as a stuck model server does.
+
+    Attributes:
+        base_url, count (requests received), held (requests being held unanswered).
+    """
+
+    def __init__(self, answer_first: int = 0) -> None:
+        self.answer_first = answer_first
+        self.count = 0
+        self.held = 0
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._listen(self._handler_class(), queue=64)
+
+    def close(self) -> None:
+        """Stop serving; held requests are let go (their connections closed)."""
+        self._closing.set()
+        super().close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with server._lock:
+                    server.count += 1
+                    number = server.count
+                if number > server.answer_first:
+                    with server._lock:
+                        server.held += 1
+                    server._closing.wait()
+                    self.close_connection = True
+                    return
+                answer = (chat_json(f"caption {number}") if self.path.endswith("/chat/completions")
+                          else completion_json(f" answer{number}", [-0.5]))
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler

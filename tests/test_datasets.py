@@ -98,7 +98,9 @@ def make_images(folder: Path, names: list[str]) -> Path:
     ("0", "0"),
     ("abc", "abc"),
     ("  abc  ", "abc"),
-    ("abc.jpg", "abc.jpg"),
+    ("abc.jpg", "abc"),  # an image file name: its stem, as pica caption --images keys it
+    ("photos/img00.PNG", "img00"),
+    ("abc.txt", "abc.txt"),
     ("22MexNkBPpdZGX6sxbxVBH", "22MexNkBPpdZGX6sxbxVBH"),
     ("", ""),
 ])

@@ -63,7 +63,7 @@ def test_merge_refuses_incomplete_or_mixed_shards(okvqa_files, tmp_path):
     s0, s1 = tmp_path / "s0-4", tmp_path / "s1-4"
     for shards, fragment in (([s0], "shards missing: 1/2"), ([s0, s0, s1], "given twice"),
                              ([s0, tmp_path / "whole"], "is not a shard"),
-                             ([s0, tmp_path / "s1-8"], "different sources")):
+                             ([s0, tmp_path / "s1-8"], "batch_size (8 vs 4) differ")):
         result = run("index", "merge", tmp_path / "m", *shards)
         assert result.exit_code == 2 and fragment in result.stderr, result.output
         assert not (tmp_path / "m").exists()

@@ -130,12 +130,44 @@ def test_always_503_fails_cleanly():
     assert elapsed < 5
 
 
-def test_connection_refused_fails_cleanly():
+def test_connection_refused_fails_at_once_naming_api_wait():
     base = f"http://127.0.0.1:{free_port()}/v1"
     b = OpenAICompatBackend("m", api_base=base, max_retries=2, **FAST)
     with pytest.raises(BackendError, match="connection refused") as info:
         b.complete(["q"])
-    assert base in str(info.value) and "3 attempts" in str(info.value)
+    assert base in str(info.value) and "--api-wait SECONDS" in str(info.value)
+    assert "attempts" not in str(info.value)  # not retried: a server that is down is said at once
+
+
+def test_api_wait_keeps_trying_a_server_that_starts_late():
+    """--api-wait: a refused connection is tried again until the server listens (here after 1 s)."""
+    import json
+    import socket
+    import threading
+
+    port = free_port()
+    b = OpenAICompatBackend("m", api_base=f"http://127.0.0.1:{port}/v1", wait=60, **FAST)
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def start_late() -> None:
+        time.sleep(1.0)  # the first attempts are refused
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        body = json.dumps(OK).encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        conn.close()
+
+    thread = threading.Thread(target=start_late, daemon=True)
+    thread.start()
+    try:
+        assert b.complete(["q"])[0].text == " surfing"
+    finally:
+        thread.join(timeout=30)
+        listener.close()
 
 
 def test_401_fails_at_once_naming_the_env_var(monkeypatch):

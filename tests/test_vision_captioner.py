@@ -126,7 +126,8 @@ def test_question_aware_dataset_captions_are_keyed_by_question(folder, tmp_path)
                      "--no-progress")
         assert result.exit_code == 0, result.output
         assert server.count == 3
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    mark, *rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert mark["pica_captions"] == 1 and mark["captioners"][0]["question_aware"] is True
     assert sorted(r["question_id"] for r in rows) == ["11", "12", "21"]
     cached = CachedCaptioner(out)
     caps = cached.caption([Question(id="12", question="How many?", image_id="1"),
@@ -156,7 +157,7 @@ def test_resume_asks_nothing_already_answered(folder, tmp_path):
         assert result.exit_code == 0, result.output
         assert server.count == 5
     lines = out.read_text().splitlines()
-    assert len(lines) == 8 and sorted(read_captions(out)) == sorted(images)
+    assert len(lines) == 1 + 8 and sorted(read_captions(out)) == sorted(images)
     with VisionServer() as server:
         assert run(*args, "--api-base", server.base_url).exit_code == 0 and server.count == 0
 
@@ -197,13 +198,12 @@ def test_server_that_refuses_images_or_answers_nothing_is_one_line(folder, tmp_p
         one_error_line(result, fragment)
 
 
-def test_server_down_fails_after_retries(tmp_path):
+def test_server_down_fails_at_once_naming_api_wait(tmp_path):
     from servers import free_port
 
     photo(0).save(tmp_path / "a.png")
     cap = make_captioner("openai:vlm", api_base=f"http://127.0.0.1:{free_port()}/v1")
-    cap._client.max_retries = 1
-    with pytest.raises(BackendError, match="failed after 2 attempts .*connection refused"):
+    with pytest.raises(BackendError, match="connection refused.*--api-wait SECONDS"):
         cap.caption_one(Question(id="1", question="", image_id="1", image_path=tmp_path / "a.png"))
 
 

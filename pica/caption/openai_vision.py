@@ -43,6 +43,7 @@ class OpenAICaptioner(ApiClient, VisionChatCaptioner):
         concurrency: Requests in flight at once.
         timeout: Seconds to wait for a connection or each read.
         max_retries: Retries of a transient failure.
+        wait: Seconds to keep trying a server that refuses connections (0 = fail at once).
 
     Raises:
         InputError: no model or API base, a malformed URL, out-of-range settings.
@@ -53,16 +54,17 @@ class OpenAICaptioner(ApiClient, VisionChatCaptioner):
                  prompt: str | None = None, max_side: int = DEFAULT_MAX_SIDE,
                  max_tokens: int = DEFAULT_CAPTION_TOKENS, concurrency: int = 1,
                  timeout: float = 120.0, max_retries: int = 6, backoff: float = 0.5,
-                 backoff_cap: float = 30.0) -> None:
+                 backoff_cap: float = 30.0, wait: float = 0.0) -> None:
         ApiClient.__init__(self, model, api_base, api_key_env, timeout, max_retries, backoff,
                            backoff_cap, concurrency, spec="--captioner openai:MODEL",
-                           base_option="--captioner-api-base")
+                           base_option="--captioner-api-base", wait=wait)
         VisionChatCaptioner.__init__(self, question_aware, prompt, max_side, concurrency)
         self.max_tokens = int(max_tokens)
         self.id = f"openai:{model}@{self.netloc}"
 
     settings_fields = ("captioner_api_base", "api_base", "api_key_env", "question_aware",
-                       "caption_prompt", "caption_max_side", "concurrency")
+                       "caption_prompt", "caption_max_side", "concurrency", "api_timeout",
+                       "api_retries", "api_wait")
 
     @classmethod
     def from_settings(cls, name: str, settings) -> OpenAICaptioner:
@@ -71,7 +73,9 @@ class OpenAICaptioner(ApiClient, VisionChatCaptioner):
         s = settings
         return cls(name, api_base=s.captioner_api_base or s.api_base, api_key_env=s.api_key_env,
                    question_aware=s.question_aware, prompt=vlm_prompt(s.caption_prompt),
-                   max_side=s.caption_max_side, concurrency=s.concurrency)
+                   max_side=s.caption_max_side, concurrency=s.concurrency,
+                   max_retries=s.api_retries, wait=s.api_wait,
+                   **({"timeout": s.api_timeout} if s.api_timeout else {}))
 
     def __repr__(self) -> str:
         return (f"OpenAICaptioner(model={self.model!r}, api_base={self.server!r},"

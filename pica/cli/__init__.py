@@ -174,6 +174,9 @@ app.command("compare")(compare)
 
 def main() -> None:
     """Console-script entry point."""
+    from pica.util.signals import leave_stuck_threads_on_interrupt
+
+    leave_stuck_threads_on_interrupt()  # Ctrl-C / SIGTERM never wait on a server that hangs
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not debug():
         warnings.filterwarnings("ignore")

@@ -10,6 +10,9 @@ import typer
 from pica.cli.options import (
     ApiBase,
     ApiKeyEnv,
+    ApiRetries,
+    ApiTimeout,
+    ApiWait,
     Captioner,
     CaptionerApiBase,
     CaptionMaxSide,
@@ -38,6 +41,9 @@ def caption(
     captioner_api_base: CaptionerApiBase = None,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
+    api_timeout: ApiTimeout = None,
+    api_retries: ApiRetries = None,
+    api_wait: ApiWait = None,
     mmproj: Mmproj = None,
     caption_max_side: CaptionMaxSide = None,
     question_aware: QuestionAware = None,
@@ -48,6 +54,12 @@ def caption(
     limit: Annotated[int | None, typer.Option(help="Caption only the first N (after sharding).")] = None,
     skip_missing: Annotated[bool, typer.Option(
         help="Leave out dataset questions whose image file is missing.")] = False,
+    skip_bad: Annotated[bool, typer.Option(
+        help="Record an image that cannot be read (an error row, skipped by readers) and go on;"
+        " without it the job stops at the first one.")] = False,
+    mix_captioners: Annotated[bool, typer.Option(
+        help="Resume a captions file made by another captioner or settings (its first line then"
+        " lists both); without it that is refused.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     device: Device = None,
     dtype: Dtype = None,
@@ -55,7 +67,13 @@ def caption(
 ) -> None:
     """Caption images into a JSONL captions file (resumable; --captions reads it back)."""
     from pica.caption import captioner_from_settings
-    from pica.caption.job import dataset_tasks, folder_tasks, run_caption_job
+    from pica.caption.job import (
+        captioner_record,
+        dataset_tasks,
+        folder_tasks,
+        read_mark,
+        run_caption_job,
+    )
     from pica.config import make_settings
     from pica.util.shards import parse_shard, take_shard
 
@@ -64,9 +82,11 @@ def caption(
     part = parse_shard(shard)
     settings = make_settings({
         "captioner": captioner, "captioner_api_base": captioner_api_base, "api_base": api_base,
-        "api_key_env": api_key_env, "mmproj": mmproj, "caption_max_side": caption_max_side,
+        "api_key_env": api_key_env, "api_timeout": api_timeout, "api_retries": api_retries,
+        "api_wait": api_wait, "mmproj": mmproj, "caption_max_side": caption_max_side,
         "question_aware": question_aware, "device": device, "dtype": dtype,
         "concurrency": concurrency}, config)
+    read_mark(out)  # a folder, or a file pica did not write: refused before anything loads
     if dataset is not None:
         from pica.datasets import load_questions
 
@@ -78,8 +98,10 @@ def caption(
         tasks = folder_tasks(images)
     tasks = take_shard(tasks, part)[:limit]
     cap = captioner_from_settings(settings, concurrency=concurrency)
-    before, written = run_caption_job(tasks, cap, out, question_aware=settings.question_aware,
-                                      concurrency=concurrency, batch_size=batch_size,
-                                      progress=progress)
-    typer.echo(f"captions  {out}: {written} written, {before} already there"
+    before, written, bad = run_caption_job(
+        tasks, cap, out, question_aware=settings.question_aware, concurrency=concurrency,
+        batch_size=batch_size, progress=progress, record=captioner_record(settings),
+        mix=mix_captioners, skip_bad=skip_bad)
+    unreadable = f", {bad} unreadable (error rows)" if bad else ""
+    typer.echo(f"captions  {out}: {written} written, {before} already there{unreadable}"
                f" ({before + written} of this {'shard' if part else 'job'})")

@@ -73,7 +73,8 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
         typer.echo(f"no annotations: {summary.get('questions', summary['n'])} questions answered,"
                    f" no accuracy (predictions in {out / 'predictions.json'})  {speed}  -> {out}")
         return
-    typer.echo(f"accuracy {_mean(summary)}  {speed}  -> {out}")
+    errors = f"  ({summary['errors']} error rows)" if summary.get("errors") else ""
+    typer.echo(f"accuracy {_mean(summary)}  {speed}{errors}  -> {out}")
     if "da" in summary:
         da = summary["da"]
         typer.echo(f"  direct answer (A-OKVQA)  {_mean(da)}; {da['difficult_left_out']} difficult left out")

@@ -11,6 +11,9 @@ import typer
 from pica.cli.options import (
     ApiBase,
     ApiKeyEnv,
+    ApiRetries,
+    ApiTimeout,
+    ApiWait,
     Captioner,
     CaptionerApiBase,
     CaptionMaxSide,
@@ -57,6 +60,9 @@ def index_build(
     captioner_api_base: CaptionerApiBase = None,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
+    api_timeout: ApiTimeout = None,
+    api_retries: ApiRetries = None,
+    api_wait: ApiWait = None,
     mmproj: Mmproj = None,
     caption_max_side: CaptionMaxSide = None,
     concurrency: Annotated[int | None, typer.Option(
@@ -84,15 +90,16 @@ def index_build(
     """Build an example index from a dataset."""
     from pica.config import make_settings
     from pica.retrieval.build import build_from_examples_file, build_index
+    from pica.retrieval.writer import check_replaceable
     from pica.util.shards import parse_shard
 
     part = parse_shard(shard)
     settings = make_settings({
         "device": device, "dtype": dtype, "captioner": captioner,
         "captioner_api_base": captioner_api_base, "api_base": api_base, "api_key_env": api_key_env,
+        "api_timeout": api_timeout, "api_retries": api_retries, "api_wait": api_wait,
         "mmproj": mmproj, "caption_max_side": caption_max_side, "concurrency": concurrency}, config)
-    if out.exists() and not overwrite:
-        raise InputError(f"index folder {out} already exists; pass --overwrite to replace it")
+    check_replaceable(out, overwrite)  # before any model loads
     if examples is not None:
         if any(v is not None for v in (dataset, questions, aokvqa, hf_dataset, part)):
             raise InputError("--examples cannot be combined with another dataset option or --shard")
@@ -124,7 +131,9 @@ def index_merge(
 ) -> None:
     """Join the shards of `pica index build --shard K/N` into the index a one-shot build makes."""
     from pica.retrieval.merge import merge_indexes
+    from pica.retrieval.writer import check_replaceable
 
+    check_replaceable(out, overwrite)  # before the shards load
     _print_info(merge_indexes(out, shards, overwrite=overwrite))
 
 

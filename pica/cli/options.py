@@ -27,12 +27,18 @@ def handle_errors(func):
 
     SIGTERM is handled like SIGINT while the command runs (see :mod:`pica.util.signals`): locks
     are released and temporary files removed as the stack unwinds; the exit code is 143 (SIGINT:
-    130). A write that fails for lack of space or a storage fault exits 74 naming the path.
+    130), without waiting for requests still blocked in threads (``pica`` command only). A write
+    that fails for lack of space or a storage fault exits 74 naming the path.
     """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from pica.util.signals import SIGTERM_EXIT, Terminated, terminate_as_interrupt
+        from pica.util.signals import (
+            SIGTERM_EXIT,
+            Terminated,
+            end_interrupted,
+            terminate_as_interrupt,
+        )
 
         try:
             with terminate_as_interrupt():
@@ -40,9 +46,13 @@ def handle_errors(func):
         except PicaError as e:
             fail(str(e), e.exit_code)
         except Terminated:
-            fail("terminated (SIGTERM)", SIGTERM_EXIT)
+            typer.echo("error: terminated (SIGTERM)", err=True)
+            end_interrupted(SIGTERM_EXIT)  # requests still blocked in threads are not waited for
+            raise typer.Exit(SIGTERM_EXIT) from None
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            typer.echo("error: interrupted", err=True)
+            end_interrupted(130)
+            raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as e:  # a bug or an unforeseen library failure: still one line
@@ -128,6 +138,14 @@ ApiBase = Annotated[str | None, typer.Option(
     help="Base URL of an OpenAI-compatible API (else $PICA_API_BASE, then $OPENAI_BASE_URL).")]
 ApiKeyEnv = Annotated[str | None, typer.Option(
     help="Environment variable holding the API key (default OPENAI_API_KEY).")]
+ApiTimeout = Annotated[float | None, typer.Option(
+    help="Seconds an API server (LLM or openai:MODEL captioner) may take to connect or to send"
+    " each part of an answer (default 60 for the LLM, 120 for the captioner).")]
+ApiRetries = Annotated[int | None, typer.Option(
+    help="Retries of a transient API failure: HTTP 408/409/429/5xx, time-out, reset (default 6).")]
+ApiWait = Annotated[float | None, typer.Option(
+    help="Seconds to keep trying an API server that refuses connections, e.g. one still starting"
+    " (default 0: a refused connection fails at once).")]
 NCtx = Annotated[int | None, typer.Option(help="Context window of a local model (tokens).")]
 Threads = Annotated[int | None, typer.Option(help="CPU threads of a local model.")]
 MaxTokens = Annotated[int | None, typer.Option(help="Answer tokens to generate.")]
@@ -164,7 +182,9 @@ SETTING_OPTIONS: dict[str, Any] = {
     "candidates": Candidates, "candidates_file": CandidatesFile, "examples_file": ExamplesFile,
     "candidate_answers": CandidateAnswers,
     "candidate_neighbours": CandidateNeighbours, "example_order": ExampleOrder, "template": Template,
-    "llm": Llm, "api_base": ApiBase, "api_key_env": ApiKeyEnv, "n_ctx": NCtx, "threads": Threads,
+    "llm": Llm, "api_base": ApiBase, "api_key_env": ApiKeyEnv,
+    "api_timeout": ApiTimeout, "api_retries": ApiRetries, "api_wait": ApiWait,
+    "n_ctx": NCtx, "threads": Threads,
     "max_tokens": MaxTokens, "seed": Seed,
     "device": Device, "dtype": Dtype, "n_gpu_layers": NGpuLayers,
     "task": Task, "mc_method": McMethod, "mc_score": McScore,

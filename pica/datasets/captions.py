@@ -18,6 +18,12 @@ from pica.types import normalize_image_id
 
 _ID_KEYS = ("image_id", "img_id", "id")
 QUESTION_KEY = "question_id"
+# The first line of a captions file ``pica caption`` wrote: ``{"pica_captions": 1, "captioners":
+# [...]}`` (what made it). Readers skip it; ``pica caption`` appends only to files that carry it.
+CAPTIONS_MARK = "pica_captions"
+# A row ``pica caption --skip-bad`` wrote for an image it could not read: ``{"image_id",
+# "caption": "", "error"}``; readers skip it.
+ERROR_KEY = "error"
 
 
 class Captions(dict):
@@ -55,7 +61,8 @@ def read_captions(path: str | Path) -> Captions:
       confident caption wins) or ``image_id<TAB>caption``; an ``image_id`` header line is skipped.
     - ``.jsonl``: one object per line with ``image_id``/``img_id``/``id`` and ``caption`` (or a
       ``captions`` list, first taken); a line with ``question_id`` holds a question-aware caption
-      of that question (:attr:`Captions.by_question`), as ``pica caption`` writes them.
+      of that question (:attr:`Captions.by_question`), as ``pica caption`` writes them; the
+      ``pica caption`` mark line (``{"pica_captions": ...}``) and error rows are skipped.
     - ``.csv``: columns ``image_id`` (or ``id``/``img_id``) and ``caption``.
     - ``.json``: ``{image_id: caption}``, a list of JSONL-like objects, or COCO captions
       (``{"annotations": [{"image_id", "caption"}]}``, first caption per image).
@@ -160,6 +167,8 @@ def _captions_from_jsonl(text: str, path: Path) -> Captions:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{path} line {number}: not valid JSON ({e.msg}, column {e.colno})") from e
+        if isinstance(row, Mapping) and (CAPTIONS_MARK in row or ERROR_KEY in row):
+            continue
         key, caption = _caption_row(row, f"{path} line {number}")
         if row.get(QUESTION_KEY) not in (None, ""):
             captions.by_question[str(row[QUESTION_KEY])] = caption
@@ -169,6 +178,8 @@ def _captions_from_jsonl(text: str, path: Path) -> Captions:
 
 
 def _captions_from_json(data: Any, path: Path) -> dict[str, str]:
+    if isinstance(data, Mapping) and (CAPTIONS_MARK in data or ERROR_KEY in data):
+        return {}  # a pica caption file holding its mark (or one error row) alone
     if isinstance(data, Mapping) and isinstance(data.get("annotations"), list):
         captions: dict[str, str] = {}
         for i, row in enumerate(data["annotations"]):

@@ -12,14 +12,18 @@ from pica.errors import InputError
 from pica.types import IMAGE_EXTENSIONS, Question, normalize_image_id
 
 
-def scan_images(images_dir: str | Path) -> dict[str, Path]:
+def scan_images(images_dir: str | Path, strict: bool = False,
+                duplicates: dict[str, list[Path]] | None = None) -> dict[str, Path]:
     """Map normalized image ids to the image files found in ``images_dir`` (recursively).
 
     File stems like ``COCO_val2014_000000297147``, ``000000297147`` or ``297147`` with an image
-    extension all map to ``"297147"``; the first file in sorted order wins.
+    extension all map to ``"297147"``, ``photo.jpg`` to ``"photo"``; the first file in sorted order
+    wins, unless ``strict``. ``duplicates``, when given, receives every id with more than one file
+    (all of them), so a caller can refuse the ids it uses.
 
     Raises:
-        InputError: The folder is missing or not a folder.
+        InputError: The folder is missing or not a folder; with ``strict``, two files with one
+            image id (``same.jpg`` and ``same.png``), naming both.
     """
     root = Path(images_dir).expanduser()
     if not root.exists():
@@ -34,7 +38,14 @@ def scan_images(images_dir: str | Path) -> dict[str, Path]:
         for name in sorted(filenames):
             stem, ext = os.path.splitext(name)
             if ext.lower() in IMAGE_EXTENSIONS and not name.startswith("."):
-                found.setdefault(normalize_image_id(stem), Path(dirpath) / name)
+                key, path = normalize_image_id(stem), Path(dirpath) / name
+                if key in found:
+                    if strict:
+                        raise InputError(f"{found[key]} and {path} have the same image id '{key}';"
+                                         " rename one (captions are keyed by image id)")
+                    if duplicates is not None:
+                        duplicates.setdefault(key, [found[key]]).append(path)
+                found.setdefault(key, path)
     return found
 
 
@@ -64,7 +75,8 @@ def select(questions: Sequence[Question], images_dir: str | Path | None, skip_mi
     if images_dir is None:
         return QuestionList(questions[:limit], source=source)
     root = Path(images_dir).expanduser()
-    files = scan_images(root)
+    same: dict[str, list[Path]] = {}
+    files = scan_images(root, duplicates=same)
     if not files:
         raise InputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {root}; check --images")
     candidates = questions if skip_missing else questions[:limit]
@@ -78,6 +90,10 @@ def select(questions: Sequence[Question], images_dir: str | Path | None, skip_mi
         if path is None:
             missing[q.image_id if q.image_id is not None else f"(none for question {q.id})"] = None
             skipped.append(q.id)
+        elif q.image_id in same:  # never one of two files chosen silently
+            names = " and ".join(str(p) for p in same[q.image_id])
+            raise InputError(f"{names} have the same image id '{q.image_id}' (question {q.id});"
+                             " rename or move all but one")
         else:
             kept.append(dataclasses.replace(q, image_path=path))
     if missing and not skip_missing:

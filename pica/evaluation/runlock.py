@@ -16,6 +16,7 @@ close-on-exec, so programs the run starts do not inherit the lock (a bare ``fork
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pica.errors import PicaError, RunInUseError
+from pica.util.fileio import storage_error
 
 LOCK_FILE = ".lock"
 DEFAULT_HINT = "wait for it or use another --out"
@@ -62,13 +64,16 @@ class RunLock:
 
         Raises:
             RunInUseError: another process (or another ``RunLock``) holds the folder.
-            PicaError: the lock file cannot be opened or locked (permissions, filesystem).
+            StorageError: the lock file cannot be created (read-only, full or failing storage).
+            PicaError: the lock file cannot be opened or locked otherwise.
         """
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this RunLock")
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EIO):
+                raise storage_error(self.path, e) from e  # read-only or full storage: exit 74
             raise PicaError(f"cannot open the lock file {self.path}: {e.strerror}") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

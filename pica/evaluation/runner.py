@@ -21,6 +21,7 @@ import dataclasses
 import errno
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 from pica import __version__
 from pica.config import Settings
 from pica.datasets.identity import describe, identity_key
-from pica.errors import InputError, RunConfigError
+from pica.errors import ContextOverflowError, InputError, RunConfigError
 from pica.evaluation.outputs import OUTPUTS, RUN_FILE, _write_outputs
 from pica.evaluation.results import RESULTS_FILE, read_results, result_row
 from pica.evaluation.runlock import RunLock
@@ -37,7 +38,7 @@ from pica.evaluation.summary import scored
 from pica.pipeline import Pipeline
 from pica.tasks.aokvqa import split_name
 from pica.tasks.base import resolve_task
-from pica.types import Question
+from pica.types import Answer, Question
 from pica.util.fileio import append_record, atomic_write_text, storage_error
 from pica.util.progress import progress_bar
 
@@ -59,8 +60,8 @@ def make_run_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
-            raise storage_error(out, e) from e
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise storage_error(out, e) from e  # full, read-only or failing storage: exit 74
         raise InputError(f"cannot create run folder {out}: {e.strerror or e}") from e
 
 
@@ -268,8 +269,7 @@ def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question],
     try:
         with progress_bar(total=len(questions), initial=finished, desc="eval", unit="q",
                           enabled=progress) as bar:
-            for q, answer in zip(todo, pipeline.answer_stream(todo, task=task)):
-                row = result_row(q, answer, task)
+            for row in _rows(pipeline, todo, task):
                 append_record(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"),
                               results_path)
                 if scored(row):
@@ -281,3 +281,25 @@ def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question],
                 bar.update(1)
     finally:
         os.close(fd)
+
+
+def _rows(pipeline: Pipeline, todo: Sequence[Question], task: str):
+    """The result row of each question, in order. A question whose prompt cannot fit
+    the LLM context gets an error row (its ``error`` said on stderr with its id; scored as a
+    wrong answer, counted in the summary's ``errors``) and the run goes on after it: answers come in
+    input order, so the failed question is the next one not yet yielded."""
+    remaining = list(todo)
+    while remaining:
+        done = 0
+        try:
+            for q, answer in zip(remaining, pipeline.answer_stream(remaining, task=task)):
+                done += 1
+                yield result_row(q, answer, task)
+            return
+        except ContextOverflowError as e:
+            q = remaining[done]
+            print(f"warning: question {q.id}: {e}; recorded as an error row", file=sys.stderr)
+            empty = Answer(question_id=q.id, question=q.question, answer="", raw="",
+                           caption=q.caption or "", logprob=None, prompts=[], example_ids=[])
+            yield {**result_row(q, empty, task), "error": str(e)}
+            remaining = remaining[done + 1:]

@@ -35,7 +35,8 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
 
     The accuracies average the rows' ``score`` over the rows that count (:func:`scored`), each
     with ``se``, one standard error of that mean (percent); ``n`` is the number of scored rows and
-    ``questions`` the number answered. A run without gold answers has ``accuracy`` and ``se``
+    ``questions`` the number answered, ``errors`` those recorded as error rows (a prompt that
+    cannot fit the context; scored as wrong answers). A run without gold answers has ``accuracy`` and ``se``
     ``None``, ``n`` 0 and ``annotations`` false. A-OKVQA runs add ``task``, ``da`` and ``mc``
     (see :func:`pica.tasks.aokvqa.task_summary`). ``seconds_per_stage`` holds the mean seconds of
     each stage per question (:data:`pica.evaluation.results.STAGES`), ``seconds_first_question``
@@ -60,6 +61,7 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
     return {
         **acc(rows),
         "questions": n_all,
+        "errors": sum(1 for r in all_rows if r.get("error")),
         "annotations": annotated,
         **task_summary(all_rows),
         "per_category": {k: _named(k, acc(v))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pica.errors import BackendError, ModelLoadError
+from pica.errors import ContextOverflowError, ModelLoadError
 from pica.llm.base import Backend, cut_at_stop
 from pica.llm.llama_batch import SCORING_SEQUENCES, score_in_one_batch, sequences
 from pica.types import Completion
@@ -85,7 +85,8 @@ class LlamaCppBackend(Backend):
     def prefill(self, tokens: list[int]) -> None:
         """Make the KV cache hold exactly ``tokens``, reusing the longest cached prefix."""
         if len(tokens) > self.n_ctx:
-            raise BackendError(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
+            raise ContextOverflowError(f"prompt of {len(tokens)} tokens exceeds the context of"
+                                       f" {self.n_ctx}; use a larger --n-ctx or fewer --shots")
         cached = self.llm.input_ids[: self.llm.n_tokens]
         n = min(len(cached), len(tokens))
         differ = np.nonzero(cached[:n] != np.asarray(tokens[:n]))[0]
@@ -179,7 +180,7 @@ class LlamaCppBackend(Backend):
         p99 0.34, max 0.54; tests/test_chooser.py holds the tolerance).
 
         Raises:
-            BackendError: the prompt and the continuations do not fit the context.
+            ContextOverflowError: the prompt and the continuations do not fit the context.
         """
         if reset:
             self._reset()

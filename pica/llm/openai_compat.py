@@ -56,9 +56,9 @@ class OpenAICompatBackend(ApiClient, Backend):
 
     def __init__(self, model: str, api_base: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 60.0, max_retries: int = 6, backoff: float = 0.5,
-                 backoff_cap: float = 30.0, concurrency: int = 1) -> None:
+                 backoff_cap: float = 30.0, concurrency: int = 1, wait: float = 0.0) -> None:
         super().__init__(model, api_base, api_key_env, timeout, max_retries, backoff, backoff_cap,
-                         concurrency, spec="openai:MODEL", base_option="--api-base")
+                         concurrency, spec="openai:MODEL", base_option="--api-base", wait=wait)
         self.id = f"openai:{model}@{self.netloc}"
         self._chat = False
         self._noted = False
@@ -68,9 +68,11 @@ class OpenAICompatBackend(ApiClient, Backend):
 
     @classmethod
     def from_settings(cls, model: str, settings) -> OpenAICompatBackend:
-        """An API model with the settings' API base, key variable and concurrency."""
+        """An API model with the settings' API base, key variable, limits and concurrency."""
         return cls(model, api_base=settings.api_base, api_key_env=settings.api_key_env,
-                   concurrency=settings.concurrency)
+                   concurrency=settings.concurrency, max_retries=settings.api_retries,
+                   wait=settings.api_wait,
+                   **({"timeout": settings.api_timeout} if settings.api_timeout else {}))
 
     def __repr__(self) -> str:
         return (f"OpenAICompatBackend(model={self.model!r}, api_base={self.server!r},"

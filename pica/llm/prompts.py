@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from pica.answers import clean, normalize_answer
-from pica.errors import InputError, unknown_name
+from pica.errors import ContextOverflowError, InputError, unknown_name
 from pica.types import Example
 
 
@@ -224,8 +224,8 @@ def build_prompt(
         if fits is None or fits(text):
             return Prompt(text=text, example_ids=[ex.id for ex in reversed(examples[:keep])])
         if keep == 0:
-            raise InputError("the question and caption alone overflow the LLM context;"
-                             " shorten them or use a model with a larger --n-ctx")
+            raise ContextOverflowError("the question and caption alone overflow the LLM context;"
+                                       " shorten them or use a model with a larger --n-ctx")
         keep -= 1
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pica.errors import IndexFormatError
-from pica.types import Example
+from pica.types import Example, normalize_image_id
 from pica.util.fileio import sha256_file
 
 FORMAT = "pica-index"
@@ -216,10 +216,10 @@ class ExampleIndex:
         if self._rows_by_image is None:
             rows: dict[str, list[int]] = {}
             for row, value in enumerate(self.examples["image_id"]):
-                if value is not None:
-                    rows.setdefault(str(value), []).append(row)
+                if value is not None:  # normalized again: indexes built before "a.jpg" -> "a"
+                    rows.setdefault(normalize_image_id(value), []).append(row)
             self._rows_by_image = rows
-        return self._rows_by_image.get(str(image_id), [])
+        return self._rows_by_image.get(normalize_image_id(image_id), [])
 
     def row_of_id(self, example_id: str) -> int | None:
         """Row of the example with id ``example_id`` (a question id), ``None`` if absent."""

@@ -63,7 +63,9 @@ def merge_indexes(out: str | Path, shards: Sequence[str | Path], *, overwrite: b
             raise InputError(f"{index.path} was built with {index.embedder_id} ({', '.join(index.kinds)}),"
                              f" {first.path} with {first.embedder_id} ({', '.join(first.kinds)})")
         if _shared_sources(index) != base:
-            raise InputError(f"{index.path} and {first.path} were built from different sources")
+            differs = ", ".join(_differences(_shared_sources(index), base))
+            raise InputError(f"{index.path} and {first.path} were built from different sources"
+                             f" or settings: {differs} differ")
     search = first.manifest.get("search", {}).get("type", "flat")
     sources = {**{k: v for k, v in base.items() if k != "batch_size"}, "merged_shards": n}
     writer = IndexWriter(out, first.embedder_id, dims, overwrite=overwrite,
@@ -76,6 +78,20 @@ def merge_indexes(out: str | Path, shards: Sequence[str | Path], *, overwrite: b
                        {kind: index.vectors[kind].reconstruct_n(0, len(index)) for kind in dims})
             bar.update(len(index))
     return writer.finish()
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the keys whose values differ (``batch_size``, ``content.captions``), with
+    both values when they are short."""
+    found = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            shown = f" ({x} vs {y})" if len(f"{x}{y}") <= 40 else ""
+            found.append(f"{prefix}{key}{shown}")
+    return found
 
 
 def _shared_sources(index: ExampleIndex) -> dict:

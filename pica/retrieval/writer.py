@@ -26,6 +26,35 @@ from pica.types import Example
 from pica.util.fileio import atomic_write_text, fsync_dir, sha256_file
 
 
+def check_replaceable(out: Path, overwrite: bool) -> None:
+    """Refuse to write an index at ``out`` unless nothing is there, or ``overwrite`` is given and
+    ``out`` is a pica index (its manifest says so) or an empty folder: a folder pica did not make
+    is never replaced.
+
+    Raises:
+        InputError: ``out`` exists (without ``overwrite``), is a file, or is a folder that is not
+            a pica index.
+    """
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder; choose another index folder")
+    if not overwrite:
+        raise InputError(f"index folder {out} already exists; pass --overwrite to replace it")
+    if out.is_symlink() or not (_is_index(out) or not any(out.iterdir())):
+        raise InputError(f"{out} is not a pica index (no {MANIFEST} of format '{FORMAT}'); it is"
+                         " left as it is: --overwrite replaces only an index folder")
+
+
+def _is_index(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
 class IndexWriter:
     """Builds an index folder incrementally, so big datasets stream through in batches.
 
@@ -48,10 +77,8 @@ class IndexWriter:
                  overwrite: bool = False, approximate: str | None = None,
                  sources: Mapping[str, Any] | None = None) -> None:
         self.out = Path(out)
-        if self.out.exists() and not overwrite:
-            raise InputError(f"index folder {self.out} already exists; pass --overwrite to replace it")
-        if self.out.exists() and not self.out.is_dir():
-            raise InputError(f"{self.out} exists and is not a folder")
+        check_replaceable(self.out, overwrite)
+        self.overwrite = overwrite
         if approximate not in (None, *APPROXIMATE):
             raise InputError(f"--approximate must be one of {', '.join(APPROXIMATE)}")
         self.embedder_id = embedder_id
@@ -101,6 +128,7 @@ class IndexWriter:
         if not self.rows:
             raise InputError("no examples to index: the dataset is empty")
         faiss = load_faiss()
+        check_replaceable(self.out, self.overwrite)  # again: the folder may have appeared meanwhile
         self.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)

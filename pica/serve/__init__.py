@@ -16,7 +16,7 @@ from pica.pipeline import Pipeline
 from pica.serve.app import create_app
 from pica.serve.service import ServeOptions, Service
 
-__all__ = ["ServeOptions", "Service", "check_port_free", "serve"]
+__all__ = ["ServeOptions", "Service", "check_port_free", "serve", "uvicorn_config"]
 
 log = logging.getLogger("pica.serve")
 
@@ -61,7 +61,56 @@ def serve(settings, options: ServeOptions) -> None:
     if options.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: the server is reachable from other machines", options.host)
     try:
-        uvicorn.run(create_app(service), host=options.host, port=options.port, log_level="info",
-                    timeout_graceful_shutdown=5)
+        server = uvicorn.Server(uvicorn_config(create_app(service), options))
+        server.run()
+        if not server.started:
+            raise InputError(f"cannot serve on {options.host}:{options.port} (see the log above)")
     finally:
         service.close()
+
+
+def uvicorn_config(app, options: ServeOptions, log_level: str = "info"):
+    """uvicorn's configuration for ``pica serve``: h11 with a deadline for each request's head
+    (:func:`head_deadline_protocol`, ``options.head_seconds``), 5 s to finish requests in progress
+    on shutdown."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=options.host, port=options.port, log_level=log_level,
+                          timeout_graceful_shutdown=5, http=head_deadline_protocol(options.head_seconds))
+
+
+def head_deadline_protocol(seconds: float):
+    """uvicorn's h11 protocol, dropping a connection whose request line and headers are not all
+    in ``seconds`` after it opened or after the previous answer (uvicorn sets no such deadline, so a
+    client stalling in its headers held a connection indefinitely)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadlineProtocol(H11Protocol):
+        _pica_timer = None
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._pica_arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._pica_arm()
+
+        def connection_lost(self, exc) -> None:
+            if self._pica_timer is not None:
+                self._pica_timer.cancel()
+            super().connection_lost(exc)
+
+        def _pica_arm(self) -> None:
+            if self._pica_timer is not None:
+                self._pica_timer.cancel()
+            self._pica_timer = self.loop.call_later(seconds, self._pica_expired)
+
+        def _pica_expired(self) -> None:
+            self._pica_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                log.info("dropped %s: no complete request head within %g s", self.client, seconds)
+                self.transport.close()
+
+    return HeadDeadlineProtocol

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from pica.config import DEFAULT_SERVE_BODY_SECONDS
 from pica.serve.service import UPLOAD_FORMATS, RequestFailed, Service
 
 log = logging.getLogger("pica.serve")
@@ -82,8 +83,9 @@ class UploadLimit:
     """
 
     def __init__(self, app, max_bytes: int, limit_mb: float, drain_bytes: int,
-                 drain_seconds: float = 30.0) -> None:
+                 drain_seconds: float = 30.0, stall_seconds: float = DEFAULT_SERVE_BODY_SECONDS) -> None:
         self.app = app
+        self.stall_seconds = stall_seconds
         self.max_bytes = max_bytes
         self.limit_mb = limit_mb
         self.drain_bytes = drain_bytes
@@ -100,10 +102,20 @@ class UploadLimit:
                 await self._drain(receive, int(length))
             return await _too_large(self.limit_mb)(scope, receive, send)
         seen = 0
+        body_done = False
 
         async def limited_receive():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # after the body: a disconnect, which may come at any time
+                return await receive()
+            import asyncio
+
+            try:
+                message = await asyncio.wait_for(receive(), self.stall_seconds)
+            except TimeoutError:
+                raise HTTPException(408, f"the request body stalled (nothing for {self.stall_seconds:g} s)",
+                                    headers={"Connection": "close"}) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
@@ -149,7 +161,8 @@ def create_app(service: Service) -> FastAPI:
     options = service.options
     app.add_middleware(UploadLimit, max_bytes=options.max_upload_bytes + FORM_OVERHEAD,
                        limit_mb=options.max_upload_mb,
-                       drain_bytes=max(int(options.drain_mb * 1024 * 1024), options.max_upload_bytes))
+                       drain_bytes=max(int(options.drain_mb * 1024 * 1024), options.max_upload_bytes),
+                       stall_seconds=options.body_seconds)
     return app
 
 
@@ -246,6 +259,8 @@ async def _read_answer_request(request: Request, max_bytes: int) -> dict[str, An
     if kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise RequestFailed(415, "send multipart/form-data (image, question, caption) or JSON"
                                  " (question, caption)")
+    if kind == "multipart/form-data":
+        _check_text_parts(await request.body(), request.headers.get("content-type", ""))
     form = await request.form(max_files=1, max_fields=len(FIELDS))
     unknown = sorted(set(form.keys()) - set(FIELDS))
     if unknown:
@@ -263,6 +278,29 @@ async def _read_answer_request(request: Request, max_bytes: int) -> dict[str, An
         data = await upload.read(max_bytes + 1)
         fields.update(image=data, filename=upload.filename)
     return fields
+
+
+def _check_text_parts(body: bytes, content_type: str) -> None:
+    """Refuse a multipart body whose text fields (parts without a file name) are not UTF-8, as a
+    JSON body is refused: Starlette would decode them as Latin-1, and mojibake would reach the
+    prompt.
+
+    Raises:
+        RequestFailed: 400 naming the field.
+    """
+    boundary = next((p.split("=", 1)[1].strip().strip('"') for p in content_type.split(";")[1:]
+                     if p.strip().lower().startswith("boundary=")), "")
+    if not boundary:
+        return  # the form parser reports it
+    for part in body.split(b"--" + boundary.encode("latin-1")):
+        head, sep, data = part.partition(b"\r\n\r\n")
+        if not sep or b"filename=" in head.lower():
+            continue
+        try:
+            data.removesuffix(b"\r\n").decode("utf-8")
+        except UnicodeDecodeError:
+            name = head.split(b'name="', 1)[-1].split(b'"', 1)[0].decode("latin-1")
+            raise RequestFailed(400, f"'{name}' is not valid UTF-8 text") from None
 
 
 def _render_page(config: dict[str, Any], health: dict[str, Any]) -> str:

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from pica.config import (
+    DEFAULT_SERVE_BODY_SECONDS,
     DEFAULT_SERVE_DRAIN_MB,
+    DEFAULT_SERVE_HEAD_SECONDS,
     DEFAULT_SERVE_HOST,
     DEFAULT_SERVE_MAX_CAPTION_CHARS,
     DEFAULT_SERVE_MAX_QUESTION_CHARS,
@@ -68,6 +70,9 @@ class ServeOptions:
         max_caption_chars: Longest accepted caption; longer ones get 400 before they queue.
         drain_mb: Over-limit bodies up to this size are read and discarded before the 413, so
             clients that send the whole body before reading the reply get the 413.
+        head_seconds: A request's line and headers must arrive within this many seconds (of the
+            connection or the previous answer), else the connection is dropped.
+        body_seconds: A body that sends nothing for this long gets 408.
     """
 
     host: str = DEFAULT_SERVE_HOST
@@ -78,6 +83,8 @@ class ServeOptions:
     max_question_chars: int = DEFAULT_SERVE_MAX_QUESTION_CHARS
     max_caption_chars: int = DEFAULT_SERVE_MAX_CAPTION_CHARS
     drain_mb: float = DEFAULT_SERVE_DRAIN_MB
+    head_seconds: float = DEFAULT_SERVE_HEAD_SECONDS
+    body_seconds: float = DEFAULT_SERVE_BODY_SECONDS
 
     def validate(self) -> ServeOptions:
         """Check ranges; return ``self``. Raises ``InputError`` naming the option."""

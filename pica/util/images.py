@@ -58,19 +58,40 @@ def load_image(path: str | Path):
 
 
 def to_rgb(img):
-    """Convert any PIL image to RGB, compositing transparency on a white background."""
-    from PIL import Image
+    """Convert any PIL image to RGB as a viewer shows it: turned upright by its EXIF orientation
+    (phone photos), 16-bit and floating-point grey scaled to 8 bits (not clipped to white), and
+    transparency (alpha, palette or colour-key) composited on a white background."""
+    from PIL import Image, ImageOps
 
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _grey_to_8bit(img)
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
 
 
+def _grey_to_8bit(img):
+    """An 8-bit ``L`` image of a 16-bit (``I;16``, ``I``) or float (``F``) grey image, by its
+    range: 16-bit values divided by 257 (65535 -> 255), floats in [0, 1] times 255."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(img, dtype=np.float64)
+    peak = float(values.max()) if values.size else 0.0
+    if img.mode.startswith("I;16") or peak > 255:
+        values = values / 257.0
+    elif img.mode == "F" and peak <= 1.0:
+        values = values * 255.0
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+
+
 # Formats vision servers (vLLM, llama-server, OpenAI) all decode; such files within the size limit
 # are sent as they are, without decoding and re-encoding.
 PASSTHROUGH_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+ORIENTATION = 0x0112  # the EXIF tag: 1 = upright, 6 = turned 90 degrees (a phone held upright)
 
 
 def image_data_url(image, max_side: int, quality: int = 90) -> str:
@@ -110,8 +131,10 @@ def file_data_url(path: str | Path, max_side: int) -> str:
             small = max(img.size) <= max_side and img.mode in ("RGB", "L")
             if mime and small:
                 img.verify()  # structure and PNG CRCs; a broken file is decoded (and refused) below
+                with Image.open(path) as again:  # turned upright (decoded) below unless it is
+                    upright = again.getexif().get(ORIENTATION, 1) == 1
                 data = path.read_bytes()
-                if img.format != "JPEG" or data.rstrip(b"\0").endswith(b"\xff\xd9"):  # no truncated JPEG
+                if upright and (img.format != "JPEG" or data.rstrip(b"\0").endswith(b"\xff\xd9")):
                     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
     except Exception:  # any problem: the full decode below names it
         pass

@@ -68,15 +68,17 @@ def parallel_map(fn: Callable[..., R], calls: Sequence[tuple], workers: int,
     """``[fn(*args) for args in calls]`` with up to ``workers`` calls at once, results in order.
 
     With one worker or one call it runs in the calling thread. On the first failure the calls not
-    yet started are cancelled and the exception is raised.
+    yet started are cancelled and the exception is raised; calls still running are not waited for
+    (an interrupt never waits on a request that hangs).
     """
     if workers <= 1 or len(calls) <= 1:
         return [fn(*args) for args in calls]
-    with ThreadPoolExecutor(max_workers=min(workers, len(calls)), thread_name_prefix=name) as pool:
-        futures = [pool.submit(fn, *args) for args in calls]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(calls)), thread_name_prefix=name)
+    futures = [pool.submit(fn, *args) for args in calls]
+    try:
+        results = [f.result() for f in futures]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results

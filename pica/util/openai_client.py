@@ -15,6 +15,7 @@ import math
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,6 +63,57 @@ class _PicaClient(openai.OpenAI):
         return min(self._pica_backoff_cap, self._pica_backoff * 2.0**attempt) * random.random()
 
 
+class Refused(openai.APIConnectionError):
+    """The server refused the connection (nothing listens on its port) past ``--api-wait``.
+
+    An ``openai`` error raised inside the transport, so the client passes it on without its
+    retries: a server that is down is reported at once, not after every backoff delay.
+    """
+
+
+def _http_module():
+    """The HTTP library the installed ``openai`` client runs on (``httpx2`` from openai 3, else
+    ``httpx``)."""
+    try:
+        import httpx2 as http
+    except ImportError:  # openai 1.x / 2.x
+        import httpx as http  # type: ignore[no-redef]
+    return http
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is a refused TCP connection."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ConnectionRefusedError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _refusal_transport(wait: float):
+    """The client's HTTP transport, retrying a refused connection for ``wait`` seconds (every
+    0.25 s) and then raising :class:`Refused`; every other failure goes to the client's retries."""
+    http = _http_module()
+
+    class RefusalTransport(http.HTTPTransport):
+        def handle_request(self, request):
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    return super().handle_request(request)
+                except http.ConnectError as e:
+                    left = deadline - time.monotonic()
+                    if not _refused(e):
+                        raise
+                    if left <= 0:
+                        raise Refused(message="connection refused", request=request) from e
+                    time.sleep(min(0.25, left))
+
+    return RefusalTransport(limits=http.Limits(max_connections=1000, max_keepalive_connections=100))
+
+
 class StatusError(Exception):
     """A non-retryable HTTP status (callers turn it into a fallback or a BackendError)."""
 
@@ -81,6 +133,8 @@ class ApiClient:
             ``Authorization`` header is sent (fine for local servers).
         timeout: Seconds to wait for a connection or for each read of the answer.
         max_retries: Retries of a transient failure before giving up.
+        wait: Seconds to keep trying a server that refuses connections (one still starting); 0 =
+            a refused connection fails at once.
         backoff: First backoff delay in seconds; doubles on each retry (full jitter).
         backoff_cap: Upper bound of any single delay, ``Retry-After`` included.
         concurrency: Requests in flight at once, across every thread calling this client.
@@ -94,7 +148,7 @@ class ApiClient:
     def __init__(self, model: str, api_base: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 60.0, max_retries: int = 6, backoff: float = 0.5,
                  backoff_cap: float = 30.0, concurrency: int = 1, *, spec: str = "openai:MODEL",
-                 base_option: str = "--api-base") -> None:
+                 base_option: str = "--api-base", wait: float = 0.0) -> None:
         if not model:
             raise InputError(f"{spec} needs a model name, e.g. openai:gpt-4o-mini")
         api_base = api_base or env_api_base() or os.environ.get(OPENAI_BASE_ENV)
@@ -105,14 +159,17 @@ class ApiClient:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(f"{base_option} must be an http(s) URL such as http://127.0.0.1:8080/v1,"
                              f" got '{display_url(api_base)}'")
-        if timeout <= 0 or max_retries < 0 or backoff < 0 or backoff_cap < 0 or concurrency < 1:
-            raise InputError(f"{spec} needs timeout > 0, max_retries >= 0, backoff >= 0,"
-                             " backoff_cap >= 0 and concurrency >= 1")
+        if timeout <= 0 or max_retries < 0 or wait < 0:
+            raise InputError("--api-timeout must be positive; --api-retries and --api-wait must not"
+                             " be negative")
+        if backoff < 0 or backoff_cap < 0 or concurrency < 1:
+            raise InputError(f"{spec} needs backoff >= 0, backoff_cap >= 0 and --concurrency >= 1")
         self.model = model
         self.api_base = api_base.strip().rstrip("/")
         self.api_key_env = api_key_env
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
+        self.wait = float(wait)
         self.concurrency = int(concurrency)
         self.server = display_url(self.api_base)
         self.netloc = parts.netloc.rpartition("@")[2]
@@ -121,7 +178,8 @@ class ApiClient:
             base_url=self.api_base, api_key=self._key.reveal() or NO_KEY, max_retries=self.max_retries,
             timeout=self.timeout, backoff=float(backoff), backoff_cap=float(backoff_cap),
             default_headers={"User-Agent": f"OpenAI/Python {openai.__version__}"},  # not the subclass
-            http_client=openai.DefaultHttpxClient(event_hooks={"request": [_spell_authorization]}))
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [_spell_authorization]},
+                                                  transport=_refusal_transport(self.wait)))
         # Without a key no Authorization header at all (the placeholder is never sent).
         self._headers = None if self._key else {"Authorization": openai.Omit()}
         self._lock = threading.Lock()
@@ -147,6 +205,10 @@ class ApiClient:
             # At most `concurrency` requests in flight, however many threads call in.
             with self._in_flight:
                 answer = create(**body, extra_body=optional or None, extra_headers=self._headers)
+        except Refused:
+            waited = f" (tried for {self.wait:g} s)" if self.wait else ""
+            raise BackendError(f"{shown}: connection refused{waited}; is the server up? For a"
+                               " server still starting, pass --api-wait SECONDS") from None
         except openai.APIStatusError as e:
             message = self._scrub(server_message(e.body))
             if not _retryable(e.status_code, e.response.headers):
@@ -174,7 +236,7 @@ class ApiClient:
         except ValueError:
             attempts = self.max_retries + 1
         return BackendError(f"{shown} failed after {attempts} attempts (last: {last});"
-                            " check that the server is up, or raise max_retries / timeout")
+                            " check that the server is up, or raise --api-retries / --api-timeout")
 
     def _status_failure(self, e: StatusError) -> BackendError:
         if e.status in (401, 403):

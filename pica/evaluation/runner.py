@@ -5,9 +5,9 @@ which grows by one line per finished question: each line is appended with a chec
 lines written within 50 ms share one fsync, group commit), and a write that fails (full disk) is
 rolled back to the last complete line and stops the run with :class:`~pica.errors.StorageError`. A
 killed run therefore loses at most the questions in flight (a power cut: also the lines of the
-last 50 ms, not yet fsynced); on resume bad lines (a torn last line, corruption) are reported and moved aside into
-``results.jsonl.bad-<time>`` (see :mod:`pica.evaluation.results`), finished questions are skipped,
-none is ever written twice.
+last 50 ms, not yet fsynced); on resume bad lines (a torn last line, corruption) are reported and
+moved aside into ``results.jsonl.bad-<time>`` (see :mod:`pica.evaluation.results`), finished
+questions are skipped, none is ever written twice.
 When every question is done the standard outputs are written (atomically): ``predictions.json``
 (VQA results format), ``results.parquet``, ``summary.json`` and ``report.html``.
 

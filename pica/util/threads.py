@@ -67,9 +67,12 @@ def per_question_threads(requested: int | None, *, local_model: bool) -> int:
 
 def bound_threads(n: int) -> int:
     """Cap the BLAS and OpenMP thread pools of this process at ``n`` (loaded libraries through
-    threadpoolctl, later ones through the environment variables) and return ``n``."""
+    threadpoolctl, later ones through the environment variables) and return ``n``; a no-op when
+    ``n`` is already the bound (answers call it per question stream, ``serve`` per request)."""
     global _bound
     n = max(1, int(n))
+    if n == _bound:
+        return n
     for var in ENV_VARS:
         os.environ[var] = str(n)
     from threadpoolctl import threadpool_limits

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pica.util.threads import bound, bound_threads
+
 FILES = ("config.json", "model.safetensors", "tokenizer.json")
 # Texts whose vectors an encoder keeps (LRU; 4096 x 384 float32 = 6 MB): a run's repeated
 # questions and captions (several questions per image) are encoded once.
@@ -98,6 +100,8 @@ class NumpyBertEncoder:
         the last :data:`CACHE_TEXTS` calls' texts) come from an LRU cache keyed by the text.
         ``batch_size`` texts (sorted by length) share one forward pass.
         """
+        if bound() is None:  # never unbounded: one thread unless a command chose (pica.util.threads)
+            bound_threads(1)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         todo: dict[str, list[int]] = {}
         with self._lock:
@@ -226,7 +230,8 @@ _ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5
           -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
 _ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
           -1.42647390514189e-02)
-_GELU_P = tuple(np.float32(c * 0.5 / math.sqrt(2.0) / 2.0 ** (len(_ERF_P) - 1 - i)) for i, c in enumerate(_ERF_P))
+_GELU_P = tuple(np.float32(c * 0.5 / math.sqrt(2.0) / 2.0 ** (len(_ERF_P) - 1 - i))
+                for i, c in enumerate(_ERF_P))
 _GELU_Q = tuple(np.float32(c / 2.0 ** (len(_ERF_Q) - 1 - i)) for i, c in enumerate(_ERF_Q))
 _GELU_CLIP = np.float32(4.0 * math.sqrt(2.0))
 _GELU_ROWS = 32  # rows per block: the passes over a block stay in the core's L2 cache

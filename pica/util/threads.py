@@ -30,10 +30,8 @@ _bound: int | None = None
 def cgroup_cpus(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     """CPUs the cgroup quota allows (``cpu.max`` of cgroup v2, ``cpu.cfs_*`` of v1), or ``None``."""
     try:
-        quota, _, period = (root / "cpu.max").read_text().split()[:2] + [""]
-        if quota != "max":
-            return int(quota) / int(period)
-        return None
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass
     try:

@@ -10,7 +10,8 @@ start-up (imports, loading the index and the encoder) is not counted:
 
 - *CPU ms/question*: the pica process's own user + system CPU time (``os.wait4``'s resource
   usage of that child; the stub's CPU is in another process and not counted);
-- *questions/s*: the extra questions over the extra wall time.
+- *questions/s*: the long run's questions over the time from its first request's arrival at the
+  server to its last answer (so start-up and the outputs written at the end are not counted).
 
 Each measurement is repeated ``--repeats`` times, alternating the pica versions given with
 ``--pica LABEL=ROOT`` (e.g. a checkout of the code before a change) so their ratio is paired;
@@ -47,8 +48,9 @@ ANSWER = {"object": "text_completion", "model": "stub",
 
 def serve_stub(delay: float, slots: int) -> None:
     """The stub server (this process): prints its base URL, serves until killed."""
-    gate = threading.Semaphore(slots)
+    gate, lock = threading.Semaphore(slots), threading.Lock()
     data = json.dumps(ANSWER).encode()
+    stats = {"requests": 0, "first": None, "last": None}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -56,10 +58,24 @@ def serve_stub(delay: float, slots: int) -> None:
         def log_message(self, *args) -> None:
             pass
 
+        def do_GET(self) -> None:  # /stats: requests, first arrival, last answer (then reset)
+            with lock:
+                body = json.dumps(stats).encode()
+                stats.update(requests=0, first=None, last=None)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with lock:
+                stats["first"] = stats["first"] or time.time()
             with gate:
                 time.sleep(delay)
+            with lock:
+                stats["requests"] += 1
+                stats["last"] = time.time()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -81,6 +97,13 @@ class Stub:
                                       "--slots", str(slots)], stdout=subprocess.PIPE, text=True)
         self.base_url = self.proc.stdout.readline().strip()
 
+    def stats(self) -> dict:
+        """Requests since the last call, when the first arrived and the last was answered."""
+        from urllib.request import urlopen
+
+        with urlopen(self.base_url + "/stats", timeout=60) as response:
+            return json.loads(response.read())
+
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
@@ -101,18 +124,20 @@ class Busy:
 ANSWERS: dict[Path, dict] = {}  # the last run's (example ids, answer) by question id, per pica root
 
 
-def run_eval(root: Path, data: Data, base_url: str, concurrency: int, limit: int) -> tuple[float, float]:
-    """One ``pica eval`` subprocess with the code under ``root``: (its CPU seconds, wall seconds)."""
+def run_eval(root: Path, data: Data, stub: Stub, concurrency: int, limit: int) -> tuple[float, float]:
+    """One ``pica eval`` subprocess with the code under ``root``: (its CPU seconds, the seconds from
+    its first request's arrival at the server to its last answer)."""
+    stub.stats()  # reset
+    base_url = stub.base_url
     env = {**os.environ, "PYTHONPATH": str(root)}
     with tempfile.TemporaryDirectory(prefix="pica-bench-run-") as out:
         cmd = [sys.executable, "-m", "pica", "eval", "--dataset", str(data.dev), "--captions", str(data.captions),
                "--index", str(data.index), "--llm", "openai:stub", "--api-base", base_url,
                "--concurrency", str(concurrency), "--limit", str(limit), "--out", out, "--force-new",
                "--no-progress"]
-        start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
+        served = stub.stats()
         err = proc.stderr.read().decode(errors="replace")
         proc.stderr.close()
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -122,14 +147,18 @@ def run_eval(root: Path, data: Data, base_url: str, concurrency: int, limit: int
         if len(rows) != limit:
             raise SystemExit(f"pica eval wrote {len(rows)} rows, not {limit}")
     ANSWERS[root] = {r["question_id"]: (r["example_ids"], r["answer"]) for r in rows}
-    return usage.ru_utime + usage.ru_stime, wall
+    if served["requests"] < limit:
+        raise SystemExit(f"the stub served {served['requests']} requests for {limit} questions")
+    return usage.ru_utime + usage.ru_stime, served["last"] - served["first"]
 
 
-def marginal(root: Path, data: Data, base_url: str, concurrency: int, short: int, extra: int) -> dict:
-    """CPU ms per question and questions/s of ``extra`` questions beyond a ``short`` run."""
-    cpu_short, wall_short = run_eval(root, data, base_url, concurrency, short)
-    cpu_long, wall_long = run_eval(root, data, base_url, concurrency, short + extra)
-    return {"cpu_ms": 1000 * (cpu_long - cpu_short) / extra, "q_per_s": extra / max(wall_long - wall_short, 1e-9)}
+def marginal(root: Path, data: Data, stub: Stub, concurrency: int, short: int, extra: int) -> dict:
+    """CPU ms per question of ``extra`` questions beyond a ``short`` run, and questions/s of the
+    long run while it answered (its first request to its last answer: start-up and the outputs
+    written at the end are not counted)."""
+    cpu_short, _ = run_eval(root, data, stub, concurrency, short)
+    cpu_long, served = run_eval(root, data, stub, concurrency, short + extra)
+    return {"cpu_ms": 1000 * (cpu_long - cpu_short) / extra, "q_per_s": (short + extra) / max(served, 1e-9)}
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -229,14 +258,14 @@ def bench(args: argparse.Namespace, data: Data) -> None:
     stub = Stub(args.delay, args.slots)
     results: dict[tuple, list[dict]] = {}
     try:
-        run_eval(Path(versions[0][1]), data, stub.base_url, 1, 1)  # warm the file cache
+        run_eval(Path(versions[0][1]), data, stub, 1, 1)  # warm the file cache
         for _ in range(args.repeats):
             for state in states:
                 busy = Busy() if state == "busy" else None
                 try:
                     for c in args.concurrency:
                         for label, root in versions:
-                            row = marginal(Path(root), data, stub.base_url, c, args.short, args.questions)
+                            row = marginal(Path(root), data, stub, c, args.short, args.questions)
                             results.setdefault((label, c, state), []).append(row)
                             print(f"{label} c={c} {state}: {row['cpu_ms']:.1f} ms CPU/question,"
                                   f" {row['q_per_s']:.1f} q/s", flush=True)
@@ -279,9 +308,10 @@ def section(args, versions, states, results, speed) -> str:
             f"`{command_line()}` — {machine()}.\n\n"
             f"`pica eval` on OK-VQA dev (pool index, MiniLM text vectors, cached VinVL captions) against a stub"
             f" OpenAI-compatible server in its own process answering after {args.delay * 1000:.0f} ms with"
-            f" {args.slots} slots. Figures are marginal over {args.questions} questions (a {args.short + args.questions}"
-            f"-question run minus a {args.short}-question one, each a `pica eval` subprocess); CPU is the pica"
-            " process's own (user + system, `os.wait4`); *busy*: two busy-loop processes run meanwhile;"
+            f" {args.slots} slots. CPU per question is marginal over {args.questions} questions (a"
+            f" {args.short + args.questions}-question run minus a {args.short}-question one, each a `pica eval`"
+            " subprocess), the pica process's own (user + system, `os.wait4`); questions/s are the long run's"
+            " questions over the time from its first request's arrival at the server to its last answer; *busy*: two busy-loop processes run meanwhile;"
             " ± is one standard error over the n repeats. The machine is shared with other jobs, so compare"
             " rows of one run (versions alternate within each repeat).\n\n" + "\n".join(lines)
             + ("\n\n" + "\n".join(ratios) if ratios else "")

@@ -33,6 +33,7 @@ from pica.retrieval.selection import (
 from pica.tasks import direct, multiple_choice
 from pica.tasks.base import Prepared, Tools, question_task
 from pica.types import Answer, Example, Question
+from pica.util.threads import bound_threads, per_question_threads
 
 __all__ = ["Pipeline", "Prepared"]
 
@@ -175,13 +176,16 @@ class Pipeline:
         With a thread-safe backend (an API) and ``concurrency`` N > 1, N LLM calls stay in flight
         across chunk boundaries: the next chunk is prepared while earlier questions are answered,
         and up to 2N answered or pending questions wait for the oldest, so one slow answer does
-        not empty the pipe.
+        not empty the pipe. pica's own NumPy/BLAS work uses one thread (``--threads`` on an API
+        run): :func:`pica.util.threads.per_question_threads`.
 
         Raises:
             InputError: bad image, missing caption, template/index mismatch.
             BackendError: the LLM failed.
         """
-        workers = self.settings.concurrency if getattr(self.backend, "thread_safe", False) else 1
+        remote = getattr(self.backend, "thread_safe", False)
+        workers = self.settings.concurrency if remote else 1
+        bound_threads(per_question_threads(self.settings.threads, local_model=not remote))
         if workers <= 1:
             for start in range(0, len(questions), chunk):
                 for item in self.prepare(questions[start:start + chunk]):
@@ -364,11 +368,13 @@ class Pipeline:
             kinds = kinds_for(s.selection, self.index, q.id in images)
             groups.setdefault(kinds, []).append(i)
         for kinds, members in groups.items():
-            queries = {}
-            if "question" in kinds:
-                queries["question"] = self.embedder.embed_texts([questions[i].question for i in members])
-            if "caption" in kinds:
-                queries["caption"] = self.embedder.embed_texts([captions[i] for i in members])
+            queries, text_kinds = {}, [kind for kind in ("question", "caption") if kind in kinds]
+            if text_kinds:  # one call: larger products run nearer the BLAS kernel's speed
+                vectors = self.embedder.embed_texts([
+                    questions[i].question if kind == "question" else captions[i]
+                    for kind in text_kinds for i in members])
+                for j, kind in enumerate(text_kinds):
+                    queries[kind] = vectors[j * len(members):(j + 1) * len(members)]
             if "image" in kinds:
                 queries["image"] = self.embedder.embed_images([images[questions[i].id] for i in members])
             banned = [exclude[questions[i].id] for i in members]

@@ -40,7 +40,7 @@ SMOKE: dict[str, tuple[str, tuple[str, ...]]] = {
     "chooser_stages": (rf"Target of issue 22 .*: \*\*(met|missed), {NUMBER}× ± {NUMBER}\*\* \(n=3\)", ()),
     "chooser_models": (rf"versus - base, trees-d2: [+-]{NUMBER} ± {NUMBER}", ()),
     "chooser_tables": (r"3 candidate tables \(\d+ candidates\) -> .* and, scored as answer\+end, -> ", ()),
-    "concurrency": (rf"\| unbounded \| 4 \| \d+ \| {NUMBER} \| \d+ \| \d+% \| \d+ \|", ()),
+    "concurrency": (rf"\| this checkout \| 4 \| busy \| 1 \| {NUMBER} ± {NUMBER} \| {NUMBER} ± {NUMBER} \|", ()),
     "fullsize": (r"fullsize smoke: 4 examples indexed, kinds question, image", VISION),
     "gpu_check": (r"PASS gpu_check: 0 failed of \d+ checks", VISION),
     "hf_compare": (rf"\| pica defaults \(4 shots\) \| \d+ \| transformers \| {NUMBER} \|", ("torch", "transformers")),

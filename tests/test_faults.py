@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from pica.evaluation.outputs import write_outputs
 from pica.evaluation.results import RESULTS_FILE, read_results
 from pica.evaluation.runlock import RunLock, read_holder
 from pica.evaluation.runner import open_run
-from pica.util.fileio import append_record, atomic_write_text
+from pica.util.fileio import GroupAppender, append_record, atomic_write_text
 
 
 # -- a real tmpfs ------------------------------------------------------------------------------
@@ -266,6 +267,62 @@ def test_full_tmpfs_append_and_atomic_writes_leave_no_fragment_and_no_temp_file(
             assert [r["question_id"] for r in read_results(path)] == ["1", "2"]
         finally:
             os.close(fd)
+
+
+def test_rows_written_together_share_one_fsync_and_close_makes_the_rest_durable(tmp_path, monkeypatch):
+    path = tmp_path / RESULTS_FILE
+    real_fsync, synced = os.fsync, []
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_size), real_fsync(fd)))
+    results = GroupAppender(path, window=60.0)  # no group is due during the test: close syncs
+    try:
+        for qid in "123":
+            results.append(line(qid))
+            assert path.read_bytes().endswith(line(qid))  # in the file (a SIGKILL keeps it) at once
+        assert synced == []
+    finally:
+        results.close()
+    assert synced == [len(line("1")) * 3]  # one fsync for the three rows
+    fast = GroupAppender(path, window=0.01)  # a group closes 10 ms after its first row
+    try:
+        fast.append(line("4"))
+        for _ in range(500):
+            if len(synced) == 2:
+                break
+            time.sleep(0.01)
+        assert synced[1] == path.stat().st_size  # the flusher thread made it durable
+    finally:
+        fast.close()
+    assert len(synced) == 2  # nothing left to sync at close
+
+
+def test_a_failed_group_fsync_rolls_back_to_the_last_durable_row_and_raises(tmp_path, monkeypatch):
+    path = tmp_path / RESULTS_FILE
+    results = GroupAppender(path, window=60.0)
+    results.append(line("1"))
+    results.close()  # row 1 durable
+    results = GroupAppender(path, window=60.0)
+    results.append(line("2"))
+    results.append(line("3"))
+
+    def failing(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(StorageError, match=f"cannot write {path}: Input/output error"):
+        results.close()
+    monkeypatch.undo()
+    assert path.read_bytes() == line("1")  # rows 2 and 3 are redone on resume, never counted twice
+
+
+def test_a_row_appended_before_sigkill_is_kept_whole(tmp_path):
+    path = tmp_path / RESULTS_FILE
+    code = ("import os, signal, sys; from pica.util.fileio import GroupAppender; "
+            "r = GroupAppender(sys.argv[1], window=60.0); "
+            "[r.append(b'{\"question_id\": \"%d\", \"score\": 1}\\n' % i) for i in range(50)]; "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert [r["question_id"] for r in read_results(path)] == [str(i) for i in range(50)]
 
 
 def test_outputs_on_a_full_disk_fail_naming_the_path_then_succeed_once_space_is_back(tmp_path):

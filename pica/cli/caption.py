@@ -98,6 +98,11 @@ def caption(
         tasks = folder_tasks(images)
     tasks = take_shard(tasks, part)[:limit]
     cap = captioner_from_settings(settings, concurrency=concurrency)
+    from pica.util.threads import bound_threads, cpu_budget
+
+    # A batching (torch) captioner gets the cores this process is given; requests in flight
+    # (a served or llama.cpp captioner with its own threads) leave pica's own work one thread.
+    bound_threads(1 if hasattr(cap, "caption_one") else cpu_budget())
     before, written, bad = run_caption_job(
         tasks, cap, out, question_aware=settings.question_aware, concurrency=concurrency,
         batch_size=batch_size, progress=progress, record=captioner_record(settings),

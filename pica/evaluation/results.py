@@ -1,8 +1,9 @@
 """``results.jsonl``: one line per finished question, read back on resume.
 
-Each line is appended with :func:`~pica.util.fileio.append_record` (every write checked, fsynced,
-rolled back to the last complete line when it fails), so a killed run loses at most the question
-in flight and a full disk never leaves half a row.
+Each line is appended with :class:`~pica.util.fileio.GroupAppender` (every write checked, rolled
+back to the last complete line when it fails; the lines of 50 ms share one fsync), so a killed run
+loses at most the questions in flight (a power cut: also the last 50 ms of lines) and a full disk
+never leaves half a row.
 
 On resume, :func:`read_results` with ``repair=True`` keeps every good row and moves each bad line
 (not JSON, not an object, no ``question_id``, a ``score`` that is neither a number nor null, or a

@@ -85,7 +85,9 @@ def build_index(
     from pica.datasets import example_answer
     from pica.datasets.captions import find_caption
     from pica.retrieval.embedders import make_embedder
+    from pica.util.threads import bound_threads, cpu_budget
 
+    bound_threads(cpu_budget())  # batch work: the cores this process is given, no more
     if not questions:
         raise InputError("the dataset is empty: no questions to index")
     have_images = all(q.has_image for q in questions)

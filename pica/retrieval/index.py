@@ -67,6 +67,7 @@ class ExampleIndex:
         self.search_index = search
         self._combined: dict[tuple[str, ...], Any] = {}
         self._cache: dict[int, Example] = {}
+        self._blocks: dict[int, dict[str, list]] = {}
         self._rows_by_image: dict[str, list[int]] | None = None
         self._rows_by_id: dict[str, int] | None = None
 
@@ -139,7 +140,11 @@ class ExampleIndex:
     def example(self, row: int) -> Example:
         """The example stored at ``row``."""
         if row not in self._cache:
-            r = self.examples.iloc[row]
+            block, offset = divmod(row, 1024)  # read 1024 rows a column at a time: iloc[row] is ~0.5 ms
+            if block not in self._blocks:
+                part = self.examples.iloc[block * 1024:(block + 1) * 1024]
+                self._blocks[block] = {c: part[c].tolist() for c in part.columns}
+            r = {c: values[offset] for c, values in self._blocks[block].items()}
             self._cache[row] = Example(
                 id=str(r["id"]), question=r["question"], answer=r["answer"], caption=r["caption"],
                 image_id=None if r["image_id"] is None else str(r["image_id"]),

@@ -129,10 +129,10 @@ def parse_prompt(text: str) -> ParsedPrompt:
         asks_letter = any(re.search(r"letter|options? above|given choices|^answer:$", i, re.IGNORECASE)
                           for i in instructions)
         reply = "letter" if asks_letter else "option"
-    shape = _shape(instructions, labelled, bool(options))
-    parsed = bool(instructions or options or labelled)
+    if not (instructions or options or labelled):
+        return ParsedPrompt(question=raw)
     return ParsedPrompt(question=question, context=context, options=options, instructions=instructions,
-                        reply=reply, shape=shape if parsed else "plain", parsed=parsed)
+                        reply=reply, shape=_shape(instructions, labelled, bool(options)), parsed=True)
 
 
 def _option_block(lines: list[str]) -> tuple[int, list[str]]:

@@ -138,6 +138,8 @@ def test_the_last_user_message_is_the_query_and_earlier_images_carry_over():
     assert chat.image_url == "data:image/png;base64,AAAA" and chat.image_param == "messages[1].content[0].image_url.url"
     chat = read_chat_request({"messages": [user(text("Q?"), image(detail="low"))], "stop": ["\n"], "stream": True})
     assert chat.image_url == PNG and chat.stop == ("\n",) and chat.stream
+    chat = read_chat_request({"messages": [{"role": "user", "content": "Which is a metal?\nA. iron\nB. wood"}]})
+    assert chat.image_url is None and chat.text.startswith("Which is a metal?")  # answered without an image
 
 
 @pytest.mark.parametrize(("body", "param", "fragment"), [
@@ -145,7 +147,6 @@ def test_the_last_user_message_is_the_query_and_earlier_images_carry_over():
     ({"messages": [user(text("Q?"), image())], "tools": [{"type": "function"}]}, "tools", "tools"),
     ({"messages": [user(text("Q?"), image())], "modalities": ["text", "audio"]}, "modalities", "audio"),
     ({"messages": [user(text("Q?"), {"type": "input_audio", "input_audio": {}})]}, "messages[0].content[1]", "audio"),
-    ({"messages": [user(text("Q?"))]}, "messages[0].content", "no image"),
     ({"messages": [user(image())]}, "messages[0].content", "no text"),
     ({"messages": [user(text("Q?"), image(), image())]}, "messages[0].content", "one image"),
     ({"messages": []}, "messages", "non-empty"),

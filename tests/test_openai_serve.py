@@ -135,6 +135,16 @@ def test_lmms_eval_scienceqa_img_request_gets_an_option_letter(client):
     assert all("Answer with the option" not in p for p in pica["mc"]["prompts"])
 
 
+def test_a_text_only_scienceqa_question_is_answered_with_its_context_as_the_caption(client):
+    # lmms-eval's scienceqa (the full set) sends questions without an image as a text part alone.
+    text = lmms_eval_scienceqa("Iron is a metal. Wood comes from trees.", "Which is a metal?", ["iron", "wood"])
+    response = client.chat.completions.create(model="pica-test", max_tokens=16, temperature=0,
+                                              messages=[{"role": "user", "content": [{"type": "text", "text": text}]}])
+    assert response.choices[0].message.content in {"A", "B"}
+    pica = response.model_extra["pica"]
+    assert pica["caption"] == "Iron is a metal. Wood comes from trees." and pica["parsed"]["question"] == "Which is a metal?"
+
+
 def test_vlmevalkit_request_to_the_full_url_gets_a_letter(server):
     text = vlmevalkit_mcq(None, "What is on the table?", {"A": "a cake", "B": "a laptop", "C": "a vase"})
     payload = {"model": "pica-test", "n": 1, "temperature": 0, "max_tokens": 2048, "messages": [

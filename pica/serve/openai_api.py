@@ -12,7 +12,8 @@ What is read from a request:
   instructions; its one ``image_url`` part is the image. System and developer messages, assistant
   turns and earlier user turns are accepted and not shown to the pipeline, except that when the last
   user message has no image, the latest image of an earlier user message is used (a follow-up
-  question about the same picture in a chat front-end).
+  question about the same picture in a chat front-end). A question without any image (ScienceQA's
+  text-only ones) is answered with the context, or ``N/A``, as its caption.
 - ``stream``: ``true`` answers as server-sent events: one chunk holding the whole reply, then ``[DONE]``.
 - ``max_tokens`` / ``max_completion_tokens``, ``temperature``, ``stop``, ``top_p``, ``seed`` and other
   sampling fields are accepted (pica decodes greedily and its answers are a few tokens; a ``stop``
@@ -115,11 +116,8 @@ def read_chat_request(body: Any) -> ChatRequest:
         images = _content(messages[earlier].get("content"), f"messages[{earlier}].content")[1][-1:]
     if not text.strip():
         raise RequestFailed(400, "the last user message has no text: ask a question in a text part"
-                            + ("" if images else " and send the image as an image_url part"),
-                            param=f"messages[{last}].content")
-    if not images:
-        raise RequestFailed(400, "no image: send one as an image_url part with a base64 data URL"
-                                 " (data:image/png;base64,...)", param=f"messages[{last}].content")
+                            + ("" if images else " (and send the image as an image_url part with a"
+                                                 " base64 data URL)"), param=f"messages[{last}].content")
     stop = body.get("stop")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     if not all(isinstance(s, str) for s in stops):
@@ -128,7 +126,8 @@ def read_chat_request(body: Any) -> ChatRequest:
     if not isinstance(stream, bool):
         raise RequestFailed(400, "'stream' must be true or false", param="stream")
     options = body.get("stream_options") or {}
-    return ChatRequest(text=text, image_url=images[0][0], image_param=images[0][1], stream=stream,
+    image_url, image_param = images[0] if images else (None, None)
+    return ChatRequest(text=text, image_url=image_url, image_param=image_param, stream=stream,
                        stop=tuple(s for s in stops if s),
                        include_usage=bool(isinstance(options, dict) and options.get("include_usage")))
 
@@ -268,11 +267,17 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
         except ValueError as e:
             raise RequestFailed(400, "the body is not valid JSON") from e
         chat_request = read_chat_request(body)
-        image = await load_image(service, chat_request.image_url, chat_request.image_param)
+        image = None
+        if chat_request.image_url is not None:
+            image = await load_image(service, chat_request.image_url, chat_request.image_param)
         parsed = parse_prompt(chat_request.text)
+        # Without an image (ScienceQA's text-only questions) the context stands for the caption,
+        # "N/A" when there is none, as the ScienceQA paper's prompts have it.
+        caption = None if image is not None else (parsed.context or "N/A")
         try:
-            result = await service.answer(parsed.question, image=image, choices=parsed.options,
-                                          context=parsed.context)
+            result = await service.answer(parsed.question, caption=caption, image=image,
+                                          choices=parsed.options,
+                                          context=parsed.context if image is not None else None)
         except RequestFailed as e:
             if e.status == 415:  # OpenAI answers a bad image with 400
                 raise RequestFailed(400, e.message, param=chat_request.image_param) from e

@@ -23,6 +23,7 @@ import base64
 import http.client
 import io
 import json
+import os
 import statistics
 import sys
 import threading
@@ -121,6 +122,7 @@ def main() -> None:
     from servers import VisionServer
 
     image = jpeg((160, 120) if args.smoke else (640, 480))
+    load_before = os.getloadavg()[0]
     with smoke_folder("chat_overhead") if args.smoke else _nothing() as tmp, \
             VisionServer(slots=64, decode=False) as vision, \
             pica_server("--captioner", "openai:vlm", "--captioner-api-base", vision.base_url,
@@ -139,11 +141,12 @@ def main() -> None:
         for r in range(args.repeats):
             for route in (("answer", "chat") if r % 2 == 0 else ("chat", "answer")):
                 rates[route].append(block(server.port, route, image, args.block, args.clients))
-        report(args, image, latency, pipeline, rates, Path(tmp) if args.smoke else None)
+        load = (load_before, os.getloadavg()[0])
+        report(args, image, latency, pipeline, rates, load, Path(tmp) if args.smoke else None)
 
 
 def report(args, image: bytes, latency: dict[str, list[float]], pipeline: dict[str, list[float]],
-           rates: dict[str, list[float]], smoke_dir: Path | None) -> None:
+           rates: dict[str, list[float]], load: tuple[float, float], smoke_dir: Path | None) -> None:
     """Print the section and write it into BENCHMARKS.md (a smoke run: into its own folder)."""
     diffs = [c - a for c, a in zip(latency["chat"], latency["answer"])]
     d, d_se = mean_se(diffs)
@@ -164,7 +167,9 @@ def report(args, image: bytes, latency: dict[str, list[float]], pipeline: dict[s
         " question: a direct answer, the same pipeline work). Latency: one request at a time, routes"
         f" alternating, n = {args.pairs} pairs; pipeline = the answer's own `seconds.total`. Throughput:"
         f" {args.repeats} blocks of {args.block} requests per route from {args.clients} threads at once"
-        " (the local model answers one at a time), routes alternating by block.",
+        " (the local model answers one at a time), routes alternating by block. The machine was shared:"
+        f" 1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end; pairing keeps"
+        " that load out of the differences, not out of the absolute figures.",
         "",
         "| route | n | latency ms | pipeline ms | outside the pipeline ms | requests/s |",
         "|---|---:|---:|---:|---:|---:|",

@@ -112,8 +112,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=30, help="paired sequential requests per route")
     parser.add_argument("--clients", type=int, default=8, help="threads sending at once (throughput)")
-    parser.add_argument("--block", type=int, default=16, help="requests per throughput block")
-    parser.add_argument("--repeats", type=int, default=3, help="throughput blocks per route")
+    parser.add_argument("--block", type=int, default=12, help="requests per throughput block")
+    parser.add_argument("--repeats", type=int, default=4,
+                        help="throughput blocks per route (even: the ABBA order cancels a linear drift)")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     if args.smoke:
@@ -167,7 +168,7 @@ def report(args, image: bytes, latency: dict[str, list[float]], pipeline: dict[s
         " question: a direct answer, the same pipeline work). Latency: one request at a time, routes"
         f" alternating, n = {args.pairs} pairs; pipeline = the answer's own `seconds.total`. Throughput:"
         f" {args.repeats} blocks of {args.block} requests per route from {args.clients} threads at once"
-        " (the local model answers one at a time), routes alternating by block. The machine was shared:"
+        " (the local model answers one at a time), routes in ABBA order by block. The machine was shared:"
         f" 1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end; pairing keeps"
         " that load out of the differences, not out of the absolute figures.",
         "",

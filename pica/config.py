@@ -63,6 +63,14 @@ DEFAULT_SERVE_DRAIN_MB = 64.0
 # for a body), so stalled clients cannot hold connections.
 DEFAULT_SERVE_HEAD_SECONDS = 10.0
 DEFAULT_SERVE_BODY_SECONDS = 30.0
+# Requests that may wait for a busy answer slot before pica serve answers 429 with Retry-After
+# (lmms-eval's openai model sends 32 at once by default, VLMEvalKit 4 to 32).
+DEFAULT_SERVE_MAX_QUEUE = 64
+# The model id of pica serve's OpenAI-compatible API (/v1/models, chat completions).
+DEFAULT_SERVE_MODEL_NAME = "pica"
+# Image URLs pica serve fetches with --allow-image-urls: seconds for the whole fetch, redirects.
+IMAGE_URL_TIMEOUT = 10.0
+IMAGE_URL_REDIRECTS = 3
 # Learned answer choice (--choose learned/auto): candidates are the greedy answer(s) plus the top
 # M answers of the K nearest examples.
 DEFAULT_CANDIDATE_ANSWERS = 8

@@ -36,6 +36,8 @@ SMOKE: dict[str, tuple[str, tuple[str, ...]]] = {
                   rf" {NUMBER} ± {NUMBER} \| {NUMBER} \| \d+ \|", ()),
     "caption_throughput": (rf"\| 4 \| \d+ \| {NUMBER} ± {NUMBER} \| \d+ \| {NUMBER}% \| {NUMBER}% \| {NUMBER} \|", ()),
     "api_parity": (rf"\| OpenAI-compatible server \| {NUMBER} \| \d/1 \(\d+%\) \| no \|", LLAMA_SERVER),
+    "chat_overhead": (rf"\| /v1/chat/completions \| \d+ \| {NUMBER} ± {NUMBER} \| {NUMBER} ± {NUMBER} \|"
+                      rf" {NUMBER} ± {NUMBER} \| {NUMBER} ± {NUMBER} \|", ()),
     "chooser": (rf"\| \*\*chooser\*\*: .* \| {NUMBER} \| [+-]{NUMBER} ± {NUMBER} \|", ()),
     "chooser_stages": (rf"Target of issue 22 .*: \*\*(met|missed), {NUMBER}× ± {NUMBER}\*\* \(n=3\)", ()),
     "chooser_models": (rf"versus - base, trees-d2: [+-]{NUMBER} ± {NUMBER}", ()),

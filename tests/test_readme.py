@@ -49,6 +49,16 @@ SKIP: list[tuple[str, str]] = [
     (r"--candidates-file assets/", "needs Prophet's released files (tests/test_prophet.py uses fixtures)"),
     (r"^# pica_shout\.py", "the plugin example: tests/test_plugins.py installs it and runs its commands"),
     (r"--captioner shout:", "needs the example plugin installed (tests/test_plugins.py installs it and runs this)"),
+    (r"OpenAI\(base_url=\"http://127\.0\.0\.1:7860/v1\"",
+     "needs a running `pica serve` (tests/test_openai_serve.py asks it with the openai client)"),
+    (r"^(OPENAI_API_KEY=\S+ OPENAI_API_BASE=\S+ )?python -m lmms_eval ",
+     "needs lmms-eval, the hub's OK-VQA/ScienceQA and a running `pica serve` (tests/test_openai_serve.py"
+     " sends lmms-eval-shaped requests)"),
+    (r"^echo '\{\"model\": \{\"pica\": \{\"class\": \"GPT4V\"",
+     "writes VLMEvalKit's config inside a VLMEvalKit clone, for the next command"),
+    (r"^python run\.py --config pica_vlmeval\.json",
+     "needs a VLMEvalKit clone, its datasets and a running `pica serve` (tests/test_openai_serve.py sends"
+     " VLMEvalKit-shaped requests)"),
 ]
 
 # Reader-supplied files the fixture writes, and the captions of the fixture's images.

@@ -31,7 +31,9 @@ from pica.config import (
     DEFAULT_SERVE_HOST,
     DEFAULT_SERVE_MAX_CAPTION_CHARS,
     DEFAULT_SERVE_MAX_QUESTION_CHARS,
+    DEFAULT_SERVE_MAX_QUEUE,
     DEFAULT_SERVE_MAX_UPLOAD_MB,
+    DEFAULT_SERVE_MODEL_NAME,
     DEFAULT_SERVE_PORT,
     DEFAULT_SERVE_TIMEOUT,
     debug,
@@ -150,18 +152,36 @@ def serve(
     max_caption_chars: Annotated[int, typer.Option(
         help="Longest accepted caption (characters; longer ones get 400 at once).")
     ] = DEFAULT_SERVE_MAX_CAPTION_CHARS,
+    max_queue: Annotated[int, typer.Option(
+        help="Requests that may wait for a busy answer slot (more get 429 with Retry-After).")
+    ] = DEFAULT_SERVE_MAX_QUEUE,
+    model_name: Annotated[str, typer.Option(
+        help="Model id of the OpenAI-compatible API (/v1/models, /v1/chat/completions).")
+    ] = DEFAULT_SERVE_MODEL_NAME,
+    require_key_env: Annotated[str | None, typer.Option(
+        metavar="VAR", help="Environment variable holding a key the OpenAI-compatible API requires"
+        " as 'Authorization: Bearer <key>' (--api-key-env is the LLM API's own key).")] = None,
+    allow_image_urls: Annotated[bool, typer.Option(
+        help="Fetch http(s) image URLs named in chat messages (default: only base64 data URLs).")
+    ] = False,
+    allow_private_image_urls: Annotated[bool, typer.Option(
+        help="With --allow-image-urls, also fetch from loopback and private addresses.")] = False,
     *,
     options: dict[str, Any],
 ) -> None:
-    """Serve a web page and a JSON API (POST /v1/answer) with the same settings as `answer`."""
-    from pica.serve import ServeOptions
+    """Serve a web page, a JSON API (POST /v1/answer) and an OpenAI-compatible one
+    (POST /v1/chat/completions, GET /v1/models) with the same settings as `answer`."""
+    from pica.serve import ServeOptions, key_from_env
     from pica.serve import serve as run_server
 
     settings = settings_from({**options, "concurrency": concurrency})
     run_server(settings, ServeOptions(host=host, port=port, max_upload_mb=max_upload_mb,
                                       timeout=timeout, examples_dir=examples_dir,
                                       max_question_chars=max_question_chars,
-                                      max_caption_chars=max_caption_chars))
+                                      max_caption_chars=max_caption_chars, max_queue=max_queue,
+                                      model_name=model_name, api_key=key_from_env(require_key_env),
+                                      allow_image_urls=allow_image_urls,
+                                      allow_private_image_urls=allow_private_image_urls))
 
 
 app.command("eval", no_args_is_help=True)(evaluate)

@@ -3,12 +3,16 @@
 - :mod:`~pica.serve.service`: :class:`~pica.serve.service.Service` — warm-up, upload checks, the
   answer gate and time-out; :class:`~pica.serve.service.ServeOptions`.
 - :mod:`~pica.serve.app`: the FastAPI app (page, ``POST /v1/answer``, ``/healthz``, ``/docs``).
+- :mod:`~pica.serve.openai_api`: ``POST /v1/chat/completions`` and ``GET /v1/models`` (pica as an
+  OpenAI-compatible vision model); :mod:`~pica.serve.harness` takes harness prompts apart;
+  :mod:`~pica.serve.image_urls` reads data URLs and, when allowed, fetches image URLs.
 - :func:`serve`: load, warm up, listen.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 from pica.errors import InputError
@@ -16,7 +20,7 @@ from pica.pipeline import Pipeline
 from pica.serve.app import create_app
 from pica.serve.service import ServeOptions, Service
 
-__all__ = ["ServeOptions", "Service", "check_port_free", "serve", "uvicorn_config"]
+__all__ = ["ServeOptions", "Service", "check_port_free", "key_from_env", "serve", "uvicorn_config"]
 
 log = logging.getLogger("pica.serve")
 
@@ -35,6 +39,20 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as e:
             raise InputError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port"
                              " or --host") from e
+
+
+def key_from_env(name: str | None) -> str | None:
+    """The API key held by the environment variable ``name`` (``--require-key-env``), or ``None``.
+
+    Raises:
+        InputError: the variable is not set or empty (the message names it, never a value).
+    """
+    if name is None:
+        return None
+    key = os.environ.get(name, "").strip()
+    if not key:
+        raise InputError(f"--require-key-env {name}: the environment variable {name} is not set or empty")
+    return key
 
 
 def serve(settings, options: ServeOptions) -> None:
@@ -58,6 +76,9 @@ def serve(settings, options: ServeOptions) -> None:
     log.info("pica serve: llm %s, index %s; warm-up answer in %.2f s; %d answer slot(s)",
              service.pipeline.backend.id, service.index_path or "none (zero-shot)", seconds,
              service.slots)
+    log.info("OpenAI-compatible API: model %r at http://%s:%d/v1 (%s; image URLs %s)", options.model_name,
+             options.host, options.port, "API key required" if options.api_key else "no API key",
+             "fetched" if options.allow_image_urls else "refused")
     if options.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: the server is reachable from other machines", options.host)
     try:

@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from pica.config import DEFAULT_SERVE_BODY_SECONDS
+from pica.serve.openai_api import add_openai_routes, is_openai_path, openai_error
 from pica.serve.service import UPLOAD_FORMATS, RequestFailed, Service
 
 log = logging.getLogger("pica.serve")
@@ -83,10 +84,12 @@ class UploadLimit:
     """
 
     def __init__(self, app, max_bytes: int, limit_mb: float, drain_bytes: int,
-                 drain_seconds: float = 30.0, stall_seconds: float = DEFAULT_SERVE_BODY_SECONDS) -> None:
+                 drain_seconds: float = 30.0, path_limits: dict[str, int] | None = None,
+                 stall_seconds: float = DEFAULT_SERVE_BODY_SECONDS) -> None:
         self.app = app
         self.stall_seconds = stall_seconds
         self.max_bytes = max_bytes
+        self.path_limits = path_limits or {}
         self.limit_mb = limit_mb
         self.drain_bytes = drain_bytes
         self.drain_seconds = drain_seconds
@@ -96,11 +99,12 @@ class UploadLimit:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_bytes:
+        max_bytes = self.path_limits.get(scope.get("path", "").rstrip("/"), self.max_bytes)
+        if length.isdigit() and int(length) > max_bytes:
             waits = headers.get(b"expect", b"").lower() == b"100-continue"
             if not waits and int(length) <= self.drain_bytes:
                 await self._drain(receive, int(length))
-            return await _too_large(self.limit_mb)(scope, receive, send)
+            return await _too_large(self.limit_mb, scope.get("path", ""))(scope, receive, send)
         seen = 0
         body_done = False
 
@@ -118,7 +122,7 @@ class UploadLimit:
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     if message.get("more_body", False):
                         await self._drain(receive, self.drain_bytes - seen)
                     raise BodyTooLarge(self.limit_mb)
@@ -142,10 +146,11 @@ class UploadLimit:
             budget -= len(message.get("body", b""))
 
 
-def _too_large(limit_mb: float):
+def _too_large(limit_mb: float, path: str = ""):
     async def app(scope, receive, send) -> None:
         too_large = BodyTooLarge(limit_mb)
-        await error(413, too_large.detail, too_large.headers)(scope, receive, send)
+        reply = openai_error if is_openai_path(path) else error
+        await reply(413, too_large.detail, headers=too_large.headers)(scope, receive, send)
     return app
 
 
@@ -158,33 +163,45 @@ def create_app(service: Service) -> FastAPI:
                          description="Knowledge-based VQA: caption -> retrieved examples -> few-shot LLM.")
     _add_error_handlers(app)
     _add_routes(app, service)
+    add_openai_routes(app, service)
     options = service.options
+    # A chat request carries its image base64-encoded in JSON: 4/3 of the image's bytes.
+    chat_limit = options.max_upload_bytes * 4 // 3 + FORM_OVERHEAD
     app.add_middleware(UploadLimit, max_bytes=options.max_upload_bytes + FORM_OVERHEAD,
                        limit_mb=options.max_upload_mb,
-                       drain_bytes=max(int(options.drain_mb * 1024 * 1024), options.max_upload_bytes),
+                       drain_bytes=max(int(options.drain_mb * 1024 * 1024), chat_limit),
+                       path_limits={"/v1/chat/completions": chat_limit},
                        stall_seconds=options.body_seconds)
     return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    # The OpenAI-compatible routes answer errors in OpenAI's shape, the others as {"error": "..."}.
     @app.exception_handler(RequestFailed)
-    async def failed(_: Request, e: RequestFailed) -> JSONResponse:
-        return error(e.status, e.message)
+    async def failed(request: Request, e: RequestFailed) -> JSONResponse:
+        if is_openai_path(request.url.path):
+            return openai_error(e.status, e.message, e.param, e.headers)
+        return error(e.status, e.message, e.headers)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, e: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
         messages = {404: "not found", 405: "method not allowed"}
         message = messages.get(e.status_code) or str(e.detail)
+        if is_openai_path(request.url.path):
+            return openai_error(e.status_code, message, headers=e.headers)
         return JSONResponse({"error": message}, status_code=e.status_code, headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        if is_openai_path(request.url.path):
+            return openai_error(400, _validation_message(e.errors()))
         return error(400, _validation_message(e.errors()))
 
     @app.exception_handler(Exception)
     async def internal(request: Request, e: Exception) -> JSONResponse:
         log.error("%s %s failed: %s", request.method, request.url.path, type(e).__name__, exc_info=e)
-        return error(500, f"internal error ({type(e).__name__}); see the server log")
+        message = f"internal error ({type(e).__name__}); see the server log"
+        return openai_error(500, message) if is_openai_path(request.url.path) else error(500, message)
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:

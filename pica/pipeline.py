@@ -70,8 +70,10 @@ class Pipeline:
         if path is None:
             return None
         index = ExampleIndex.load(path)
-        if self.settings.embedder and not index.embedder_digest:  # else by content, on loading it
-            index.check_embedder(self.settings.embedder)
+        if self.settings.embedder:  # before loading any model; the same files under another name pass
+            from pica.retrieval.embedders import spec_digest
+
+            index.check_embedder(self.settings.embedder, lambda: spec_digest(self.settings.embedder))
         return index
 
     @functools.cached_property

@@ -186,7 +186,7 @@ def _examples_file(tmp_path: Path) -> Path:
 def test_index_from_a_folder_copy_is_used_with_the_packaged_files(tmp_path):
     from pica.config import TEXT_EMBEDDER
     from pica.retrieval.build import build_from_examples_file
-    from pica.retrieval.embedders import embedder_for_index, make_embedder
+    from pica.retrieval.embedders import embedder_for_index, make_embedder, spec_digest
     from pica.retrieval.index import ExampleIndex
 
     copy = _copy_of_minilm(tmp_path / "my-minilm")
@@ -195,7 +195,12 @@ def test_index_from_a_folder_copy_is_used_with_the_packaged_files(tmp_path):
     index = ExampleIndex.load(out)
     assert index.embedder_id == f"sentence-transformers:{copy.resolve()}"
     assert index.embedder_digest == minilm.folder_digest(_real_folder())
-    # Insisting on the packaged MiniLM (another name, the same files) is accepted ...
+    # Insisting on the packaged MiniLM (another name, the same files) is accepted, before loading
+    # it (spec_digest) and after ...
+    index.check_embedder(TEXT_EMBEDDER, lambda: spec_digest(TEXT_EMBEDDER))
+    assert spec_digest("open_clip:ViT-B-32@laion2b_s34b_b79k") is None
+    with pytest.raises(IndexFormatError, match="rebuild the index"):
+        index.check_embedder("open_clip:ViT-B-32@laion2b_s34b_b79k", lambda: None)
     assert embedder_for_index(index, TEXT_EMBEDDER).id == TEXT_EMBEDDER
     # ... and with the folder gone the index falls back to it.
     make_embedder.cache_clear()

@@ -24,6 +24,7 @@ import numpy as np
 from pica.config import DEFAULT_TEXT_EMBEDDER, TEXT_EMBEDDER, text_engine
 from pica.errors import IndexFormatError, InputError, ModelLoadError, did_you_mean
 from pica.registry import resolve
+from pica.retrieval.minilm import NAMES as MINILM_NAMES
 from pica.util.hub import quiet_transformers, require
 
 
@@ -87,6 +88,24 @@ def make_embedder(spec: str, device: str = "auto", dtype: str = "auto") -> Embed
             f"embedder '{spec}' needs a kind: open_clip:NAME or sentence-transformers:NAME"
         )
     return resolve("embedder", kind)(name, device=device, dtype=dtype)
+
+
+def spec_digest(spec: str) -> str | None:
+    """The content digest of the model files a ``sentence-transformers:`` spec names, without
+    loading the model (``None`` for other kinds, hub ids, and a MiniLM not on this machine)."""
+    from pica.retrieval.minilm import folder_digest, resolve_minilm
+
+    kind, _, name = spec.partition(":")
+    if kind != "sentence-transformers":
+        return None
+    if name in PACKAGED_TEXT_MODELS:
+        try:
+            folder = resolve_minilm(download=False)[0]
+        except ModelLoadError:
+            return None
+    else:
+        folder = Path(name).expanduser()
+    return folder_digest(folder) if folder.is_dir() else None
 
 
 def embedder_for_index(index, spec: str | None = None, device: str = "auto", dtype: str = "auto") -> Embedder:
@@ -209,7 +228,7 @@ class OpenClipEmbedder(Embedder):
         return normalize(np.concatenate(out) if out else np.zeros((0, self.dim)))
 
 
-PACKAGED_TEXT_MODELS = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+PACKAGED_TEXT_MODELS = MINILM_NAMES
 
 
 class SentenceTransformerEmbedder(Embedder):

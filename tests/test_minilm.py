@@ -171,6 +171,9 @@ def test_folder_digest_is_about_contents_not_place(tmp_path):
     assert minilm.folder_digest(a).startswith("sha256:")
     (b / "tokenizer.json").write_text("another tokenizer")
     assert minilm.folder_digest(a) != minilm.folder_digest(b)
+    (b / "model.safetensors").unlink()
+    (b / "pytorch_model.bin").write_text("weights the digest would not cover")
+    assert minilm.folder_digest(b) is None
 
 
 def _examples_file(tmp_path: Path) -> Path:

@@ -111,11 +111,15 @@ def resolve_minilm(download: bool = True) -> tuple[Path, str]:
     raise ModelLoadError(MISSING)
 
 
-def folder_digest(folder: str | Path) -> str:
+def folder_digest(folder: str | Path) -> str | None:
     """``sha256:HEX`` over the files of :data:`DIGEST_FILES` present in ``folder`` (names and
     contents), so two copies of a model — packaged, hub cache, a folder — compare equal exactly
-    when they make the same vectors. About 0.3 s for MiniLM's 90 MB; memoized per file state."""
+    when they make the same vectors; ``None`` for a folder without ``model.safetensors`` etc.
+    (weights in other files are not covered). About 0.3 s for MiniLM's 90 MB; memoized per file
+    state."""
     folder = Path(folder).resolve()
+    if not complete(folder):
+        return None
     state = tuple((name, (folder / name).stat().st_size, (folder / name).stat().st_mtime_ns)
                   for name in DIGEST_FILES if (folder / name).is_file())
     return _digest(folder, state)

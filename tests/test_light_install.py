@@ -163,3 +163,27 @@ def test_readme_main_command_gives_a_light_venv_that_answers_offline_without_tor
     assert (checkout / "runs" / "dev" / "summary.json").is_file()
     manifest = (checkout / "indexes" / "okvqa-pool" / "manifest.json").read_text()
     assert '"embedder_digest": "sha256:' in manifest
+
+
+@pytest.mark.slow
+def test_text_path_imports_no_torch_where_torch_is_installed(tmp_path):
+    """The same check in this environment (torch installed by the test extra): nothing imports it."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 150, 90)).save(tmp_path / "photo.jpg")
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text('{"id": "e1", "caption": "a man swinging a racket", "question": "What sport is'
+                        ' this?", "answer": "tennis"}\n', encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PICA_CACHE": str(tmp_path / "cache"),
+           "PYTHONPROFILEIMPORTTIME": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    for args in (["answer", "photo.jpg", "What sport is the boy going to play?", "--caption",
+                  "a young boy putting on a baseball glove"],
+                 ["index", "build", "idx", "--examples", str(examples)],
+                 ["answer", "photo.jpg", "What sport?", "--caption", "a racket", "--index", "idx"]):
+        done = subprocess.run([sys.executable, "-m", "pica", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr[-3000:]}"
+        modules = imported_modules(done.stderr)
+        assert "pica" in modules and "tokenizers" in modules
+        assert not modules & HEAVY_MODULES, f"{args} imported {sorted(modules & HEAVY_MODULES)}"

@@ -77,19 +77,19 @@ class Pipeline:
         if path is None:
             return None
         index = ExampleIndex.load(path)
-        if self.settings.embedder:
-            index.check_embedder(self.settings.embedder)
+        if self.settings.embedder:  # before loading any model; the same files under another name pass
+            from pica.retrieval.embedders import spec_digest
+
+            index.check_embedder(self.settings.embedder, lambda: spec_digest(self.settings.embedder))
         return index
 
     @functools.cached_property
     def embedder(self):
-        """The embedder the index was built with."""
-        from pica.retrieval.embedders import make_embedder
+        """The embedder the index was built with (or the same model files under another name)."""
+        from pica.retrieval.embedders import embedder_for_index
 
-        embedder = make_embedder(self.index.embedder_id, device=self.settings.device,
-                                 dtype=self.settings.dtype)
-        self.index.check_embedder(embedder.id)
-        return embedder
+        return embedder_for_index(self.index, self.settings.embedder, device=self.settings.device,
+                                  dtype=self.settings.dtype)
 
     @functools.cached_property
     def backend(self):

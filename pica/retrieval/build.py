@@ -139,7 +139,7 @@ def build_index(
     kinds = vector_kinds(emb)
     # Refuse an existing folder before any slow work.
     writer = IndexWriter(out, emb.id, {k: emb.dim for k in kinds}, overwrite=overwrite,
-                         approximate=approximate,
+                         approximate=approximate, embedder_digest=emb.content_digest(),
                          sources={**(sources or {}), "skipped_missing_captions": len(missing),
                                   "skipped_without_answer": unanswered})
     cap = None
@@ -239,7 +239,8 @@ def build_from_examples_file(path: str | Path, out: str | Path, *, embedder: str
     emb = make_embedder(embedder or TEXT_EMBEDDER)
     kinds = ("question", "caption")
     writer = IndexWriter(out, emb.id, {k: emb.dim for k in kinds}, overwrite=overwrite,
-                         approximate=approximate, sources={"examples": str(path)})
+                         approximate=approximate, sources={"examples": str(path)},
+                         embedder_digest=emb.content_digest())
     with progress_bar(total=len(examples), desc="indexing", unit="ex", enabled=progress) as bar:
         for batch in _batches(examples, 256):
             writer.add(batch, _vectors(emb, kinds, batch, []))

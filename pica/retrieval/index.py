@@ -2,7 +2,8 @@
 
 Folder layout (``FORMAT_VERSION`` 1)::
 
-    manifest.json      format version, embedder id, vector kinds and dims, count, search type,
+    manifest.json      format version, embedder id (and embedder_digest: sha256 over its model
+                       files, when known), vector kinds and dims, count, search type,
                        sources, build time, sha256 of every file
     examples.parquet   id, question, answer, caption, image_id, answers (JSON {answer: weight}),
                        choices, correct_choice_idx, rationales (A-OKVQA; JSON list, int or null,
@@ -19,7 +20,7 @@ Folders are written under a temporary name and renamed into place; nothing is pi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,12 @@ class ExampleIndex:
         return self.manifest["embedder"]
 
     @property
+    def embedder_digest(self) -> str | None:
+        """Content digest of the embedder's model files (``None`` for indexes built before pica
+        recorded it, or by an embedder loaded by hub id)."""
+        return self.manifest.get("embedder_digest")
+
+    @property
     def kinds(self) -> list[str]:
         """Vector kinds in this index, e.g. ``["question", "image"]``."""
         return list(self.manifest["kinds"])
@@ -129,9 +136,17 @@ class ExampleIndex:
     def __len__(self) -> int:
         return int(self.manifest["count"])
 
-    def check_embedder(self, embedder_id: str) -> None:
-        """Raise ``IndexFormatError`` naming both embedders when they differ."""
-        if embedder_id != self.embedder_id:
+    def check_embedder(self, embedder_id: str, digest: Callable[[], str | None] | None = None) -> None:
+        """Raise ``IndexFormatError`` naming both embedders when they differ.
+
+        Args:
+            embedder_id: The spec of the embedder in use.
+            digest: Returns its content digest (called only when the specs differ): the same
+                model files under another name (a folder, the packaged copy, the hub cache) match.
+        """
+        if embedder_id == self.embedder_id:
+            return
+        if not (self.embedder_digest and digest and digest() == self.embedder_digest):
             raise IndexFormatError(
                 f"index {self.path} was built with embedder '{self.embedder_id}' but"
                 f" '{embedder_id}' is in use; rebuild the index or use the matching embedder"

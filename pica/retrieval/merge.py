@@ -66,10 +66,15 @@ def merge_indexes(out: str | Path, shards: Sequence[str | Path], *, overwrite: b
             differs = ", ".join(_differences(_shared_sources(index), base))
             raise InputError(f"{index.path} and {first.path} were built from different sources"
                              f" or settings: {differs} differ")
+    digests = {index.embedder_digest for index in ordered}
+    if len(digests - {None}) > 1:
+        raise InputError(f"the shards were embedded with different copies of {first.embedder_id}"
+                         " (their embedder_digest differs)")
     search = first.manifest.get("search", {}).get("type", "flat")
     sources = {**{k: v for k, v in base.items() if k != "batch_size"}, "merged_shards": n}
     writer = IndexWriter(out, first.embedder_id, dims, overwrite=overwrite,
-                         approximate=None if search == "flat" else search, sources=sources)
+                         approximate=None if search == "flat" else search, sources=sources,
+                         embedder_digest=digests.pop() if len(digests) == 1 else None)
     with progress_bar(total=sum(len(i) for i in ordered), desc="merging", unit="ex",
                       enabled=progress) as bar:
         for index in ordered:

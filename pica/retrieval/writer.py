@@ -71,17 +71,20 @@ class IndexWriter:
         overwrite: Replace an existing folder (else refuse).
         approximate: ``None`` (exact only), ``"hnsw"`` or ``"ivf"``.
         sources: Free-form provenance recorded in the manifest.
+        embedder_digest: Content digest of the embedder's model files (``embedder_digest`` in the
+            manifest), when known: another copy of the same files may then use the index.
     """
 
     def __init__(self, out: str | Path, embedder_id: str, dims: Mapping[str, int], *,
                  overwrite: bool = False, approximate: str | None = None,
-                 sources: Mapping[str, Any] | None = None) -> None:
+                 sources: Mapping[str, Any] | None = None, embedder_digest: str | None = None) -> None:
         self.out = Path(out)
         check_replaceable(self.out, overwrite)
         self.overwrite = overwrite
         if approximate not in (None, *APPROXIMATE):
             raise InputError(f"--approximate must be one of {', '.join(APPROXIMATE)}")
         self.embedder_id = embedder_id
+        self.embedder_digest = embedder_digest
         self.dims = dict(dims)
         self.approximate = approximate
         self.sources = dict(sources or {})
@@ -154,6 +157,8 @@ class IndexWriter:
                 "build_seconds": round(time.time() - self.started, 2),
                 "sources": self.sources, "files": files,
             }
+            if self.embedder_digest:
+                manifest["embedder_digest"] = self.embedder_digest
             atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
             fsync_dir(tmp)
             _swap_into_place(tmp, self.out)

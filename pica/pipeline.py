@@ -8,6 +8,7 @@ save every answer the moment it exists.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from pica.retrieval.selection import (
     answer_aware,
     candidates_from,
     ensemble_slices,
+    example_candidates,
     file_examples,
     kinds_for,
     random_hits,
@@ -39,20 +41,21 @@ __all__ = ["Pipeline", "Prepared"]
 class Pipeline:
     """Answers questions with the components ``settings`` names; each is built on first use.
 
-    Components may be passed in (tests, long-lived services) instead of being built.
+    ``Pipeline(index="indexes/okvqa-pool", llm="gemma3-270m", shots=8)`` names them as the CLI
+    options do (``index``, ``captioner``, ``llm`` and any :class:`~pica.config.Settings` field by
+    keyword, over ``settings``); ``pipe(image, question)`` answers (see :meth:`__call__`).
+    Components may be passed in as objects (tests, long-lived services) instead of being built.
+
+    Raises ``InputError`` for an unknown setting (naming the known ones) or a bad value.
     """
 
     def __init__(self, settings: Settings | None = None, *, backend=None, index=None,
-                 captioner=None, embedder=None) -> None:
-        self.settings = (settings or Settings()).validate()
-        if backend is not None:
-            self.__dict__["backend"] = backend
-        if index is not None:
-            self.__dict__["index"] = index
-        if captioner is not None:
-            self.__dict__["captioner"] = captioner
-        if embedder is not None:
-            self.__dict__["embedder"] = embedder
+                 captioner=None, embedder=None, llm: str | None = None, **options: Any) -> None:
+        named = {k: str(v) for k, v in (("index", index), ("captioner", captioner), ("llm", llm))
+                 if isinstance(v, str | os.PathLike)}
+        self.settings = (settings or Settings()).updated({**named, **options}).validate()
+        given = {"backend": backend, "index": index, "captioner": captioner, "embedder": embedder}
+        self.__dict__.update({k: v for k, v in given.items() if v is not None and k not in named})
 
     # -- components (built lazily) ------------------------------------------------------------
     @functools.cached_property
@@ -151,6 +154,21 @@ class Pipeline:
         return self.settings.shots == 0 or self.index is None
 
     # -- public API ---------------------------------------------------------------------------
+    def __call__(self, image: Any, question: str | Sequence[str], *, caption: str | None = None,
+                 choices: Sequence[str] = ()) -> Answer | list[Answer]:
+        """Answer about ``image`` (a file path, a PIL image, an image file's bytes, or ``None`` with
+        a ``caption``), Hugging Face pipeline style; ``choices`` asks it as multiple choice too.
+        Lists (of images, questions, captions) give a list (:meth:`Question.from_inputs`);
+        :meth:`to_json` makes an answer ``pica answer --json``'s object."""
+        asked = Question.from_inputs(image, question, caption=caption, choices=choices)
+        return self.answer(asked) if isinstance(asked, Question) else list(self.answer_stream(asked))
+
+    def to_json(self, answer: Answer) -> dict[str, Any]:
+        """``answer`` as the object ``pica answer --json`` prints: :meth:`Answer.to_dict` with the
+        LLM, the index folder and the answer choice in use."""
+        index = str(self.index.path) if self.index is not None else None
+        return {**answer.to_dict(llm=self.backend.id, index=index), "choice": self.choice_info}
+
     def answer(self, question: Question, task: str | None = None) -> Answer:
         """Answer one question (see :meth:`answer_stream`)."""
         return next(self.answer_stream([question], task=task))
@@ -367,16 +385,9 @@ class Pipeline:
 
     def _example_candidates(self, hits: Sequence[Hit], top: int):
         """Candidates for each in-context example, from that example's own neighbours."""
-        rows = [h.row for h in hits]
-        if not rows:
-            return None
-        queries = {kind: self.index.row_vectors(kind, rows) for kind in self.index.kinds}
-        pool = max(self.settings.shots, 16)
-        found = self.index.nearest(queries, pool, self.settings.weights, exclude=[[row] for row in rows],
-                                   exclude_images=[self.index.example(row).image_id for row in rows])
-        by_id = {self.index.example(row).id: format_candidates(candidates_from(self.index, nb, top))
-                 for row, nb in zip(rows, found)}
-        return lambda ex: by_id.get(ex.id, "")
+        found = example_candidates(self.index, hits, top, max(self.settings.shots, 16), self.settings.weights)
+        by_id = {ex_id: format_candidates(candidates) for ex_id, candidates in found.items()}
+        return (lambda ex: by_id.get(ex.id, "")) if hits else None
 
     def respond(self, item: Prepared, task: str | None = None) -> Answer:
         """The LLM stage for one prepared question, as ``task`` (default: the settings'): a direct

@@ -193,7 +193,7 @@ def test_eval_and_report_on_a_folder_in_use_exit_2_naming_the_holder(finished_ru
         assert result.exit_code == 2, result.output
         line = one_error_line(result.stderr)
         assert f"run folder {out} is in use by pid {os.getpid()} on host " in line
-        assert "wait for it or use another --out" in line
+        assert "wait for it or use another run folder" in line
         report = runner.invoke(app, ["eval", "report", str(out)])
         assert report.exit_code == 2, report.output
         assert f"is in use by pid {os.getpid()}" in one_error_line(report.stderr)

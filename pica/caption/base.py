@@ -7,8 +7,6 @@ from collections.abc import Sequence
 
 from pica.types import Question
 
-LOAD_HINT = "pass --caption TEXT, cached captions (--captions FILE) or a local model folder"
-
 
 class Captioner(ABC):
     """Turns the images of questions into one-line captions.

@@ -89,6 +89,8 @@ def evaluate(
                              progress=progress, pipeline=pipeline, split=split_name,
                              questions_total=qs.total, limit=limit)
     _print_summary(summary, out, as_json)
+    if run is None:  # after the run, so that an error stays one line
+        note(f"--out is deprecated: pass the run folder first, `pica eval {out} --dataset ...`")
 
 
 def _run_folder(run: Path | None, out: Path | None) -> Path:
@@ -100,7 +102,6 @@ def _run_folder(run: Path | None, out: Path | None) -> Path:
     if out is not None:
         if run is not None and run != out:
             raise InputError(f"two run folders: {run} and --out {out}; pass only RUN")
-        note(f"--out is deprecated: pass the run folder first, `pica eval {out} ...`")
         return out
     if run is None:
         raise InputError("the run folder RUN is required: pica eval RUN --dataset FILE ... (e.g. runs/dev)")

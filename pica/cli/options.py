@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from pica.config import CHOICES, debug
-from pica.errors import InputError, PicaError, StorageError
+from pica.errors import CaptionError, InputError, PicaError, StorageError
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -37,6 +37,8 @@ def handle_errors(func):
         try:
             with terminate_as_interrupt():
                 return func(*args, **kwargs)
+        except CaptionError as e:
+            fail(e.with_hint(caption_hint(func.__name__)), e.exit_code)
         except PicaError as e:
             fail(str(e), e.exit_code)
         except Terminated:
@@ -53,6 +55,24 @@ def handle_errors(func):
             fail(f"unexpected {type(e).__name__}: {e} (set PICA_DEBUG=1 for a traceback)", 1)
 
     return wrapper
+
+
+# What each command takes instead of a captioner model (CaptionError's advice), by the name of
+# the command's function.
+CAPTION_HINTS = {
+    "answer": "pass --caption TEXT, --captions FILE or a local --captioner FOLDER",
+    "evaluate": "pass --captions FILE (cached captions) or a local --captioner FOLDER",
+    "index_build": "pass --captions FILE (cached captions) or a local --captioner FOLDER",
+    "caption": "pass --captioner with a local model FOLDER, openai:MODEL or gguf:PATH",
+    "index_calibrate": "pass --captioner FILE (cached captions) or a local --captioner FOLDER",
+    "serve": "pass --captioner FILE (cached captions) or a local --captioner FOLDER;"
+             " requests that carry a caption need neither",
+}
+
+
+def caption_hint(command: str) -> str:
+    """What ``command`` (its function's name) takes when no caption can be had (:data:`CAPTION_HINTS`)."""
+    return CAPTION_HINTS.get(command, "pass a local --captioner FOLDER or cached captions")
 
 
 # Write failures that are the storage's, not the command's (any OSError with these numbers).
@@ -84,7 +104,7 @@ def verbose(message: str) -> None:
 def output_options(func):
     """Give a command ``--quiet/-q`` (no progress bars, no notes: only the result and errors) and
     ``--verbose/-v`` (what pica resolved, library warnings and log lines on stderr)."""
-    signature = inspect.signature(func)
+    signature = inspect.signature(func, eval_str=True)
     extra = [
         inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
             bool, typer.Option("--quiet", "-q", help="Print only the result and errors: no progress"

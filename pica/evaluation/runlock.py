@@ -27,7 +27,7 @@ from typing import Any
 from pica.errors import PicaError, RunInUseError
 
 LOCK_FILE = ".lock"
-DEFAULT_HINT = "wait for it or use another --out"
+DEFAULT_HINT = "wait for it or use another run folder"
 
 
 class RunLock:

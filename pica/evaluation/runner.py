@@ -56,7 +56,7 @@ def make_run_folder(out: Path) -> None:
         StorageError: no space (or an I/O error) to create it.
     """
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a run folder; pass a folder path (e.g. --out runs/dev)")
+        raise InputError(f"run folder {out} is a file; pass a folder path (e.g. runs/dev)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -106,7 +106,7 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool,
                 _write_run_file(run_file, record, choice)
             return
         if not force_new:
-            raise RunConfigError(f"{problem}; use another --out or pass --force-new to start a new run there")
+            raise RunConfigError(f"{problem}; use another run folder or pass --force-new to start a new run there")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         if (out / RESULTS_FILE).exists():
             os.replace(out / RESULTS_FILE, out / f"results.{stamp}.jsonl.bak")

@@ -24,7 +24,7 @@ import numpy as np
 from pica.config import DEFAULT_TEXT_EMBEDDER, text_engine
 from pica.errors import InputError, ModelLoadError, did_you_mean
 from pica.registry import resolve
-from pica.util.hub import quiet_transformers, require
+from pica.util.hub import clip_words, first_line, quiet_transformers, require
 
 
 class Embedder(ABC):
@@ -148,7 +148,7 @@ class OpenClipEmbedder(Embedder):
             self._tokenizer = open_clip.get_tokenizer(arch)
         except Exception as e:  # download / config / checkpoint errors all mean "cannot load"
             raise ModelLoadError(
-                f"could not load open_clip model '{name}': {type(e).__name__}: {str(e)[:200]}"
+                f"could not load open_clip model '{name}': {first_line(e)}"
                 " (offline? pass a local folder or checkpoint file)"
             ) from e
         self.model = model.eval().to(self.device, self.dtype)
@@ -226,7 +226,7 @@ class SentenceTransformerEmbedder(Embedder):
         except Exception as e:
             raise ModelLoadError(
                 f"could not load sentence-transformers model '{name}': {type(e).__name__}:"
-                f" {str(e)[:200]} (offline? pass a local folder)"
+                f" {clip_words(str(e))} (offline? pass a local folder)"
             ) from e
         get_dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension

@@ -118,10 +118,10 @@ def answer(
     from pica.types import Question
     from pica.util.images import load_image
 
-    options_given = [c for c in (choices or "").split("|")] if choices is not None else []
-    if options["task"] in ("mc", "both") and not options_given:
+    listed = choices.split("|") if choices is not None else []
+    if options["task"] in ("mc", "both") and not listed:
         raise InputError(f"--task {options['task']} needs the choices: pass --choices 'A|B|C|D'")
-    query = Question.from_input(image, question, caption=caption, choices=options_given)
+    query = Question.from_input(image, question, caption=caption, choices=listed)
     options["captioner"] = cached_captions(captions, options["captioner"])
     settings = settings_from(options)
     load_image(image)  # validate early: a bad image is an input error even with --caption
@@ -136,8 +136,8 @@ def answer(
         typer.echo(json_text(pipeline.to_json(result), indent))
     else:
         typer.echo(result.answer)
-        if result.mc is not None and result.mc.get("choice") not in (None, result.answer):
-            typer.echo(f"choice: {result.mc['choice']}")
+        if result.mc is not None and result.mc.get("chosen") not in (None, result.answer):
+            typer.echo(f"choice: {result.mc['chosen']}")
         if result.rationale:
             typer.echo(f"because {result.rationale}")
 

@@ -326,6 +326,13 @@ def test_quiet_leaves_out_progress_bars_and_notes(fake_llm, okvqa_files, text_in
     assert quiet.stderr == "" and quiet.stdout.startswith("accuracy ")
 
 
+def test_verbose_prints_the_resolved_settings(fake_llm, photo):
+    args = ["answer", photo, "What sport?", "--caption", "a court", "--index", "none", "--choose", "vote"]
+    assert "settings:" not in run(*args).stderr
+    shown = run(*args, "--verbose").stderr
+    assert shown.startswith('settings: {"captioner": ') and '"choose": "vote"' in shown
+
+
 def test_json_on_eval_index_info_and_index_list(fake_llm, okvqa_files, text_index, tmp_path):
     result = run(*eval_args(okvqa_files, tmp_path / "run", "--index", text_index, "--limit", "2", "--json"))
     assert result.exit_code == 0, result.output

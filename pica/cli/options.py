@@ -308,7 +308,9 @@ def settings_from(options: dict[str, Any]):
 
     cli = {name: value for name, value in options.items() if name in FIELDS}
     cli["weights"] = parse_weights(cli.get("weights"))
-    return make_settings(cli, options.get("config"))
+    settings = make_settings(cli, options.get("config"))
+    verbose(f"settings: {json_text(settings.fingerprint(), 0)}")
+    return settings
 
 
 def cached_captions(captions: Path | None, captioner: str | None) -> str | None:

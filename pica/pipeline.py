@@ -17,6 +17,7 @@ from typing import Any
 
 from pica.answers import normalize_answer
 from pica.choice.candidates import SCORING
+from pica.choice.rules import LEARNED
 from pica.config import DEFAULT_CANDIDATES, PROPHET_CANDIDATES, RATIONALE_TOKENS, TEXT_EMBEDDER, Settings
 from pica.datasets.prophet import StageOne
 from pica.errors import InputError
@@ -41,12 +42,8 @@ __all__ = ["Pipeline", "Prepared"]
 class Pipeline:
     """Answers questions with the components ``settings`` names; each is built on first use.
 
-    ``Pipeline(index="indexes/okvqa-pool", llm="gemma3-270m", shots=8)`` names them as the CLI
-    options do (``index``, ``captioner``, ``llm`` and any :class:`~pica.config.Settings` field by
-    keyword, over ``settings``); ``pipe(image, question)`` answers (see :meth:`__call__`).
-    Components may be passed in as objects (tests, long-lived services) instead of being built.
-
-    Raises ``InputError`` for an unknown setting (naming the known ones) or a bad value.
+    ``Pipeline(index="indexes/okvqa-pool", shots=8)``: settings by keyword over ``settings`` (an
+    unknown one is an ``InputError``), components as objects; ``pipe(image, question)`` answers.
     """
 
     def __init__(self, settings: Settings | None = None, *, backend=None, index=None,
@@ -108,7 +105,8 @@ class Pipeline:
 
     @functools.cached_property
     def choice(self) -> dict[str, Any]:
-        """How answers are chosen, resolved: ``method`` (``learned``, ``logprob`` or ``vote``),
+        """How answers are chosen, resolved: ``method`` (``learned`` or a rule of
+        :mod:`pica.choice.rules` that picks among completions),
         ``chooser`` (the :class:`~pica.choice.chooser.Chooser` or ``None``), ``sha256`` of its
         file and ``info`` (:attr:`choice_info`).
 
@@ -135,10 +133,14 @@ class Pipeline:
 
     @property
     def ensemble_choice(self) -> str:
-        """How one answer is picked among an ensemble's completions: ``vote``, ``prophet`` or
-        ``logprob`` (``--choose auto`` without a chooser, and the learned chooser's fallback, are PICa's)."""
+        """How one answer is picked among an ensemble's completions: the resolved rule when it
+        picks among completions (``vote``, ``prophet`` ...), else ``logprob`` (``--choose auto``
+        without a chooser, and the learned chooser's fallback, are PICa's)."""
+        from pica.choice.rules import PICA
+        from pica.registry import choice_rules
+
         method = self.choice["method"]
-        return method if method in ("vote", "prophet") else "logprob"
+        return method if choice_rules.get(method).ensemble else PICA
 
     def chooser_target(self) -> dict[str, Any]:
         """What a chooser must have been fitted for to be used with these settings."""
@@ -164,8 +166,7 @@ class Pipeline:
         return self.answer(asked) if isinstance(asked, Question) else list(self.answer_stream(asked))
 
     def to_json(self, answer: Answer) -> dict[str, Any]:
-        """``answer`` as the object ``pica answer --json`` prints: :meth:`Answer.to_dict` with the
-        LLM, the index folder and the answer choice in use."""
+        """``answer`` as ``pica answer --json`` prints it: with the LLM, index and answer choice."""
         index = str(self.index.path) if self.index is not None else None
         return {**answer.to_dict(llm=self.backend.id, index=index), "choice": self.choice_info}
 
@@ -311,7 +312,7 @@ class Pipeline:
                 for q, c, h in zip(questions, captions, found)]
 
     def _wants_neighbours(self) -> bool:
-        return self.settings.example_order == "answer-aware" or self.choice["method"] == "learned"
+        return self.settings.example_order == "answer-aware" or self.choice["method"] == LEARNED
 
     def _file_hits(self, question: Question) -> list[Hit]:
         """The prompts' examples from the answer-aware examples file (Prophet's order and shuffle);
@@ -406,7 +407,7 @@ class Pipeline:
     def tools(self) -> Tools:
         """What the task strategies get from this pipeline (:class:`~pica.tasks.base.Tools`)."""
         s = self.settings
-        learned = self.choice["method"] == "learned"
+        learned = self.choice["method"] == LEARNED
         return Tools(
             backend=self.backend, prompts=self.item_prompts, choices_template=self._choices_template,
             examples=self.shown_examples, embed_texts=self._embed_texts, answer_tokens=self.answer_tokens,

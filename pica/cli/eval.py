@@ -67,11 +67,10 @@ def evaluate(
     out = _run_folder(run, out)
     options["captioner"] = cached_captions(captions, options["captioner"])
     settings = settings_from({**options, "concurrency": concurrency})
-    qs = load_questions(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
-                        hf_dataset=hf_dataset, split=split, images_dir=images, limit=limit)
-    identity = dataset_identity(dataset=dataset, questions=questions, annotations=annotations,
-                                aokvqa=aokvqa, hf_dataset=hf_dataset, split=split, images_dir=images,
-                                captions=captions)
+    sources = dict(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
+                   hf_dataset=hf_dataset)
+    qs = load_questions(**sources, split=split, images_dir=images, limit=limit)
+    identity = dataset_identity(**sources, split=split, images_dir=images, captions=captions)
     from pica.choice.trust import choice_line
     from pica.evaluation.runner import examples_info
     from pica.pipeline import Pipeline

@@ -12,6 +12,7 @@ from pica.cli.options import (
     ApiBase,
     ApiKeyEnv,
     AsJson,
+    Captioner,
     CaptionerApiBase,
     CaptionMaxSide,
     Config,
@@ -56,9 +57,7 @@ def index_build(
     captions: Annotated[Path | None, typer.Option(
         help="Captions file keyed by image id: PICa TSV, JSONL or CSV.")] = None,
     images: Annotated[Path | None, typer.Option(help="Folder of the dataset's images.")] = None,
-    captioner: Annotated[str | None, typer.Option(
-        help="Captioner for images when no captions file is given: an HF model, openai:MODEL"
-        " or gguf:PATH (see pica answer --help).")] = None,
+    captioner: Captioner = None,
     captioner_api_base: CaptionerApiBase = None,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
@@ -106,13 +105,12 @@ def index_build(
     else:
         from pica.datasets import dataset_identity, load_questions, read_captions
 
-        qs = load_questions(dataset=dataset, questions=questions, annotations=annotations,
-                            aokvqa=aokvqa, hf_dataset=hf_dataset, split=split, images_dir=images,
-                            skip_missing=skip_missing, limit=limit)
+        given = dict(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
+                     hf_dataset=hf_dataset)
+        qs = load_questions(**given, split=split, images_dir=images, skip_missing=skip_missing,
+                            limit=limit)
         caption_map = read_captions(captions) if captions is not None else None
-        sources = dataset_identity(dataset=dataset, questions=questions, annotations=annotations,
-                                   aokvqa=aokvqa, hf_dataset=hf_dataset, captions=captions,
-                                   images_dir=images)
+        sources = dataset_identity(**given, captions=captions, images_dir=images)
         path = build_index(out, qs, captions=caption_map, captioner=captioner, embedder=embedder,
                            approximate=approximate, overwrite=overwrite, skip_missing=skip_missing,
                            batch_size=batch_size, workers=workers, device=settings.device,

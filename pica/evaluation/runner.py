@@ -106,7 +106,8 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool,
                 _write_run_file(run_file, record, choice)
             return
         if not force_new:
-            raise RunConfigError(f"{problem}; use another run folder or pass --force-new to start a new run there")
+            raise RunConfigError(f"{problem}; use another run folder or pass --force-new to start"
+                                 " a new run there")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         if (out / RESULTS_FILE).exists():
             os.replace(out / RESULTS_FILE, out / f"results.{stamp}.jsonl.bak")

@@ -56,6 +56,7 @@ def eval_args(okvqa_files, run_folder, *more):
 
 
 # -- 1. the example pool is named; the starter set is called what it is ------------------------
+@pytest.mark.slow
 def test_eval_without_index_says_it_uses_the_starter_examples(fake_llm, okvqa_files, tmp_path):
     result = run(*eval_args(okvqa_files, tmp_path / "run", "--limit", "3"))
     assert result.exit_code == 0, result.output
@@ -71,6 +72,7 @@ def test_eval_without_index_says_it_uses_the_starter_examples(fake_llm, okvqa_fi
     assert 'id="examples"' in report and "not comparable to published numbers" in report
 
 
+@pytest.mark.slow
 def test_eval_with_an_index_names_it(fake_llm, okvqa_files, text_index, tmp_path):
     result = run(*eval_args(okvqa_files, tmp_path / "run", "--index", text_index, "--limit", "2"))
     assert result.exit_code == 0, result.output
@@ -90,6 +92,7 @@ def test_every_readme_eval_example_passes_an_index():
 
 
 # -- 2. a folder is claimed only by a result ----------------------------------------------------
+@pytest.mark.slow
 def test_a_run_that_answered_nothing_does_not_claim_its_folder(fake_llm, okvqa_files, text_index,
                                                                 tmp_path):
     folder = tmp_path / "run"
@@ -109,6 +112,7 @@ def test_a_run_that_answered_nothing_does_not_claim_its_folder(fake_llm, okvqa_f
 
 
 # -- 3. n of N and --limit ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_limit_is_recorded_as_n_of_the_datasets_questions(fake_llm, okvqa_files, text_index, tmp_path):
     folder = tmp_path / "run"
     result = run(*eval_args(okvqa_files, folder, "--index", text_index, "--limit", "3"))
@@ -131,6 +135,7 @@ def test_limit_is_recorded_as_n_of_the_datasets_questions(fake_llm, okvqa_files,
 
 
 # -- 5. model checks before heavy loading, advice in the command's own options ------------------
+@pytest.mark.slow
 def test_a_missing_captioner_fails_before_torch_or_transformers_load(tmp_path):
     code = ("import sys\n"
             "from pica.caption.hf import HFCaptioner\n"
@@ -242,6 +247,7 @@ def test_calibrate_takes_its_index_as_path_only():
     assert result.exit_code == 2 and "No such option: --index" in result.output
 
 
+@pytest.mark.slow
 def test_eval_takes_the_run_folder_first_and_out_still_works(fake_llm, okvqa_files, text_index, tmp_path):
     old = run("eval", "--dataset", okvqa_files["dev"], "--captions", okvqa_files["captions"], "--index",
               text_index, "--limit", "2", "--no-progress", "--out", tmp_path / "old")
@@ -253,6 +259,7 @@ def test_eval_takes_the_run_folder_first_and_out_still_works(fake_llm, okvqa_fil
 
 
 # -- 8. from pica import Pipeline ----------------------------------------------------------------
+@pytest.mark.slow
 def test_import_pica_stays_light_and_pipeline_is_lazy():
     code = ("import sys, pica\nprint('pica.pipeline' in sys.modules)\n"
             "from pica import Pipeline\nprint(Pipeline.__module__, 'pica.pipeline' in sys.modules)\n")
@@ -298,6 +305,7 @@ def test_pipeline_answer_equals_the_cli_json(fake_llm, photo):
 
 
 # -- 9. the report -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_report_reads_plainly(fake_llm, okvqa_files, text_index, tmp_path):
     folder = tmp_path / "run"
     assert run(*eval_args(okvqa_files, folder, "--index", text_index, "--limit", "4")).exit_code == 0
@@ -316,6 +324,7 @@ def test_report_reads_plainly(fake_llm, okvqa_files, text_index, tmp_path):
 
 
 # -- 10. --quiet / --verbose, --json ------------------------------------------------------------
+@pytest.mark.slow
 def test_quiet_leaves_out_progress_bars_and_notes(fake_llm, okvqa_files, text_index, tmp_path):
     base = ["eval", None, "--dataset", okvqa_files["dev"], "--captions", okvqa_files["captions"],
             "--index", text_index, "--limit", "2"]
@@ -333,6 +342,7 @@ def test_verbose_prints_the_resolved_settings(fake_llm, photo):
     assert shown.startswith('settings: {"captioner": ') and '"choose": "vote"' in shown
 
 
+@pytest.mark.slow
 def test_json_on_eval_index_info_and_index_list(fake_llm, okvqa_files, text_index, tmp_path):
     result = run(*eval_args(okvqa_files, tmp_path / "run", "--index", text_index, "--limit", "2", "--json"))
     assert result.exit_code == 0, result.output

@@ -214,7 +214,7 @@ def test_answer_with_choices_answers_multiple_choice(fake_llm, photo):
 
 # -- 7. help conventions -----------------------------------------------------------------------
 COMMANDS = [["answer"], ["serve"], ["eval"], ["report"], ["caption"], ["index", "build"],
-            ["index", "merge"], ["index", "info"], ["index", "calibrate"], ["index", "list"]]
+            ["index", "merge"], ["index", "info"], ["index", "calibrate"], ["index", "list"], ["plugins"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -224,6 +224,23 @@ def test_help_has_upper_case_metavars_and_output_switches(command):
     usage = text.splitlines()[0]
     assert usage == usage.replace(usage.split("[OPTIONS]")[-1], usage.split("[OPTIONS]")[-1].upper())
     assert "-q, --quiet" in text and "-v, --verbose" in text
+
+
+def test_every_command_takes_quiet_and_verbose():
+    import typer
+
+    def leaves(command, path):
+        subs = getattr(command, "commands", None) or {}
+        if not subs:
+            yield path, command
+        for name, sub in subs.items():
+            yield from leaves(sub, [*path, name])
+
+    found = list(leaves(typer.main.get_command(app), []))
+    assert len(found) >= len(COMMANDS)
+    for path, command in found:
+        names = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        assert {"--quiet", "-q", "--verbose", "-v"} <= names, path
 
 
 def test_enumerated_options_list_their_values():

@@ -31,6 +31,7 @@ from pica.cli.options import (
     json_text,
     note,
     output_options,
+    quiet,
     setting_options,
     settings_from,
 )
@@ -179,7 +180,8 @@ def serve(
     run_server(settings, ServeOptions(host=host, port=port, max_upload_mb=max_upload_mb,
                                       timeout=timeout, examples_dir=examples_dir,
                                       max_question_chars=max_question_chars,
-                                      max_caption_chars=max_caption_chars))
+                                      max_caption_chars=max_caption_chars,
+                                      log_level="warning" if quiet() else "info"))
 
 
 app.command("eval", no_args_is_help=True)(evaluate)

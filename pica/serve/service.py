@@ -71,6 +71,7 @@ class ServeOptions:
         max_caption_chars: Longest accepted caption; longer ones get 400 before they queue.
         drain_mb: Over-limit bodies up to this size are read and discarded before the 413, so
             clients that send the whole body before reading the reply get the 413.
+        log_level: ``info`` (start-up and one line per request) or ``warning`` (``--quiet``).
     """
 
     host: str = DEFAULT_SERVE_HOST
@@ -81,6 +82,7 @@ class ServeOptions:
     max_question_chars: int = DEFAULT_SERVE_MAX_QUESTION_CHARS
     max_caption_chars: int = DEFAULT_SERVE_MAX_CAPTION_CHARS
     drain_mb: float = DEFAULT_SERVE_DRAIN_MB
+    log_level: str = "info"
 
     def validate(self) -> ServeOptions:
         """Check ranges; return ``self``. Raises ``InputError`` naming the option."""

@@ -148,8 +148,8 @@ class Question:
             q = replace(q, image_path=None, image_id=None, image=_image_loader(image))
         choices = [str(c).strip() for c in choices]
         if any(not c for c in choices) or len(choices) == 1:
-            raise InputError("choices must be at least two non-empty answers,"
-                             " e.g. --choices 'red|blue|green'")
+            raise InputError("give at least two non-empty choices (--choices 'red|blue|green';"
+                             " in Python choices=[...])")
         return replace(q, choices=choices) if choices else q
 
     @classmethod

@@ -151,7 +151,8 @@ class Service:
             self.pipeline.captioner  # noqa: B018 - builds the captioner once, now
         except PicaError as e:
             self.captioner_error = e.problem if isinstance(e, CaptionError) else str(e)
-            log.warning("captioning is unavailable (%s); requests must carry a caption", e)
+            log.warning("captioning is unavailable (%s); requests must carry a caption",
+                        self.captioner_error)
         return seconds
 
     @property

@@ -62,7 +62,9 @@ def test_eval_without_index_says_it_uses_the_starter_examples(fake_llm, okvqa_fi
     assert result.exit_code == 0, result.output
     warning = ("starter examples (96, hand-written): not comparable to published numbers;"
                " build an index from the training split")
-    assert warning in result.stderr.splitlines()[0]  # the first thing eval says
+    assert result.stdout.splitlines()[0] == f"warning: examples: {warning} (pica index build)"  # first
+    quiet = run(*eval_args(okvqa_files, tmp_path / "quiet", "--limit", "2", "--quiet"))
+    assert quiet.stdout.startswith("warning: examples: starter examples (96, hand-written)")
     line = next(x for x in result.stdout.splitlines() if x.startswith("accuracy "))
     assert "examples: STARTER (96 hand-written; not comparable)" in line  # the closing summary too
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

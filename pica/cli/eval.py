@@ -77,10 +77,10 @@ def evaluate(
 
     pipeline = Pipeline(settings)
     examples = examples_info(pipeline)
-    header = typer.echo if not as_json else _stderr
+    header = typer.echo if not as_json else _stderr  # stdout holds the JSON alone
     if examples["starter"]:
-        _stderr(f"warning: {examples['line']}")  # never left out, not even with --quiet
-    elif not quiet() or as_json:
+        header(f"warning: {examples['line']}")  # never left out, not even with --quiet
+    elif not quiet():
         header(examples["line"])
     if not quiet():
         header(choice_line(pipeline.choice_info))

@@ -147,7 +147,7 @@ def _pool(summary: dict[str, Any]) -> str:
     """``examples okvqa-pool``, or the starter set named as such."""
     examples = summary.get("examples") or {}
     if examples.get("starter"):
-        return "examples: STARTER (96 hand-written; not comparable)"
+        return f"examples: STARTER ({examples.get('count') or 96} hand-written; not comparable)"
     return f"examples {examples.get('index') or 'none (zero-shot)'}"
 
 

@@ -53,6 +53,11 @@ class Pipeline:
         self.settings = (settings or Settings()).updated({**named, **options}).validate()
         given = {"backend": backend, "index": index, "captioner": captioner, "embedder": embedder}
         self.__dict__.update({k: v for k, v in given.items() if v is not None and k not in named})
+        from pica.caption import captioner_spec
+        from pica.llm import split_llm
+
+        captioner_spec(self.settings.captioner)  # an unknown KIND: fails before anything loads
+        split_llm(self.settings.llm)
 
     # -- components (built lazily) ------------------------------------------------------------
     @functools.cached_property
@@ -124,11 +129,10 @@ class Pipeline:
 
     @property
     def choice_info(self) -> dict[str, Any]:
-        """The answer choice in use, as JSON for ``answer --json``, ``run.json`` and
-        ``summary.json``: ``method``, ``requested`` (``--choose``), ``chooser`` (its file or
-        ``None``) and, when the index has a chooser for these settings, its held-back ``gain``
-        over greedy (points), ``se``, ``n``, ``trusted`` and ``reason``; ``untrusted_chooser``
-        names a chooser that ``--choose auto`` left out."""
+        """The answer choice in use, as JSON for ``answer --json``, ``run.json`` and ``summary.json``:
+        ``method``, ``requested`` (``--choose``), ``chooser`` (its file or ``None``) and, with a chooser
+        for these settings, its held-back ``gain`` over greedy (points), ``se``, ``n``, ``trusted``
+        and ``reason``; ``untrusted_chooser`` names a chooser that ``--choose auto`` left out."""
         return self.choice["info"]
 
     @property
@@ -158,10 +162,8 @@ class Pipeline:
     # -- public API ---------------------------------------------------------------------------
     def __call__(self, image: Any, question: str | Sequence[str], *, caption: str | None = None,
                  choices: Sequence[str] = ()) -> Answer | list[Answer]:
-        """Answer about ``image`` (a file path, a PIL image, an image file's bytes, or ``None`` with
-        a ``caption``), Hugging Face pipeline style; ``choices`` asks it as multiple choice too.
-        Lists (of images, questions, captions) give a list (:meth:`Question.from_inputs`);
-        :meth:`to_json` makes an answer ``pica answer --json``'s object."""
+        """Answer about ``image`` (a path, a PIL image, bytes; ``None`` with a ``caption``) as HF
+        pipelines do; lists give a list (:meth:`Question.from_inputs`); ``choices``: multiple choice."""
         asked = Question.from_inputs(image, question, caption=caption, choices=choices)
         return self.answer(asked) if isinstance(asked, Question) else list(self.answer_stream(asked))
 
@@ -406,10 +408,13 @@ class Pipeline:
     @functools.cached_property
     def tools(self) -> Tools:
         """What the task strategies get from this pipeline (:class:`~pica.tasks.base.Tools`)."""
+        from pica.llm.prompts import load_choices_template
+
         s = self.settings
         learned = self.choice["method"] == LEARNED
         return Tools(
-            backend=self.backend, prompts=self.item_prompts, choices_template=self._choices_template,
+            backend=self.backend, prompts=self.item_prompts,
+            choices_template=functools.partial(load_choices_template, s.template),
             examples=self.shown_examples, embed_texts=self._embed_texts, answer_tokens=self.answer_tokens,
             rationale=s.rationale, ensemble_choice=self.ensemble_choice, mc_method=s.mc_method,
             mc_score=s.mc_score,
@@ -434,11 +439,6 @@ class Pipeline:
         return candidate_table(self.backend, self.index, scored_end(self.template.example), item, prompt,
                                answers, completions, top=s.candidate_answers, k=s.candidate_neighbours,
                                stage_one=stage_one)
-
-    def _choices_template(self) -> Template:
-        from pica.llm.prompts import load_choices_template
-
-        return load_choices_template(self.settings.template)
 
     def _embed_texts(self, texts: list[str]):
         """The index's text embedder (the packaged MiniLM when answering zero-shot), built lazily."""

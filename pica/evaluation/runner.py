@@ -88,15 +88,18 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool,
     make_run_folder(out)
     run_file = out / RUN_FILE
     facts = facts or {}
-    if run_file.is_file() and _holds_results(out):
+    claimed = _holds_results(out)
+    if run_file.is_file():
         try:
             record = json.loads(run_file.read_text(encoding="utf-8"))
             old = record["config"]
             if not isinstance(old, dict):
                 raise TypeError("config is not an object")
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-            raise RunConfigError(f"{run_file} is corrupt; pass --force-new to start over") from e
-        problem = _mismatch(out, old, config)
+            if claimed:
+                raise RunConfigError(f"{run_file} is corrupt; pass --force-new to start over") from e
+            old = None  # no result depends on it: written afresh below
+        problem = _mismatch(out, old, config) if old is not None else "unreadable"
         if problem is None:
             # A folder of an older pica: record the digests now, keeping when it was made.
             upgrade = "content" not in (old.get("dataset") or {}) and "content" in config.get("dataset", {})
@@ -105,11 +108,11 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool,
                 record = {**record, **facts, **({"config": config} if upgrade else {})}
                 _write_run_file(run_file, record, choice)
             return
-        if not force_new:
+        if claimed and not force_new:
             raise RunConfigError(f"{problem}; use another run folder or pass --force-new to start"
                                  " a new run there")
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        if (out / RESULTS_FILE).exists():
+        if claimed:
             os.replace(out / RESULTS_FILE, out / f"results.{stamp}.jsonl.bak")
         for name in OUTPUTS:
             (out / name).unlink(missing_ok=True)

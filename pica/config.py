@@ -45,6 +45,9 @@ PROPHET_ENSEMBLE = 5
 # Tokens generated per answer with --rationale ("A: <answer> because <one sentence>").
 RATIONALE_TOKENS = 40
 DEFAULT_INDEX_ROOT = "indexes"
+# Below this many scored questions a standard error means little: the report and the CLI show
+# "± –" (summary.json keeps the number).
+MIN_SE_N = 10
 # pica serve: this machine only, Gradio's usual port, 20 MB uploads, two minutes per request.
 DEFAULT_SERVE_HOST = "127.0.0.1"
 DEFAULT_SERVE_PORT = 7860
@@ -264,6 +267,21 @@ class Settings:
     def __post_init__(self) -> None:
         if self.template is None:  # the default template follows --candidates-file
             self.template = "prophet" if self.candidates_file else "pica"
+
+    def updated(self, options: dict[str, Any]) -> Settings:
+        """A copy with the fields ``options`` names replaced (``Pipeline(shots=8, ...)``).
+
+        Raises:
+            InputError: a name that is not a setting (with the closest one and the list).
+        """
+        if not options:
+            return self
+        names = sorted(f.name for f in dataclasses.fields(self))
+        unknown = [name for name in options if name not in names]
+        if unknown:
+            raise InputError(f"unknown setting '{unknown[0]}';{did_you_mean(unknown[0], names)}"
+                             f" settings: {', '.join(names)}")
+        return dataclasses.replace(self, **options)
 
     def validate(self) -> Settings:
         """Check ranges and choices; return ``self``. Raises ``InputError`` naming the field."""

@@ -37,6 +37,21 @@ class ModelLoadError(InputError):
     """A model (captioner, embedder, LLM) named by the user cannot be loaded."""
 
 
+class CaptionError(ModelLoadError):
+    """No caption can be had: the captioner cannot be loaded, or a question has neither an image
+    nor a caption. ``problem`` says what went wrong; ``hint`` what to pass, in the Python API's
+    terms; the CLI and the server replace the hint by their own options (:meth:`with_hint`)."""
+
+    def __init__(self, problem: str, hint: str = "give a caption (caption=TEXT), a captions file"
+                 " (captioner=FILE.jsonl) or a local model folder (captioner=FOLDER)") -> None:
+        super().__init__(f"{problem}; {hint}")
+        self.problem = problem
+
+    def with_hint(self, hint: str) -> str:
+        """The message with ``hint`` in place of the Python API's."""
+        return " ".join(f"{self.problem}; {hint}".split())
+
+
 class IndexFormatError(InputError):
     """An index folder is missing, corrupt, or made for another embedder."""
 

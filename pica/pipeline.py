@@ -8,6 +8,7 @@ save every answer the moment it exists.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,7 @@ from pica.retrieval.selection import (
     answer_aware,
     candidates_from,
     ensemble_slices,
+    example_candidates,
     file_examples,
     kinds_for,
     random_hits,
@@ -41,20 +43,17 @@ __all__ = ["Pipeline", "Prepared"]
 class Pipeline:
     """Answers questions with the components ``settings`` names; each is built on first use.
 
-    Components may be passed in (tests, long-lived services) instead of being built.
+    ``Pipeline(index="indexes/okvqa-pool", shots=8)``: settings by keyword over ``settings`` (an
+    unknown one is an ``InputError``), components as objects; ``pipe(image, question)`` answers.
     """
 
     def __init__(self, settings: Settings | None = None, *, backend=None, index=None,
-                 captioner=None, embedder=None) -> None:
-        self.settings = (settings or Settings()).validate()
-        if backend is not None:
-            self.__dict__["backend"] = backend
-        if index is not None:
-            self.__dict__["index"] = index
-        if captioner is not None:
-            self.__dict__["captioner"] = captioner
-        if embedder is not None:
-            self.__dict__["embedder"] = embedder
+                 captioner=None, embedder=None, llm: str | None = None, **options: Any) -> None:
+        named = {k: str(v) for k, v in (("index", index), ("captioner", captioner), ("llm", llm))
+                 if isinstance(v, str | os.PathLike)}
+        self.settings = (settings or Settings()).updated({**named, **options}).validate()
+        given = {"backend": backend, "index": index, "captioner": captioner, "embedder": embedder}
+        self.__dict__.update({k: v for k, v in given.items() if v is not None and k not in named})
         from pica.caption import captioner_spec
         from pica.llm import split_llm
 
@@ -131,11 +130,10 @@ class Pipeline:
 
     @property
     def choice_info(self) -> dict[str, Any]:
-        """The answer choice in use, as JSON for ``answer --json``, ``run.json`` and
-        ``summary.json``: ``method``, ``requested`` (``--choose``), ``chooser`` (its file or
-        ``None``) and, when the index has a chooser for these settings, its held-back ``gain``
-        over greedy (points), ``se``, ``n``, ``trusted`` and ``reason``; ``untrusted_chooser``
-        names a chooser that ``--choose auto`` left out."""
+        """The answer choice in use, as JSON for ``answer --json``, ``run.json`` and ``summary.json``:
+        ``method``, ``requested`` (``--choose``), ``chooser`` (its file or ``None``) and, with a chooser
+        for these settings, its held-back ``gain`` over greedy (points), ``se``, ``n``, ``trusted``
+        and ``reason``; ``untrusted_chooser`` names a chooser that ``--choose auto`` left out."""
         return self.choice["info"]
 
     @property
@@ -163,6 +161,18 @@ class Pipeline:
         return self.settings.shots == 0 or self.index is None
 
     # -- public API ---------------------------------------------------------------------------
+    def __call__(self, image: Any, question: str | Sequence[str], *, caption: str | None = None,
+                 choices: Sequence[str] = ()) -> Answer | list[Answer]:
+        """Answer about ``image`` (a path, a PIL image, bytes; ``None`` with a ``caption``) as HF
+        pipelines do; lists give a list (:meth:`Question.from_inputs`); ``choices``: multiple choice."""
+        asked = Question.from_inputs(image, question, caption=caption, choices=choices)
+        return self.answer(asked) if isinstance(asked, Question) else list(self.answer_stream(asked))
+
+    def to_json(self, answer: Answer) -> dict[str, Any]:
+        """``answer`` as ``pica answer --json`` prints it: with the LLM, index and answer choice."""
+        index = str(self.index.path) if self.index is not None else None
+        return {**answer.to_dict(llm=self.backend.id, index=index), "choice": self.choice_info}
+
     def answer(self, question: Question, task: str | None = None) -> Answer:
         """Answer one question (see :meth:`answer_stream`)."""
         return next(self.answer_stream([question], task=task))
@@ -384,16 +394,9 @@ class Pipeline:
 
     def _example_candidates(self, hits: Sequence[Hit], top: int):
         """Candidates for each in-context example, from that example's own neighbours."""
-        rows = [h.row for h in hits]
-        if not rows:
-            return None
-        queries = {kind: self.index.row_vectors(kind, rows) for kind in self.index.kinds}
-        pool = max(self.settings.shots, 16)
-        found = self.index.nearest(queries, pool, self.settings.weights, exclude=[[row] for row in rows],
-                                   exclude_images=[self.index.example(row).image_id for row in rows])
-        by_id = {self.index.example(row).id: format_candidates(candidates_from(self.index, nb, top))
-                 for row, nb in zip(rows, found)}
-        return lambda ex: by_id.get(ex.id, "")
+        found = example_candidates(self.index, hits, top, max(self.settings.shots, 16), self.settings.weights)
+        by_id = {ex_id: format_candidates(candidates) for ex_id, candidates in found.items()}
+        return (lambda ex: by_id.get(ex.id, "")) if hits else None
 
     def respond(self, item: Prepared, task: str | None = None) -> Answer:
         """The LLM stage for one prepared question, as ``task`` (default: the settings'): a direct
@@ -411,10 +414,13 @@ class Pipeline:
     @functools.cached_property
     def tools(self) -> Tools:
         """What the task strategies get from this pipeline (:class:`~pica.tasks.base.Tools`)."""
+        from pica.llm.prompts import load_choices_template
+
         s = self.settings
         learned = self.choice["method"] == LEARNED
         return Tools(
-            backend=self.backend, prompts=self.item_prompts, choices_template=self._choices_template,
+            backend=self.backend, prompts=self.item_prompts,
+            choices_template=functools.partial(load_choices_template, s.template),
             examples=self.shown_examples, embed_texts=self._embed_texts, answer_tokens=self.answer_tokens,
             rationale=s.rationale, ensemble_choice=self.ensemble_choice, mc_method=s.mc_method,
             mc_score=s.mc_score,
@@ -439,11 +445,6 @@ class Pipeline:
         return candidate_table(self.backend, self.index, scored_end(self.template.example), item, prompt,
                                answers, completions, top=s.candidate_answers, k=s.candidate_neighbours,
                                stage_one=stage_one)
-
-    def _choices_template(self) -> Template:
-        from pica.llm.prompts import load_choices_template
-
-        return load_choices_template(self.settings.template)
 
     def _embed_texts(self, texts: list[str]):
         """The index's text embedder (the packaged MiniLM when answering zero-shot), built lazily."""

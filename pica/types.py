@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,49 @@ class Question:
         return cls(id=id, question=question.strip(), image_path=path,
                    image_id=normalize_image_id(path.name), caption=caption)
 
+    @classmethod
+    def from_input(cls, image: Any, question: str, *, caption: str | None = None,
+                   choices: Sequence[str] = (), id: str = "q") -> Question:
+        """A question about ``image`` given the way Hugging Face pipelines take one: a file path
+        (``str`` or ``Path``; the image id comes from its name, see :meth:`from_image`), a PIL
+        image, the bytes of an image file, or ``None`` with a ``caption``. ``choices`` makes it
+        multiple choice (A-OKVQA style).
+
+        Raises:
+            InputError: an empty question, caption or choice; an image of another type.
+        """
+        if isinstance(image, str | Path):
+            q = cls.from_image(image, question, caption=caption, id=id)
+        else:
+            q = cls.from_image("image", question, caption=caption, id=id)
+            q = replace(q, image_path=None, image_id=None, image=_image_loader(image))
+        choices = [str(c).strip() for c in choices]
+        if any(not c for c in choices) or len(choices) == 1:
+            raise InputError("give at least two non-empty choices (--choices 'red|blue|green';"
+                             " in Python choices=[...])")
+        return replace(q, choices=choices) if choices else q
+
+    @classmethod
+    def from_inputs(cls, image: Any, question: str | Sequence[str], *, caption: Any = None,
+                    choices: Sequence[str] = ()) -> Question | list[Question]:
+        """:meth:`from_input` for one image and question, or a list of questions for lists of
+        images and questions (and captions) of one length, or one question about many images
+        (``id`` "0", "1", ...).
+
+        Raises:
+            InputError: lists of different lengths, or as :meth:`from_input`.
+        """
+        if not isinstance(image, list | tuple) and isinstance(question, str):
+            return cls.from_input(image, question, caption=caption, choices=choices)
+        images = list(image) if isinstance(image, list | tuple) else [image] * len(question)
+        asked = [question] * len(images) if isinstance(question, str) else list(question)
+        captions = list(caption) if isinstance(caption, list | tuple) else [caption] * len(images)
+        if not len(images) == len(asked) == len(captions):
+            raise InputError(f"{len(images)} images, {len(asked)} questions and {len(captions)}"
+                             " captions: give lists of one length")
+        return [cls.from_input(img, q, caption=c, choices=choices, id=str(i))
+                for i, (img, q, c) in enumerate(zip(images, asked, captions))]
+
     @property
     def has_image(self) -> bool:
         """Whether an image can be loaded for this question."""
@@ -146,6 +189,36 @@ class Question:
         if self.image is not None:
             return to_rgb(self.image())
         return None
+
+
+def _image_loader(image: Any) -> Callable[[], Any] | None:
+    """A zero-argument callable returning ``image`` (PIL, or decoded from bytes); ``None`` for none.
+
+    Raises:
+        InputError: ``image`` is neither a PIL image nor bytes.
+    """
+    if image is None:
+        return None
+    if isinstance(image, bytes | bytearray | memoryview):
+        data = bytes(image)
+
+        def decode():
+            import tempfile
+
+            from pica.util.images import load_image
+
+            fd, name = tempfile.mkstemp(prefix="pica-image-")
+            try:  # through a file: load_image's truncation and decompression-bomb guard
+                with os.fdopen(fd, "wb") as file:
+                    file.write(data)
+                return load_image(name)
+            finally:
+                os.unlink(name)
+
+        return decode
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        return lambda: image
+    raise InputError(f"image must be a file path, a PIL image or bytes, not {type(image).__name__}")
 
 
 @dataclass(frozen=True)

@@ -307,7 +307,7 @@ def test_eval_writes_official_prediction_files_and_both_accuracies(aokvqa_files,
     # headline: DA and MC side by side (each ± SE, n), the DA figure not repeated as "accuracy"
     headline = page[page.index('id="summary"'):page.index("<h2>Configuration")]
     labels = re.findall(r"<span>(.*?)</span>", headline)
-    assert labels[:2] == ["direct answer (A-OKVQA) (n=9)", "multiple choice (n=10)"]
+    assert labels[:2] == ["direct answer (A-OKVQA) ± 1 SE (n=9)", "multiple choice ± 1 SE (n=10)"]
     assert f"<b>{summary['mc']['accuracy']:.2f} ± {summary['mc']['se']:.2f}%</b>" in headline
     assert not any(label.startswith("accuracy") for label in labels)
     assert "Accuracy per category" not in page  # no categories in A-OKVQA: no empty section

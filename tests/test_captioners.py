@@ -147,7 +147,7 @@ def test_bad_prompt_template(blip_dir, prompt):
 def _assert_load_error(excinfo, *words):
     message = str(excinfo.value)
     assert "\n" not in message
-    assert "--caption TEXT" in message and "--captions FILE" in message
+    assert "caption=TEXT" in message and "captioner=FOLDER" in message  # the Python API's words
     for word in words:
         assert word in message
 

@@ -175,5 +175,5 @@ def test_eval_out_that_is_a_file_exits_2_with_one_line(okvqa_files, text_index, 
     out.write_text("not a run folder\n")
     result = run("eval", "--dataset", okvqa_files["dev"], "--captions", okvqa_files["captions"],
                  "--index", text_index, "--out", out, "--no-progress")
-    assert_one_line_error(result, 2, f"--out {out} is a file, not a run folder")
+    assert_one_line_error(result, 2, f"run folder {out} is a file")
     assert out.read_text() == "not a run folder\n"

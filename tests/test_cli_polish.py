@@ -45,9 +45,9 @@ def test_version():
 
 def test_report_is_its_own_command_and_eval_is_not_a_group(tmp_path):
     evaluate = runner.invoke(app, ["eval", "--help"], terminal_width=200).output
-    assert evaluate.startswith("Usage: pica eval [OPTIONS]\n") and "COMMAND" not in evaluate
+    assert evaluate.startswith("Usage: pica eval [OPTIONS] [RUN]\n") and "COMMAND" not in evaluate
     report = runner.invoke(app, ["report", "--help"]).output
-    assert report.startswith("Usage: pica report [OPTIONS] {RUN}")
+    assert report.startswith("Usage: pica report [OPTIONS] RUN")
     assert runner.invoke(app, ["eval", "report", "--help"]).output == report  # the alias
     missing = tmp_path / "nothing"
     new, old = (runner.invoke(app, [*c, str(missing)]) for c in (["report"], ["eval", "report"]))
@@ -80,6 +80,9 @@ class _Pipeline:
         return Answer(question_id=question.id, question=question.question, answer="tennis",
                       raw=" tennis because the man holds a racket", caption=question.caption,
                       logprob=-0.5, prompts=["p"], example_ids=[["e"]], rationale="the man holds a racket")
+
+    def to_json(self, answer):
+        return {**answer.to_dict(llm=self.backend.id, index=None), "choice": self.choice_info}
 
 
 @pytest.fixture

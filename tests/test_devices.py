@@ -74,6 +74,8 @@ def test_cli_cuda_without_a_gpu_exits_2_with_one_line(no_gpu, tmp_path):
 
     photo = tmp_path / "photo.jpg"
     Image.new("RGB", (32, 32), "red").save(photo)
+    (tmp_path / "blip").mkdir()  # found (its files are looked for first), then the device is checked
+    (tmp_path / "blip" / "config.json").write_text("{}")
     result = runner.invoke(app, ["answer", str(photo), "What is it?",
                                  "--captioner", str(tmp_path / "blip"), "--device", "cuda"])
     one_line_error(result, 2, "cuda requested but torch sees no GPU")

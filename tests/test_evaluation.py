@@ -126,9 +126,10 @@ def test_torn_last_line_is_cut_and_redone(finished_run, okvqa_files, text_index,
     result = runner.invoke(app, eval_args(okvqa_files, text_index, out))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "answer choice: logprob (the index has no chooser for these settings)"
+    assert lines[0].startswith("examples: index pool (30 examples, ")  # the example pool, named
+    assert lines[1] == "answer choice: logprob (the index has no chooser for these settings)"
     summary = json.loads((out / "summary.json").read_text())
-    assert lines[1].startswith(f"accuracy {summary['accuracy']:.2f} ± {summary['se']:.2f} (n={summary['n']})")
+    assert lines[2].startswith(f"accuracy {summary['accuracy']:.2f} ± {summary['se']:.2f} (n={summary['n']})")
     rows = read_results(out / RESULTS_FILE)
     assert [r["question_id"] for r in rows] == [q.id for q in questions]
     assert (out / RESULTS_FILE).read_bytes().count(b"\n") == len(questions)
@@ -193,7 +194,7 @@ def test_eval_and_report_on_a_folder_in_use_exit_2_naming_the_holder(finished_ru
         assert result.exit_code == 2, result.output
         line = one_error_line(result.stderr)
         assert f"run folder {out} is in use by pid {os.getpid()} on host " in line
-        assert "wait for it or use another --out" in line
+        assert "wait for it or use another run folder" in line
         report = runner.invoke(app, ["eval", "report", str(out)])
         assert report.exit_code == 2, report.output
         assert f"is in use by pid {os.getpid()}" in one_error_line(report.stderr)

@@ -76,6 +76,25 @@ def config_for(path: Path, **extra) -> dict:
     return {"settings": {"shots": 4}, "dataset": dataset_identity(dataset=path, **extra)}
 
 
+def claim(out):
+    """A result in the run folder: only then does it hold a run that others are compared with."""
+    (out / "results.jsonl").write_text('{"question_id": "1"}\n')
+
+
+def test_a_folder_without_results_takes_any_configuration(tmp_path):
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    one.write_text('[{"sent": "a?", "question_id": 1, "img_id": "1"}]')
+    two.write_text('[{"sent": "b?", "question_id": 2, "img_id": "2"}]')
+    out = tmp_path / "run"
+    open_run(out, config_for(one), force_new=False)
+    (out / "results.jsonl").write_text("")  # an empty file is no result either
+    open_run(out, config_for(two), force_new=False)
+    assert json.loads((out / "run.json").read_text())["config"] == config_for(two)
+    (out / "run.json").write_text("{not json")  # nor is a run.json no result depends on
+    open_run(out, config_for(one), force_new=False)
+    assert json.loads((out / "run.json").read_text())["config"] == config_for(one)
+
+
 def test_same_file_under_another_path_resumes_and_other_content_is_refused(tmp_path):
     data = json.dumps([{"sent": "What is it?", "question_id": 1, "img_id": "1", "label": {"a": 1}}])
     (tmp_path / "a").mkdir()
@@ -85,6 +104,7 @@ def test_same_file_under_another_path_resumes_and_other_content_is_refused(tmp_p
     assert identity_key(dataset_identity(dataset=first)) == identity_key(dataset_identity(dataset=copy))
     out = tmp_path / "run"
     open_run(out, config_for(first), force_new=False)
+    claim(out)
     open_run(out, config_for(copy), force_new=False)  # same content by another path: resumes
     # Another file under the first path: refused, naming both paths and both digests.
     first.write_text(data.replace("What is it?", "What is that?"))
@@ -115,6 +135,7 @@ def test_path_settings_spelled_another_way_resume_and_other_files_are_refused(tm
 
     out = tmp_path / "run"
     open_run(out, config("caps.tsv", "idx"), force_new=False)
+    claim(out)
     open_run(out, config(str(tmp_path / "caps.tsv"), str(tmp_path / "link")), force_new=False)
     with pytest.raises(RunConfigError, match="settings.captioner: 'caps.tsv' -> 'other.tsv'"):
         open_run(out, config("other.tsv", "idx"), force_new=False)
@@ -132,6 +153,7 @@ def test_path_settings_spelled_another_way_resume_and_other_files_are_refused(tm
 
     out = tmp_path / "run2"
     open_run(out, captioned("caps.tsv"), force_new=False)
+    claim(out)
     monkeypatch.chdir(tmp_path / "elsewhere")  # where caps.tsv names nothing
     open_run(out, captioned("copy.tsv"), force_new=False)
     with pytest.raises(RunConfigError, match="another dataset"):
@@ -164,6 +186,7 @@ def test_two_datasets_into_one_run_folder_are_refused(tmp_path):
     two.write_text('[{"sent": "b?", "question_id": 2, "img_id": "2"}]')
     out = tmp_path / "run"
     open_run(out, config_for(one), force_new=False)
+    claim(out)
     with pytest.raises(RunConfigError, match=f"{one} \\(sha256 .*{two} \\(sha256 "):
         open_run(out, config_for(two), force_new=False)
 
@@ -175,6 +198,7 @@ def test_an_old_run_folder_without_digests_resumes_by_path_and_records_them(tmp_
     out.mkdir()
     legacy = {"settings": {"shots": 4}, "dataset": {"dataset": str(q)}}
     (out / "run.json").write_text(json.dumps({"config": legacy}))
+    claim(out)
     open_run(out, config_for(q), force_new=False)
     recorded = json.loads((out / "run.json").read_text())["config"]["dataset"]
     assert recorded["content"]["dataset"].startswith("sha256:")

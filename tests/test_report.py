@@ -147,13 +147,13 @@ def render(results, summary, tmp_path, **kwargs) -> tuple[str, Node]:
 def test_header_and_config(results, summary, tmp_path):
     text, root = render(results, summary, tmp_path)
     stats = root.find_all("div", "stats")[0].text()
-    assert "48.75%" in stats and "accuracy (n=8)" in stats and "0.50" in stats and "900" in stats
+    assert "48.75%" in stats and "accuracy ± 1 SE (n=8)" in stats and "0.50" in stats and "900" in stats
     table = root.find_all("table", "config")[0]
     config = {tds[0].text(): tds[1].text() for tr in table.find_all("tr") if (tds := tr.find_all("td"))}
     assert config["shots"] == "16"
     assert config["captioner"] == "<b>cached</b>"  # shown as text, not markup
     assert "<b>cached</b>" not in text
-    assert config["n"] == "[1, 2]"
+    assert config["n"] == "1, 2"
 
 
 def test_category_bars_sorted_and_labelled(results, summary, tmp_path):

@@ -44,7 +44,7 @@ def test_second_lock_is_refused_with_one_line_naming_the_pid(tmp_path):
         message = str(info.value)
         assert "\n" not in message and info.value.exit_code == 2
         assert f"run folder {tmp_path} is in use by pid {os.getpid()} on host {socket.gethostname()}" in message
-        assert "(started 20" in message and message.endswith("wait for it or use another --out")
+        assert "(started 20" in message and message.endswith("wait for it or use another run folder")
     with RunLock(tmp_path, hint="try later"):  # released: free again
         pass
 

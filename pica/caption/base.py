@@ -11,8 +11,6 @@ from pica.types import Question
 if TYPE_CHECKING:
     from pica.config import Settings
 
-LOAD_HINT = "pass --caption TEXT, cached captions (--captions FILE) or a local model folder"
-
 
 class Captioner(ABC):
     """Turns the images of questions into one-line captions.

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from pica.caption.base import LOAD_HINT, Captioner, one_line, strip_prompt
+from pica.caption.base import Captioner, one_line, strip_prompt
 from pica.config import DEFAULT_CAPTIONER, PROMPTCAP_PROMPT
-from pica.errors import InputError, ModelLoadError
+from pica.errors import CaptionError, InputError
 from pica.types import Question
 from pica.util.hub import (
     auto_model,
@@ -39,7 +39,7 @@ class HFCaptioner(Captioner):
         dtype: ``auto`` (float16 on a GPU, float32 on the CPU), ``float32``, ``float16``, ``bfloat16``.
 
     Raises:
-        ModelLoadError: The model cannot be loaded (missing folder, no config, unknown hub id,
+        CaptionError: The model cannot be loaded (missing folder, no config, unknown hub id,
             offline hub).
         InputError: ``prompt`` has no ``{question}`` placeholder in question-aware mode.
     """
@@ -80,9 +80,10 @@ class HFCaptioner(Captioner):
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        found = self._locate(model)  # before torch and transformers load: a missing model fails fast
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.processor, self.tokenizer, self.model, name = self._load(model, self.dtype)
+        self.processor, self.tokenizer, self.model, name = self._load(model, found, self.dtype)
         self.model.to(self.device)
         self.image_processor = getattr(self.processor, "image_processor", self.processor)
         self.model_type = getattr(self.model.config, "model_type", "")
@@ -94,19 +95,21 @@ class HFCaptioner(Captioner):
             )
 
     @staticmethod
-    def _load(model: str, dtype):
-        """Return ``(processor, tokenizer, model, name)``; ``name`` is the hub id or resolved folder."""
-        require("transformers", "captioning images")
-        quiet_transformers()
+    def _locate(model: str) -> tuple[str, str, list[bool]]:
+        """Where the model's files are, checked without loading torch or transformers:
+        ``(source, name, attempts)``, ``attempts`` the ``local_files_only`` values to try.
+
+        Raises:
+            CaptionError: no such folder, not a model folder, or a hub id neither cached nor
+                reachable.
+        """
         if looks_like_path(model):
             path = Path(model).expanduser()
             if not path.is_dir():
-                raise ModelLoadError(f"captioner model folder not found: {path}; {LOAD_HINT}")
+                raise CaptionError(f"captioner model folder not found: {path}")
             if not (path / "config.json").is_file():
-                raise ModelLoadError(
-                    f"captioner folder {path} has no config.json (not a Hugging Face model folder);"
-                    f" {LOAD_HINT}"
-                )
+                raise CaptionError(
+                    f"captioner folder {path} has no config.json (not a Hugging Face model folder)")
             source = name = str(path.resolve())
             attempts = [True]
         else:
@@ -115,17 +118,23 @@ class HFCaptioner(Captioner):
             if hub_cached(model):
                 attempts = [True] if offline else [True, False]
             elif offline:
-                raise ModelLoadError(
+                raise CaptionError(
                     f"captioner '{model}' is neither a model folder nor in the local Hugging Face"
-                    f" cache, and the hub is offline (HF_HUB_OFFLINE is set); {LOAD_HINT}"
-                )
+                    " cache, and the hub is offline (HF_HUB_OFFLINE is set)")
             elif not hub_reachable():
-                raise ModelLoadError(
+                raise CaptionError(
                     f"captioner '{model}' is neither a model folder nor in the local Hugging Face"
-                    f" cache, and the hub cannot be reached; {LOAD_HINT}"
-                )
+                    " cache, and the hub cannot be reached")
             else:
                 attempts = [False]
+        return source, name, attempts
+
+    @staticmethod
+    def _load(model: str, found: tuple[str, str, list[bool]], dtype):
+        """Return ``(processor, tokenizer, model, name)``; ``name`` is the hub id or resolved folder."""
+        require("transformers", "captioning images")
+        quiet_transformers()
+        source, name, attempts = found
         error: Exception | None = None
         for local_only in attempts:
             try:
@@ -134,9 +143,7 @@ class HFCaptioner(Captioner):
                 return processor, tokenizer, net.eval(), name
             except Exception as e:  # missing files, unknown architecture, network: "cannot load"
                 error = e
-        raise ModelLoadError(
-            f"could not load captioner '{model}': {first_line(error)}; {LOAD_HINT}"
-        ) from error
+        raise CaptionError(f"could not load captioner '{model}': {first_line(error)}") from error
 
     def caption(self, questions: Sequence[Question], images: Sequence | None = None) -> list[str]:
         """Caption each question's image; in question-aware mode the question goes into the prompt.
@@ -151,8 +158,7 @@ class HFCaptioner(Captioner):
             if pictures[i] is None:
                 pictures[i] = q.load_image()
             if pictures[i] is None:
-                raise InputError(f"question {q.id} has no image and no caption;"
-                                 " pass an image, --caption TEXT or a captions file")
+                raise CaptionError(f"question {q.id} has no image and no caption")
         texts = [q.question for q in questions] if self.question_aware else None
         return self.caption_images(pictures, texts)
 

@@ -19,7 +19,7 @@ from typing import Any
 from pica.caption.base import Captioner, one_line
 from pica.config import DEFAULT_CAPTION_MAX_SIDE as DEFAULT_MAX_SIDE
 from pica.config import PROMPTCAP_PROMPT
-from pica.errors import BackendError, InputError
+from pica.errors import BackendError, CaptionError, InputError
 from pica.types import Question
 
 CAPTION_TEMPLATE = "caption/instructions.toml"  # beside, not among, the prompt templates
@@ -141,8 +141,7 @@ class VisionChatCaptioner(Captioner):
             return file_data_url(question.image_path, self.max_side)
         loaded = question.load_image()
         if loaded is None:
-            raise InputError(f"question {question.id} has no image and no caption;"
-                             " pass an image, --caption TEXT or a captions file")
+            raise CaptionError(f"question {question.id} has no image and no caption")
         return self.preprocess(loaded)
 
     def caption_one(self, question: Question, image=None) -> str:

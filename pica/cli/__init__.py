@@ -10,7 +10,6 @@ placeholders); ``pica eval report RUN`` is resolved to ``pica report RUN`` (:cla
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -23,9 +22,20 @@ from typer.core import TyperGroup
 from pica import __version__
 from pica.cli.caption import caption
 from pica.cli.compare import compare
+from pica.cli.conventions import conventional
 from pica.cli.eval import evaluate, report
 from pica.cli.index import index_app
-from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
+from pica.cli.options import (
+    DATASET_ONLY,
+    cached_captions,
+    handle_errors,
+    json_text,
+    note,
+    output_options,
+    quiet,
+    setting_options,
+    settings_from,
+)
 from pica.cli.plugins import plugins
 from pica.config import (
     DEFAULT_SERVE_HOST,
@@ -38,10 +48,16 @@ from pica.config import (
     DEFAULT_SERVE_TIMEOUT,
     debug,
 )
+from pica.errors import InputError
 
 
 class PicaGroup(TyperGroup):
-    """The top-level group: ``pica eval report ...`` is an alias of ``pica report ...``."""
+    """The top-level group: ``pica eval report ...`` is an alias of ``pica report ...``; help
+    follows click's conventions (:mod:`pica.cli.conventions`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        conventional(self)
 
     def resolve_command(self, ctx, args):
         """Click's hook for finding the subcommand; maps the alias first."""
@@ -75,29 +91,29 @@ def _main(version: Annotated[bool, typer.Option(
     """Options of ``pica`` itself (the app's help text is the group's)."""
 
 
-def json_text(data: Any, indent: int | None) -> str:
-    """``data`` as JSON: indented by ``indent`` spaces, or, when ``None``, by 2 on a terminal and
-    on one line otherwise (pipes, files)."""
-    if indent is None:
-        indent = 2 if sys.stdout.isatty() else None
-    return json.dumps(data, ensure_ascii=False, indent=indent or None)
-
-
 # -- answer -------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
-@setting_options
+@output_options
+@setting_options(leave_out=DATASET_ONLY)
 def answer(
-    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="Image file (JPEG, PNG, ...).")],
-    question: Annotated[str, typer.Argument(metavar="QUESTION", help="The question about the image.")],
-    caption: Annotated[str | None, typer.Option(help="Use this caption instead of captioning.")] = None,
+    image: Annotated[Path, typer.Argument(metavar="IMAGE", show_default=False,
+                                          help="Image file (JPEG, PNG, ...).")],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", show_default=False,
+                                            help="The question about the image.")],
+    caption: Annotated[str | None, typer.Option(
+        metavar="TEXT", help="Use this caption instead of captioning.")] = None,
     captions: Annotated[Path | None, typer.Option(
-        help="Cached captions file keyed by image id; the id is read from the image file name"
-        " (e.g. COCO_val2014_000000297147.jpg).")] = None,
+        metavar="FILE", help="Cached captions file keyed by image id; the id is read from the image"
+        " file name (e.g. COCO_val2014_000000297147.jpg).")] = None,
+    choices: Annotated[str | None, typer.Option(
+        metavar="'A|B|C|D'", help="Ask it as multiple choice (A-OKVQA style): the choices,"
+        " separated by |; --task mc answers with a choice only.")] = None,
     as_json: Annotated[bool, typer.Option(
         "--json/--no-json", help="Print a JSON object with details.")] = False,
     indent: Annotated[int | None, typer.Option(
-        min=0, help="Indent --json by N spaces (0 = one line; default 2 on a terminal, else one line).")
+        min=0, metavar="N",
+        help="Indent --json by N spaces (0 = one line; default 2 on a terminal, else one line).")
     ] = None,
     show_prompt: Annotated[bool, typer.Option(help="Print the prompt(s) before the answer.")] = False,
     *,
@@ -108,23 +124,26 @@ def answer(
     from pica.types import Question
     from pica.util.images import load_image
 
-    query = Question.from_image(image, question, caption=caption)
+    listed = choices.split("|") if choices is not None else []
+    if options["task"] in ("mc", "both") and not listed:
+        raise InputError(f"--task {options['task']} needs the choices: pass --choices 'A|B|C|D'")
+    query = Question.from_input(image, question, caption=caption, choices=listed)
     options["captioner"] = cached_captions(captions, options["captioner"])
     settings = settings_from(options)
     load_image(image)  # validate early: a bad image is an input error even with --caption
     pipeline = Pipeline(settings)
     if pipeline.zero_shot:
-        typer.echo("note: no example index; answering zero-shot", err=True)
+        note("no example index; answering zero-shot")
     result = pipeline.answer(query)
     if show_prompt:
         for i, prompt in enumerate(result.prompts, 1):
             typer.echo(f"----- prompt {i}/{len(result.prompts)} -----\n{prompt}\n-----")
     if as_json:
-        index = str(pipeline.index.path) if pipeline.index is not None else None
-        data = {**result.to_dict(llm=pipeline.backend.id, index=index), "choice": pipeline.choice_info}
-        typer.echo(json_text(data, indent))
+        typer.echo(json_text(pipeline.to_json(result), indent))
     else:
         typer.echo(result.answer)
+        if result.mc is not None and result.mc.get("chosen") not in (None, result.answer):
+            typer.echo(f"choice: {result.mc['chosen']}")
         if result.rationale:
             typer.echo(f"because {result.rationale}")
 
@@ -132,7 +151,8 @@ def answer(
 # -- serve --------------------------------------------------------------------------------------
 @app.command()
 @handle_errors
-@setting_options
+@output_options
+@setting_options(leave_out=DATASET_ONLY)
 def serve(
     host: Annotated[str, typer.Option(
         help="Interface to listen on (127.0.0.1 = this machine only; 0.0.0.0 = every interface).")
@@ -181,7 +201,8 @@ def serve(
                                       max_caption_chars=max_caption_chars, max_queue=max_queue,
                                       model_name=model_name, api_key=key_from_env(require_key_env),
                                       allow_image_urls=allow_image_urls,
-                                      allow_private_image_urls=allow_private_image_urls))
+                                      allow_private_image_urls=allow_private_image_urls,
+                                      log_level="warning" if quiet() else "info"))
 
 
 app.command("eval", no_args_is_help=True)(evaluate)

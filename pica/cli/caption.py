@@ -22,6 +22,7 @@ from pica.cli.options import (
     Mmproj,
     QuestionAware,
     handle_errors,
+    output_options,
 )
 from pica.errors import InputError
 
@@ -31,8 +32,10 @@ Shard = Annotated[str | None, typer.Option(
 
 
 @handle_errors
+@output_options
 def caption(
-    out: Annotated[Path, typer.Argument(help="Captions file to write or resume (JSONL).")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", show_default=False,
+                                        help="Captions file to write or resume (JSONL).")],
     images: Annotated[Path | None, typer.Option(
         help="Folder of images; alone, every image in it is captioned (image id = file stem).")] = None,
     dataset: Annotated[Path | None, typer.Option(

@@ -14,6 +14,7 @@ from pica.cli.options import (
     ApiRetries,
     ApiTimeout,
     ApiWait,
+    AsJson,
     Captioner,
     CaptionerApiBase,
     CaptionMaxSide,
@@ -22,6 +23,8 @@ from pica.cli.options import (
     Dtype,
     Mmproj,
     handle_errors,
+    json_text,
+    output_options,
     setting_options,
     settings_from,
 )
@@ -40,6 +43,7 @@ index_app = typer.Typer(help="Build, inspect and list example indexes.", no_args
 
 @index_app.command("build")
 @handle_errors
+@output_options
 def index_build(
     out: Annotated[Path, typer.Argument(
         metavar="OUT", help="Index folder to create, e.g. indexes/okvqa-pool.")],
@@ -124,6 +128,7 @@ def index_build(
 
 @index_app.command("merge")
 @handle_errors
+@output_options
 def index_merge(
     out: Annotated[Path, typer.Argument(help="Index folder to create from the shards.")],
     shards: Annotated[list[Path], typer.Argument(help="Every shard folder of one --shard K/N build.")],
@@ -137,10 +142,13 @@ def index_merge(
     _print_info(merge_indexes(out, shards, overwrite=overwrite))
 
 
-def _print_info(path: Path) -> None:
+def _print_info(path: Path, as_json: bool = False) -> None:
     from pica.retrieval.index import read_manifest
 
     m = read_manifest(path)
+    if as_json:
+        typer.echo(json_text(_info_json(path, m)))
+        return
     kinds = ", ".join(f"{k} ({v['dim']})" for k, v in m["kinds"].items())
     lines = [
         ("index", str(path)), ("examples", str(m["count"])), ("embedder", m["embedder"]),
@@ -172,6 +180,17 @@ def _print_info(path: Path) -> None:
         typer.echo(f"          {_verdict_line(chooser)}")
 
 
+def _info_json(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """``index info --json``: the manifest (file hashes left out) with the folder and its choosers."""
+    from pica.choice.chooser import list_choosers
+
+    choosers = [{"file": file.name, "error": error} if chooser is None else
+                {"file": file.name, "model": chooser.model, "fitted_for": chooser.fitted_for,
+                 "training": chooser.training, "verdict": chooser.verdict, "trusted": chooser.trusted}
+                for file, chooser, error in list_choosers(path)]
+    return {"path": str(path), **{k: v for k, v in manifest.items() if k != "files"}, "choosers": choosers}
+
+
 def _verdict_line(chooser) -> str:
     """Whether ``--choose auto`` uses the chooser, and why (numbers)."""
     v = chooser.verdict
@@ -182,19 +201,21 @@ def _verdict_line(chooser) -> str:
 
 @index_app.command("info")
 @handle_errors
+@output_options
 def index_info(path: Annotated[str, typer.Argument(
-        metavar="PATH", help="Index folder or name under indexes/ ('starter' = the starter index).")]
-               ) -> None:
+        metavar="PATH", help="Index folder or name under indexes/ ('starter' = the starter index).")],
+               as_json: AsJson = False) -> None:
     """Show an index's size, embedder, vector dims, build time and sources."""
     from pica.retrieval.build import build_starter
     from pica.retrieval.store import resolve_index
 
-    _print_info(resolve_index(path, build_starter))
+    _print_info(resolve_index(path, build_starter), as_json)
 
 
 @index_app.command("calibrate")
 @handle_errors
-@setting_options
+@output_options
+@setting_options(leave_out=("index",))
 def index_calibrate(
     path: Annotated[str, typer.Argument(metavar="PATH", help="Index folder or name under indexes/.")],
     n: Annotated[int, typer.Option(
@@ -237,23 +258,30 @@ def index_calibrate(
 
 @index_app.command("list")
 @handle_errors
+@output_options
 def index_list(root: Annotated[Path | None, typer.Option(
-        help="Folder to list (default ./indexes or $PICA_INDEX_DIR).")] = None) -> None:
+        help="Folder to list (default ./indexes or $PICA_INDEX_DIR).")] = None,
+               as_json: AsJson = False) -> None:
     """List the indexes under indexes/, and the cached starter index (--index starter)."""
     from pica.config import index_root
     from pica.retrieval.store import MANIFEST, index_summary, list_indexes, starter_path
 
     rows = list_indexes(root)
-    if not rows:
-        typer.echo(f"no indexes under {root or index_root()}; build one with `pica index build`")
     starter = starter_path()
-    if (starter / MANIFEST).is_file():
+    built = (starter / MANIFEST).is_file()
+    if built:
         rows.append(index_summary(starter, "starter"))
+    if as_json:
+        missing = [] if built else [{"name": "starter", "path": str(starter), "count": None, "built": False}]
+        typer.echo(json_text([*({**r, "built": True} for r in rows), *missing]))
+        return
+    if not rows or (built and len(rows) == 1):
+        typer.echo(f"no indexes under {root or index_root()}; build one with `pica index build`")
     for r in rows:
         if r["error"]:
             typer.echo(f"{r['name']:24} BROKEN: {r['error']}")
         else:
             typer.echo(f"{r['name']:24} {r['count']:>8} examples  {r['embedder']}"
                        f"  [{r['kinds']}; {r['search']}]  {r['path']}")
-    if not (starter / MANIFEST).is_file():
+    if not built:
         typer.echo(f"{'starter':24} not built yet; built into {starter} on first use (--index starter)")

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pica.config import debug
-from pica.errors import InputError, PicaError, StorageError
+from pica.config import CHOICES, debug
+from pica.errors import CaptionError, InputError, PicaError, StorageError
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -43,6 +43,8 @@ def handle_errors(func):
         try:
             with terminate_as_interrupt():
                 return func(*args, **kwargs)
+        except CaptionError as e:
+            fail(e.with_hint(caption_hint(func.__name__)), e.exit_code)
         except PicaError as e:
             fail(str(e), e.exit_code)
         except Terminated:
@@ -65,9 +67,110 @@ def handle_errors(func):
     return wrapper
 
 
+# What each command takes instead of a captioner model (CaptionError's advice), by the name of
+# the command's function.
+CAPTION_HINTS = {
+    "answer": "pass --caption TEXT, --captions FILE or a local --captioner FOLDER",
+    "evaluate": "pass --captions FILE (cached captions) or a local --captioner FOLDER",
+    "index_build": "pass --captions FILE (cached captions) or a local --captioner FOLDER",
+    "caption": "pass --captioner with a local model FOLDER, openai:MODEL or gguf:PATH",
+    "index_calibrate": "pass --captioner FILE (cached captions) or a local --captioner FOLDER",
+    "serve": "pass --captioner FILE (cached captions) or a local --captioner FOLDER;"
+             " requests that carry a caption need neither",
+}
+
+
+def caption_hint(command: str) -> str:
+    """What ``command`` (its function's name) takes when no caption can be had (:data:`CAPTION_HINTS`)."""
+    return CAPTION_HINTS.get(command, "pass a local --captioner FOLDER or cached captions")
+
+
 # Write failures that are the storage's, not the command's (any OSError with these numbers).
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG}
 
+
+
+# -- output: --quiet / --verbose on every command, --json -----------------------------------------
+_VERBOSITY = {"quiet": False, "verbose": False}
+
+
+def quiet() -> bool:
+    """Whether the running command was given ``--quiet``."""
+    return _VERBOSITY["quiet"]
+
+
+def note(message: str) -> None:
+    """A note on stderr (``note: ...``), left out with ``--quiet``."""
+    if not _VERBOSITY["quiet"]:
+        typer.echo(f"note: {message}", err=True)
+
+
+def verbose(message: str) -> None:
+    """A detail on stderr, printed only with ``--verbose``."""
+    if _VERBOSITY["verbose"]:
+        typer.echo(message, err=True)
+
+
+def output_options(func):
+    """Give a command ``--quiet/-q`` (no progress bars, no notes: only the result and errors) and
+    ``--verbose/-v`` (what pica resolved, library warnings and log lines on stderr)."""
+    signature = inspect.signature(func, eval_str=True)
+    extra = [
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+            bool, typer.Option("--quiet", "-q", help="Print only the result and errors: no progress"
+                               " bars or notes.")]),
+        inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+            bool, typer.Option("--verbose", "-v", help="Also print what pica resolved, library"
+                               " warnings and log messages (stderr).")]),
+    ]
+    params = list(signature.parameters.values())
+    keyword = [p for p in params if p.kind == inspect.Parameter.KEYWORD_ONLY]
+    positional = [p for p in params if p.kind != inspect.Parameter.KEYWORD_ONLY]
+
+    @functools.wraps(func)
+    def wrapper(*args, quiet: bool = False, verbose: bool = False, **kwargs):
+        import logging
+        import warnings
+
+        from pica.util.progress import set_quiet
+
+        if quiet and verbose:
+            raise InputError("give --quiet or --verbose, not both")
+        before = dict(_VERBOSITY)
+        _VERBOSITY.update(quiet=quiet, verbose=verbose)
+        was_quiet = set_quiet(quiet)
+        try:
+            if verbose:
+                warnings.simplefilter("default")
+                logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+            return func(*args, **kwargs)
+        finally:
+            _VERBOSITY.update(before)
+            set_quiet(was_quiet)
+
+    wrapper.__signature__ = signature.replace(parameters=positional + keyword + extra)
+    wrapper.__annotations__ = {p.name: p.annotation for p in positional + keyword + extra}
+    return wrapper
+
+
+def json_text(data: Any, indent: int | None = None) -> str:
+    """``data`` as JSON: indented by ``indent`` spaces, or, when ``None``, by 2 on a terminal and
+    on one line otherwise (pipes, files)."""
+    import json
+    import sys
+
+    if indent is None:
+        indent = 2 if sys.stdout.isatty() else None
+    return json.dumps(data, ensure_ascii=False, indent=indent or None, default=str)
+
+
+AsJson = Annotated[bool, typer.Option("--json/--no-json", help="Print the result as one JSON object.")]
+
+
+def choice_metavar(name: str, *extra: str) -> str:
+    """``[auto|learned|logprob]``: the values of an enumerated setting (:data:`pica.config.CHOICES`)
+    for its option's help, as click lists a ``Choice``; ``extra`` adds open-ended forms."""
+    return "[" + "|".join((*CHOICES.get(name, ()), *extra)) + "]"
 
 
 # -- shared options (one definition, reused by answer and eval) ---------------------------------
@@ -79,6 +182,13 @@ def _captioner_help() -> str:
             " a captions file (.tsv/.jsonl/.csv/.json) keyed by image id, or KIND:ARG with KIND one"
             f" of {', '.join(captioners.builtins())} (openai:MODEL a served vision model,"
             " gguf:PATH a local GGUF vision model with --mmproj) or a plugin's (pica plugins).")
+
+
+def _choose_metavar() -> str:
+    """``--choose``'s values: every answer-choice rule of the registry, as click lists a choice."""
+    from pica.registry import choice_rules
+
+    return "[" + "|".join(choice_rules.names()) + "]"
 
 
 def _choose_help() -> str:
@@ -107,15 +217,17 @@ Embedder = Annotated[str | None, typer.Option(
 Shots = Annotated[int | None, typer.Option(help="In-context examples per prompt (default 4).")]
 Ensemble = Annotated[int | None, typer.Option(
     help="Prompts per question from disjoint slices of the nearest examples (PICa).")]
-Choose = Annotated[str | None, typer.Option(help=_choose_help())]
+Choose = Annotated[str | None, typer.Option(metavar=_choose_metavar(), help=_choose_help())]
 CandidateAnswers = Annotated[int | None, typer.Option(
     help="Learned choice: answers of the nearest examples added as candidates (M, default 8).")]
 CandidateNeighbours = Annotated[int | None, typer.Option(
     help="Learned choice: nearest examples the candidates come from (K, default 32).")]
 ExampleOrder = Annotated[str | None, typer.Option(
+    metavar=choice_metavar("example_order"),
     help="similar (default) | answer-aware: prefer nearest examples whose answers are among the"
     " neighbours' top candidates (Prophet).")]
 Selection = Annotated[str | None, typer.Option(
+    metavar=choice_metavar("selection"),
     help="Example selection: auto | random | question | image+question | caption+question.")]
 Weights = Annotated[str | None, typer.Option(
     help="Similarity weights per vector kind (unnamed kinds weigh 1; default caption=0.5),"
@@ -131,6 +243,7 @@ ExamplesFile = Annotated[str | None, typer.Option(
     help="Prophet's answer-aware examples {question_id: [example ids]}: the first shots x ensemble"
     " ids, shuffled (seeded), split across the ensemble's prompts.")]
 Template = Annotated[str | None, typer.Option(
+    metavar="[pica|lean|prophet|FILE.toml]",
     help="Prompt template: pica (default), lean, prophet (default with --candidates-file), or a .toml file.")]
 Llm = Annotated[str | None, typer.Option(
     help="gemma3-270m (packaged), a .gguf path, ORG/REPO:FILE.gguf, or openai:MODEL.")]
@@ -151,18 +264,23 @@ Threads = Annotated[int | None, typer.Option(help="CPU threads of a local model.
 MaxTokens = Annotated[int | None, typer.Option(help="Answer tokens to generate.")]
 Seed = Annotated[int | None, typer.Option(help="Seed of random example selection.")]
 Device = Annotated[str | None, typer.Option(
+    metavar="[auto|cpu|cuda|cuda:N|mps]",
     help="Where captioner and open_clip run: auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:N | mps.")]
 Dtype = Annotated[str | None, typer.Option(
+    metavar=choice_metavar("dtype"),
     help="Their precision: auto (float16 on a GPU, float32 on CPU) | float32 | float16 | bfloat16.")]
 NGpuLayers = Annotated[int | None, typer.Option(
     help="llama.cpp layers on the GPU (-1 = all; default all with a GPU build, else 0).")]
 Task = Annotated[str | None, typer.Option(
+    metavar=choice_metavar("task"),
     help="da (direct answer), mc (multiple choice), both, or auto (default: both for A-OKVQA"
     " files with choices, else da).")]
 McMethod = Annotated[str | None, typer.Option(
+    metavar=choice_metavar("mc_method"),
     help="Multiple choice by 'score' (log-prob of each listed choice) or 'generate' (a free"
     " answer mapped to the nearest choice); default auto: score when the LLM gives log-probs.")]
 McScore = Annotated[str | None, typer.Option(
+    metavar=choice_metavar("mc_score"),
     help="How --mc-method score ranks the choices: auto (default: calibrated when the index has no"
     " choices of its own, else sum) | sum (summed log-prob) | mean (per token) | calibrated (minus"
     " the log-prob under a content-free query, N/A).")]
@@ -192,16 +310,25 @@ SETTING_OPTIONS: dict[str, Any] = {
 }
 
 
-def setting_options(func):
+# Settings keyed by a dataset's question ids: no use to a command that answers one question.
+DATASET_ONLY = ("candidates_file", "examples_file")
+
+
+def setting_options(func=None, *, leave_out: tuple[str, ...] = ()):
     """Give a command the shared settings options; it receives their values as ``options``.
 
     Typer reads a command's parameters from its signature, so the wrapper advertises the command's
     own parameters followed by :data:`SETTING_OPTIONS`, and folds the latter into one dict.
+    ``@setting_options(leave_out=(...))`` leaves some out of the command (``options`` has them as
+    ``None``; a config file may still set them).
     """
+    if func is None:
+        return functools.partial(setting_options, leave_out=leave_out)
     signature = inspect.signature(func, eval_str=True)
     own = [p for p in signature.parameters.values() if p.name != "options"]
+    kinds = {name: kind for name, kind in SETTING_OPTIONS.items() if name not in leave_out}
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
-              for name, kind in SETTING_OPTIONS.items()]
+              for name, kind in kinds.items()]
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -209,7 +336,7 @@ def setting_options(func):
         return func(*args, options=options, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=own + shared)
-    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **SETTING_OPTIONS}
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **kinds}
     return wrapper
 
 
@@ -219,7 +346,9 @@ def settings_from(options: dict[str, Any]):
 
     cli = {name: value for name, value in options.items() if name in FIELDS}
     cli["weights"] = parse_weights(cli.get("weights"))
-    return make_settings(cli, options.get("config"))
+    settings = make_settings(cli, options.get("config"))
+    verbose(f"settings: {json_text(settings.fingerprint(), 0)}")
+    return settings
 
 
 def cached_captions(captions: Path | None, captioner: str | None) -> str | None:

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from pica.cli.options import handle_errors
+from pica.cli.options import handle_errors, output_options
 
 
 @handle_errors
+@output_options
 def plugins(
     as_json: Annotated[bool, typer.Option(
         "--json/--no-json", help="Print a JSON object {kind: [{name, source, target, summary}]}.")

@@ -73,7 +73,7 @@ def select(questions: Sequence[Question], images_dir: str | Path | None, skip_mi
     """Apply ``limit`` and the image folder: only questions that will be used must have images."""
     source = getattr(questions, "source", "")
     if images_dir is None:
-        return QuestionList(questions[:limit], source=source)
+        return QuestionList(questions[:limit], source=source, total=len(questions))
     root = Path(images_dir).expanduser()
     same: dict[str, list[Path]] = {}
     files = scan_images(root, duplicates=same)
@@ -102,4 +102,4 @@ def select(questions: Sequence[Question], images_dir: str | Path | None, skip_mi
                          " add the files or use --skip-missing to drop those questions")
     if not kept:
         raise InputError(f"none of the {len(candidates)} questions has an image in {root}")
-    return QuestionList(kept, source=source, skipped=skipped)
+    return QuestionList(kept, source=source, skipped=skipped, total=len(questions))

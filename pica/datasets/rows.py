@@ -33,13 +33,15 @@ class QuestionList(list[Question]):
         source: The file, folder or dataset name the questions were read from.
         skipped: Ids of questions dropped because their image file was missing
             (``skip_missing=True``); empty otherwise.
+        total: Questions in the source (the dataset or split) before ``limit``: "10 of 1,285".
     """
 
     def __init__(self, items: Iterable[Question] = (), *, source: str = "",
-                 skipped: Iterable[str] = ()) -> None:
+                 skipped: Iterable[str] = (), total: int | None = None) -> None:
         super().__init__(items)
         self.source = source
         self.skipped = list(skipped)
+        self.total = len(self) if total is None else total
 
 
 # ---------------------------------------------------------------------------------------------

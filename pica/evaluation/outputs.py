@@ -54,7 +54,7 @@ def _write_outputs(out: Path, questions_order: Sequence[str] | None) -> dict[str
                       key=lambda r: position[r["question_id"]])
     run = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
     config = run["config"]
-    summary = summarize(rows, config, choice=run.get("choice"))
+    summary = summarize(rows, config, choice=run.get("choice"), run=run)
     predictions = [{"question_id": _vqa_id(r["question_id"]), "answer": r["answer"]} for r in rows]
     atomic_write_text(out / "predictions.json", json.dumps(predictions) + "\n")
     write_official_predictions(out, rows, config.get("dataset") or {})

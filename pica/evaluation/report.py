@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from pica.choice.trust import choice_line
+from pica.config import MIN_SE_N
 from pica.errors import InputError
 from pica.evaluation.cards import (
     STAGE_LABELS,
@@ -165,13 +166,16 @@ def render_report(
             if present(summary.get(key))
         ],
         stats=_header_stats(summary),
-        config=[(str(key), _config_value(value)) for key, value in (summary.get("config") or {}).items()],
+        config=config_rows(summary.get("config") or {}),
+        config_json=json.dumps(summary.get("config") or {}, indent=2, default=str, ensure_ascii=False),
+        examples=_examples_note(summary),
         chart=bar_chart_data(summary.get("per_category") or {}, "Accuracy per category"),
         category_rows=_stats_rows(summary.get("per_category") or {}, labelled=True),
         question_types=_stats_rows(summary.get("per_question_type") or {}),
         no_annotations=summary.get("annotations") is False,
         choice=choice_line(summary["choice"]) if isinstance(summary.get("choice"), Mapping) else "",
         stages=_stage_rows(summary),
+        first_question=fmt(as_float(summary.get("seconds_first_question")), "{:.2f}"),
         categories=[(c, category_label(c, category_name(c))) for c in categories],
         cards=[make_card(row, thumb_px) for row in rows],
         total=len(results),
@@ -231,18 +235,24 @@ def natural_key(text: str) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part.lower()) for part in parts if part]
 
 
+def se_text(stats: Mapping[str, Any]) -> str:
+    """One standard error, 2 decimals; "–" when missing or when n < :data:`MIN_SE_N`."""
+    se, n = as_float(stats.get("se")), as_float(stats.get("n"))
+    return "–" if se is None or n is None or n < MIN_SE_N else f"{se:.2f}"
+
+
 def _with_se(stats: Mapping[str, Any]) -> str:
     """``24.26 ± 1.10``: an accuracy (percent) and one standard error, 2 decimals; a dash when
-    missing."""
-    acc, se = as_float(stats.get("accuracy")), as_float(stats.get("se"))
-    return fmt(acc, "{:.2f}") + ("" if acc is None or se is None else f" ± {se:.2f}")
+    missing, and ``± –`` below n = 10."""
+    acc = as_float(stats.get("accuracy"))
+    return fmt(acc, "{:.2f}") + ("" if acc is None or stats.get("se") is None else f" ± {se_text(stats)}")
 
 
 def _header_stats(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The headline numbers as ``(value, label)`` pairs: the accuracy ± 1 SE with its n (for
     A-OKVQA the direct-answer and multiple-choice accuracies side by side instead), or "none"
     when the questions have no annotations; then speed."""
-    tasks = [(f"{_with_se(summary[key])}%", f"{label} (n={fmt(summary[key].get('n'), '{:,}')})")
+    tasks = [(f"{_with_se(summary[key])}%", f"{label} ± 1 SE (n={fmt(summary[key].get('n'), '{:,}')})")
              for key, label in (("da", "direct answer (A-OKVQA)"), ("mc", "multiple choice"))
              if isinstance(summary.get(key), Mapping) and summary[key].get("n")]
     if isinstance(summary.get("da"), Mapping) and summary["da"].get("n"):
@@ -252,10 +262,10 @@ def _header_stats(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     elif tasks:
         headline = tasks
     else:
-        headline = [(f"{_with_se(summary)}%", f"accuracy (n={fmt(summary.get('n'), '{:,}')})")]
+        headline = [(f"{_with_se(summary)}%", f"accuracy ± 1 SE (n={fmt(summary.get('n'), '{:,}')})")]
     return [
         *headline,
-        (fmt(summary.get("questions", summary.get("n")), "{:,}"), "questions"),
+        (of_total(summary), "questions" + (f" of {summary['dataset']}" if summary.get("dataset") else "")),
         (fmt(as_float(summary.get("seconds_per_question")), "{:.2f}"), "seconds / question"),
         (fmt(as_float(summary.get("prompt_tokens_per_second")), "{:,.0f}"), "prompt tokens / s"),
     ]
@@ -269,19 +279,58 @@ def _stage_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         return []
     rows = [(label, f"{as_float(stages.get(stage)):.2f}") for stage, label in STAGE_LABELS.items()
             if as_float(stages.get(stage))]
-    rows.append(("total", fmt(as_float(summary.get("seconds_per_question")), "{:.2f}")))
-    if as_float(summary.get("seconds_first_question")) is not None:
-        rows.append(("first question (loads the models)", f"{summary['seconds_first_question']:.2f}"))
+    total = fmt(as_float(summary.get("seconds_per_question")), "{:.2f}")
+    rows.append(("total (mean of all questions)", total))
     return rows
 
 
-def _config_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, default=str, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return str(value)
+def of_total(summary: Mapping[str, Any]) -> str:
+    """``10 of 1,285``: the questions answered and, when known, the dataset's total (before
+    ``--limit``); just the count when they are all of them or the total is unknown."""
+    answered = summary.get("questions", summary.get("n"))
+    total = summary.get("questions_total")
+    if not isinstance(total, int) or total == answered:
+        return fmt(answered, "{:,}")
+    return f"{fmt(answered, '{:,}')} of {total:,}"
+
+
+def _examples_note(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The example pool line of the report (``starter``: shown as a warning)."""
+    examples = summary.get("examples")
+    if not isinstance(examples, Mapping):
+        return {"line": "", "starter": False}
+    return {"line": str(examples.get("line") or ""), "starter": bool(examples.get("starter"))}
+
+
+def config_rows(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The run configuration as ``(setting, value)`` rows: one per setting (``settings``,
+    ``dataset`` and ``choice`` flattened to ``dataset.captions`` and the like), values as plain
+    text (lists joined, ``None`` as "–", mappings as ``key=value`` pairs)."""
+    rows: list[tuple[str, str]] = []
+    for key, value in config.items():
+        if isinstance(value, Mapping) and key in ("settings", "dataset", "choice"):
+            prefix = "" if key == "settings" else f"{key}."
+            for inner, item in value.items():
+                if key == "dataset" and inner == "content" and isinstance(item, Mapping):
+                    rows += [(f"dataset.{k} sha256", str(v).split(":")[-1][:12]) for k, v in item.items()]
+                    continue
+                rows.append((f"{prefix}{inner}", _plain(item)))
+        else:
+            rows.append((str(key), _plain(value)))
+    return rows
+
+
+def _plain(value: Any) -> str:
+    """A configuration value as readable text."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items()) or "–"
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value) or "–"
+    return str(value)
 
 
 def _stats_rows(stats: Mapping[str, Mapping[str, Any]], labelled: bool = False) -> list[dict[str, Any]]:
@@ -293,7 +342,7 @@ def _stats_rows(stats: Mapping[str, Mapping[str, Any]], labelled: bool = False) 
         rows.append({
             "name": category_label(name, stats[name].get("name")) if labelled else str(name),
             "accuracy": fmt(acc, "{:.2f}"),
-            "se": fmt(as_float(stats[name].get("se")), "{:.2f}"),
+            "se": se_text(stats[name]),
             "n": fmt(stats[name].get("n"), "{}"),
             "width": 0.0 if acc is None else max(0.0, min(100.0, acc)),
         })

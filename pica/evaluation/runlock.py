@@ -29,7 +29,7 @@ from pica.errors import PicaError, RunInUseError
 from pica.util.fileio import storage_error
 
 LOCK_FILE = ".lock"
-DEFAULT_HINT = "wait for it or use another --out"
+DEFAULT_HINT = "wait for it or use another run folder"
 
 
 class RunLock:

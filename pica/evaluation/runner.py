@@ -18,6 +18,7 @@ A folder has one writer: :func:`evaluate` and :func:`write_outputs` hold its
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -57,7 +58,7 @@ def make_run_folder(out: Path) -> None:
         StorageError: no space (or an I/O error) to create it.
     """
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a run folder; pass a folder path (e.g. --out runs/dev)")
+        raise InputError(f"run folder {out} is a file; pass a folder path (e.g. runs/dev)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -67,14 +68,16 @@ def make_run_folder(out: Path) -> None:
 
 
 def open_run(out: Path, config: dict[str, Any], force_new: bool,
-             choice: dict[str, Any] | None = None) -> None:
+             choice: dict[str, Any] | None = None, facts: dict[str, Any] | None = None) -> None:
     """Create the run folder or check that an existing one was made with ``config``.
 
     ``run.json`` is written once, when anything in it changes: a new run, a folder of an older
-    pica gaining its digests, or the answer choice in use (``choice``: its file and measured gain,
+    pica gaining its digests, the answer choice in use (``choice``: its file and measured gain,
     for ``summary.json`` and the report; not part of the config a resume compares, which holds the
-    resolved method and the chooser's sha256). A resumed folder keeps when and by which pica it
-    was made.
+    resolved method and the chooser's sha256) or the run's ``facts`` (``questions_total``,
+    ``limit``, ``examples``: what the report headline says; not compared either). A resumed
+    folder keeps when and by which pica it was made. A folder is claimed only once it holds a
+    result: one whose run failed before its first answer takes any configuration.
 
     Call it with the folder's :class:`~pica.evaluation.runlock.RunLock` held: ``force_new`` moves files.
 
@@ -86,6 +89,8 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool,
     """
     make_run_folder(out)
     run_file = out / RUN_FILE
+    facts = facts or {}
+    claimed = _holds_results(out)
     if run_file.is_file():
         try:
             record = json.loads(run_file.read_text(encoding="utf-8"))
@@ -93,25 +98,38 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool,
             if not isinstance(old, dict):
                 raise TypeError("config is not an object")
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-            raise RunConfigError(f"{run_file} is corrupt; pass --force-new to start over") from e
-        problem = _mismatch(out, old, config)
+            if claimed:
+                raise RunConfigError(f"{run_file} is corrupt; pass --force-new to start over") from e
+            old = None  # no result depends on it: written afresh below
+        problem = _mismatch(out, old, config) if old is not None else "unreadable"
         if problem is None:
             # A folder of an older pica: record the digests now, keeping when it was made.
             upgrade = "content" not in (old.get("dataset") or {}) and "content" in config.get("dataset", {})
-            if upgrade or (choice is not None and record.get("choice") != choice):
-                _write_run_file(run_file, {**record, "config": config} if upgrade else record, choice)
+            changed = any(record.get(key) != value for key, value in facts.items())
+            if upgrade or changed or (choice is not None and record.get("choice") != choice):
+                record = {**record, **facts, **({"config": config} if upgrade else {})}
+                _write_run_file(run_file, record, choice)
             return
-        if not force_new:
-            raise RunConfigError(f"{problem}; use another --out or pass --force-new to start a new run there")
+        if claimed and not force_new:
+            raise RunConfigError(f"{problem}; use another run folder or pass --force-new to start"
+                                 " a new run there")
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        if (out / RESULTS_FILE).exists():
+        if claimed:
             os.replace(out / RESULTS_FILE, out / f"results.{stamp}.jsonl.bak")
         for name in OUTPUTS:
             (out / name).unlink(missing_ok=True)
         for old_file in out.glob("predictions_*.json"):
             old_file.unlink()
-    _write_run_file(run_file, {"config": config, "pica_version": __version__,
+    _write_run_file(run_file, {"config": config, **facts, "pica_version": __version__,
                                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, choice)
+
+
+def _holds_results(out: Path) -> bool:
+    """Whether the run folder holds any result (a non-empty ``results.jsonl``)."""
+    try:
+        return (out / RESULTS_FILE).stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _write_run_file(run_file: Path, record: dict[str, Any], choice: dict[str, Any] | None) -> None:
@@ -202,6 +220,8 @@ def evaluate(
     progress: bool = True,
     pipeline: Pipeline | None = None,
     split: str | None = None,
+    questions_total: int | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate (or resume evaluating) ``questions`` into the run folder ``out``.
 
@@ -217,6 +237,10 @@ def evaluate(
             built); it is used as it is: the run's task is passed to it per call.
         split: Split in the names of the official A-OKVQA prediction files (default: from the
             dataset file name, see :func:`pica.tasks.aokvqa.split_name`).
+        questions_total: Questions in the dataset (split) before ``limit``, recorded as
+            ``questions_total`` in run.json and summary.json (default: the ``total`` of a
+            :class:`~pica.datasets.QuestionList`, else ``len(questions)``).
+        limit: The ``--limit`` the questions were cut to (``None``: all), recorded as ``limit``.
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -242,9 +266,21 @@ def evaluate(
         config = run_config(settings, dataset)
         # The resolved answer choice: --choose auto depends on the choosers the index holds.
         config["choice"] = {"method": pipeline.choice["method"], "chooser_sha256": pipeline.choice["sha256"]}
-        open_run(out, config, force_new, choice=pipeline.choice_info)
+        if questions_total is None:
+            questions_total = getattr(questions, "total", len(questions))
+        facts = {"questions_total": questions_total, "limit": limit, "examples": examples_info(pipeline)}
+        open_run(out, config, force_new, choice=pipeline.choice_info, facts=facts)
         _run_questions(pipeline, task, questions, out, progress)
         return _write_outputs(out, questions_order=[q.id for q in questions])
+
+
+def examples_info(pipeline: Pipeline) -> dict[str, Any]:
+    """The pipeline's example pool (:func:`pica.retrieval.store.describe_examples`)."""
+    from pica.retrieval.store import describe_examples
+
+    index = None if pipeline.settings.shots == 0 else pipeline.index
+    return describe_examples(pipeline.settings.index, index.path if index is not None else None,
+                             len(index) if index is not None else None)
 
 
 def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question], out: Path,
@@ -279,6 +315,10 @@ def _run_questions(pipeline: Pipeline, task: str, questions: Sequence[Question],
                 bar.update(1)
     finally:
         results.close()
+        if finished == len(questions) - len(todo):  # nothing answered: leave no empty file behind
+            with contextlib.suppress(OSError):
+                if results_path.stat().st_size == 0:
+                    results_path.unlink()
 
 
 def _rows(pipeline: Pipeline, todo: Sequence[Question], task: str):

@@ -10,8 +10,10 @@ from typing import Any
 
 from pica import __version__
 from pica.answers import mean_se
+from pica.config import STARTER_INDEX
 from pica.evaluation.categories import category_name
 from pica.evaluation.results import STAGES
+from pica.retrieval.store import STARTER_WARNING
 from pica.tasks.aokvqa import task_summary
 from pica.util.memory import peak_rss_mb
 
@@ -29,9 +31,15 @@ def _has_gold(row: Mapping[str, Any]) -> bool:
 
 
 def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
-              choice: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              choice: Mapping[str, Any] | None = None,
+              run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Accuracy overall, per category and per question type; speed; the answer choice; the
-    configuration.
+    configuration; what was evaluated (from ``run``, the run folder's ``run.json``).
+
+    ``dataset`` names the question source (its file name), ``questions_total`` the questions it
+    holds before ``--limit`` (``limit``: the limit, or ``None``), ``examples`` the example pool
+    (:func:`pica.retrieval.store.describe_examples`; ``starter`` true for the 96 hand-written
+    starter examples).
 
     The accuracies average the rows' ``score`` over the rows that count (:func:`scored`), each
     with ``se``, one standard error of that mean (percent); ``n`` is the number of scored rows and
@@ -58,10 +66,15 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
     llm_seconds = sum(r.get("seconds_llm") or r.get("seconds_mc", 0.0) for r in all_rows)
     n_all = len(all_rows)
     annotated = any(r.get("score") is not None and _has_gold(r) for r in all_rows)
+    run = run or {}
     return {
         **acc(rows),
         "questions": n_all,
         "errors": sum(1 for r in all_rows if r.get("error")),
+        "questions_total": run.get("questions_total"),
+        "limit": run.get("limit"),
+        "dataset": dataset_name(config.get("dataset") or {}),
+        "examples": run.get("examples") or _examples_of(config),
         "annotations": annotated,
         **task_summary(all_rows),
         "per_category": {k: _named(k, acc(v))
@@ -80,6 +93,26 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "pica_version": __version__,
     }
+
+
+def dataset_name(identity: Mapping[str, Any]) -> str | None:
+    """The question source of a run's dataset identity as a short name: the file or folder name
+    (``okvqa_val2014_dev.json``), an HF dataset with its split."""
+    for key in ("dataset", "questions", "aokvqa", "hf_dataset"):
+        if identity.get(key):
+            name = str(identity[key]).rstrip("/").rsplit("/", 1)[-1]
+            return f"{name} ({identity['split']})" if key == "hf_dataset" and identity.get("split") else name
+    return None
+
+
+def _examples_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The example pool of a run folder made before run.json recorded it, from its settings."""
+    index = (config.get("settings") or {}).get("index")
+    starter = index == STARTER_INDEX
+    line = ("examples: " + STARTER_WARNING.format(count=96) if starter
+            else "examples: none (zero-shot: --index none)" if index in (None, "none")
+            else f"examples: index {index}")
+    return {"index": index, "path": None, "count": None, "starter": starter, "line": line}
 
 
 def _named(code: str, stats: dict[str, Any]) -> dict[str, Any]:

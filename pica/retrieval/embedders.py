@@ -25,7 +25,7 @@ from pica.config import DEFAULT_TEXT_EMBEDDER, TEXT_EMBEDDER, Settings, text_eng
 from pica.errors import IndexFormatError, InputError, ModelLoadError, did_you_mean
 from pica.registry import embedders
 from pica.retrieval.minilm import NAMES as MINILM_NAMES
-from pica.util.hub import quiet_transformers, require
+from pica.util.hub import clip_words, first_line, quiet_transformers, require
 
 REGISTER = {"embedder": {"open_clip": "OpenClipEmbedder",
                          "sentence-transformers": "SentenceTransformerEmbedder"}}
@@ -209,7 +209,7 @@ class OpenClipEmbedder(Embedder):
             self._tokenizer = open_clip.get_tokenizer(arch)
         except Exception as e:  # download / config / checkpoint errors all mean "cannot load"
             raise ModelLoadError(
-                f"could not load open_clip model '{name}': {type(e).__name__}: {str(e)[:200]}"
+                f"could not load open_clip model '{name}': {first_line(e)}"
                 " (offline? pass a local folder or checkpoint file)"
             ) from e
         self.model = model.eval().to(self.device, self.dtype)
@@ -287,7 +287,7 @@ class SentenceTransformerEmbedder(Embedder):
         except Exception as e:
             raise ModelLoadError(
                 f"could not load sentence-transformers model '{name}': {type(e).__name__}:"
-                f" {str(e)[:200]} (offline? pass a local folder)"
+                f" {clip_words(str(e))} (offline? pass a local folder)"
             ) from e
         get_dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension

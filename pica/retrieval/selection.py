@@ -117,3 +117,16 @@ def file_examples(index: ExampleIndex, ids: Sequence[str], n: int, seed: int, qu
                              f" index {index.path}; build the index from the questions the file's ids name")
         hits.append(Hit(row, 0.0))
     return hits
+
+
+def example_candidates(index: ExampleIndex, hits: Sequence[Hit], top: int, pool: int,
+                       weights: dict[str, float]) -> dict[str, list[tuple[str, float]]]:
+    """The answer candidates of each hit's example, from that example's own ``pool`` nearest
+    neighbours (itself and its image's examples left out), by example id."""
+    rows = [h.row for h in hits]
+    if not rows:
+        return {}
+    queries = {kind: index.row_vectors(kind, rows) for kind in index.kinds}
+    found = index.nearest(queries, pool, weights, exclude=[[row] for row in rows],
+                          exclude_images=[index.example(row).image_id for row in rows])
+    return {index.example(row).id: candidates_from(index, nb, top) for row, nb in zip(rows, found)}

@@ -92,3 +92,32 @@ def list_indexes(root: Path | None = None) -> list[dict[str, Any]]:
         return []
     return [index_summary(folder)
             for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]
+
+
+# What eval's first lines, summary.json and the report say when the examples are the starter set.
+STARTER_WARNING = ("starter examples ({count}, hand-written): not comparable to published numbers;"
+                   " build an index from the training split (pica index build)")
+
+
+def describe_examples(setting: str | None, folder: Path | None, count: int | None) -> dict[str, Any]:
+    """The example pool of a run, as ``summary.json``'s ``examples`` and eval's first line say it.
+
+    Args:
+        setting: The ``--index`` value (``starter``, a folder, a name, ``none``).
+        folder: The index folder it resolved to (``None``: zero-shot).
+        count: The examples it holds.
+
+    Returns:
+        ``{"index", "path", "count", "starter", "line"}``: ``index`` the folder's name (``starter``
+        for the starter set, ``None`` zero-shot), ``starter`` whether it is the 96 hand-written
+        examples, ``line`` one sentence naming it (with the warning for the starter set).
+    """
+    if folder is None:
+        return {"index": None, "path": None, "count": 0, "starter": False,
+                "line": "examples: none (zero-shot: --index none)"}
+    starter = setting == STARTER_INDEX or folder.resolve() == starter_path().resolve()
+    name = STARTER_INDEX if starter else folder.name
+    line = (STARTER_WARNING.format(count=count) if starter
+            else f"examples: index {name} ({count:,} examples, {folder})")
+    return {"index": name, "path": str(folder), "count": count, "starter": starter,
+            "line": ("examples: " + line) if starter else line}

@@ -70,7 +70,7 @@ def serve(settings, options: ServeOptions) -> None:
     options.validate()
     check_port_free(options.host, options.port)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.getLevelName(options.log_level.upper()))
     service = Service(Pipeline(settings), options)
     seconds = service.warm_up()
     log.info("pica serve: llm %s, index %s; warm-up answer in %.2f s; %d answer slot(s)",
@@ -82,7 +82,8 @@ def serve(settings, options: ServeOptions) -> None:
     if options.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: the server is reachable from other machines", options.host)
     try:
-        server = uvicorn.Server(uvicorn_config(create_app(service), options))
+        server = uvicorn.Server(uvicorn_config(create_app(service), options,
+                                              log_level=options.log_level))
         server.run()
         if not server.started:
             raise InputError(f"cannot serve on {options.host}:{options.port} (see the log above)")

@@ -36,10 +36,13 @@ from pica.config import (
     DEFAULT_SERVE_PORT,
     DEFAULT_SERVE_TIMEOUT,
 )
-from pica.errors import BackendError, InputError, ModelLoadError, PicaError
+from pica.errors import BackendError, CaptionError, InputError, ModelLoadError, PicaError
 from pica.types import Question
 
 log = logging.getLogger("pica.serve")
+
+# What a client can do when the server cannot caption (the API's own field, not a CLI option).
+SERVE_CAPTION_HINT = "send a caption with the image (the caption field)"
 
 # Upload formats the page and the API accept, by PIL format name.
 UPLOAD_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
@@ -85,6 +88,7 @@ class ServeOptions:
             (read from ``--require-key-env``; never logged or returned).
         allow_image_urls: Fetch ``http(s)`` image URLs named in chat messages (default: refused).
         allow_private_image_urls: Let those fetches reach loopback and private addresses.
+        log_level: ``info`` (start-up and one line per request) or ``warning`` (``--quiet``).
     """
 
     host: str = DEFAULT_SERVE_HOST
@@ -102,6 +106,7 @@ class ServeOptions:
     api_key: str | None = field(default=None, repr=False)
     allow_image_urls: bool = False
     allow_private_image_urls: bool = False
+    log_level: str = "info"
 
     def validate(self) -> ServeOptions:
         """Check ranges; return ``self``. Raises ``InputError`` naming the option."""
@@ -180,8 +185,9 @@ class Service:
         try:
             self.pipeline.captioner  # noqa: B018 - builds the captioner once, now
         except PicaError as e:
-            self.captioner_error = str(e)
-            log.warning("captioning is unavailable (%s); requests must carry a caption", e)
+            self.captioner_error = e.problem if isinstance(e, CaptionError) else str(e)
+            log.warning("captioning is unavailable (%s); requests must carry a caption",
+                        self.captioner_error)
         return seconds
 
     @property
@@ -247,7 +253,7 @@ class Service:
             await loop.run_in_executor(self._decoder, self.decode_image, image)
             if caption is None and self.captioner_error is not None:
                 raise RequestFailed(503, f"captioning is unavailable on this server"
-                                         f" ({self.captioner_error}); send a caption with the image")
+                                         f" ({self.captioner_error}); {SERVE_CAPTION_HINT}")
         image_id = None
         if filename:
             from pica.datasets import normalize_image_id
@@ -364,6 +370,8 @@ class Service:
             return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
         except TimeoutError as e:
             raise RequestFailed(504, f"no answer within {self.options.timeout:g} s") from e
+        except CaptionError as e:
+            raise RequestFailed(503, e.with_hint(SERVE_CAPTION_HINT)) from e
         except ModelLoadError as e:
             raise RequestFailed(503, str(e)) from e
         except InputError as e:

@@ -87,8 +87,19 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def first_line(error: Exception, limit: int = 200) -> str:
+    """``TypeName: first line of the message``, cut after about ``limit`` characters at the end of
+    a word, so a URL or a path is never cut in the middle."""
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {(text[0] if text else '')[:limit]}"
+    return f"{type(error).__name__}: {clip_words(text[0] if text else '', limit)}"
+
+
+def clip_words(text: str, limit: int = 200) -> str:
+    """``text`` up to the end of the word that passes ``limit`` characters, then " ..." (a URL or
+    a path stays whole)."""
+    if len(text) <= limit:
+        return text
+    end = text.find(" ", limit)
+    return text if end < 0 else text[:end].rstrip(" ,;:'\"(") + " ..."
 
 
 def auto_processor(source: str, local_only: bool):

@@ -7,6 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
+# Set by ``--quiet`` (:func:`set_quiet`): every bar is off, whatever its caller asked.
+_QUIET = False
+
+
+def set_quiet(quiet: bool) -> bool:
+    """Turn every progress bar off (``--quiet``) or back on; returns the previous setting."""
+    global _QUIET
+    previous, _QUIET = _QUIET, quiet
+    return previous
+
 
 @cache
 def _bar_class():
@@ -34,13 +44,13 @@ def progress_bar(total: int, desc: str, unit: str = "it", enabled: bool = True,
         total: Steps in all.
         desc: Label before the bar.
         unit: Name of a step.
-        enabled: Draw it (else every call is a no-op).
+        enabled: Draw it (else every call is a no-op); never drawn after ``set_quiet(True)``.
         initial: Steps already done (a resumed run).
 
     Yields:
         The bar (``update(n)``, ``set_postfix_str``, ...); its final line is printed once, on exit.
     """
-    bar = _bar_class()(total=total, desc=desc, unit=unit, initial=initial, disable=not enabled,
+    bar = _bar_class()(total=total, desc=desc, unit=unit, initial=initial, disable=not enabled or _QUIET,
                        file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     try:
         yield bar

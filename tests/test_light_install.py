@@ -150,7 +150,7 @@ def test_readme_main_command_gives_a_light_venv_that_answers_offline_without_tor
         "pica index build indexes/okvqa-pool --dataset ../shared/okvqa/okvqa_val2014_pool.json"
         " --captions ../shared/okvqa/VinVL_base_val2014.tsv",
         "pica eval --dataset ../shared/okvqa/okvqa_val2014_dev.json --captions ../shared/okvqa/VinVL_base_val2014.tsv"
-        " --index indexes/okvqa-pool --out runs/dev --limit 3 --no-progress",
+        " --index indexes/okvqa-pool --limit 3 --no-progress runs/dev",
     ]
     for step in steps:
         done = subprocess.run(["bash", "-c", step], cwd=checkout, env=env, capture_output=True,

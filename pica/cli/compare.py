@@ -11,10 +11,11 @@ from typing import Annotated
 
 import typer
 
-from pica.cli.options import handle_errors
+from pica.cli.options import handle_errors, output_options
 
 
 @handle_errors
+@output_options
 def compare(
     runs: Annotated[list[Path], typer.Argument(
         metavar="RUN",

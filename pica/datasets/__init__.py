@@ -7,7 +7,10 @@ Question sources (:func:`load_questions` is the single entry point):
   ``{"annotations": [...]}`` with the human answers (OK-VQA v1.1 adds ``raw_answer``).
 - A-OKVQA JSON list: ``{"question_id", "image_id", "question", "direct_answers", ...}``.
 - Hugging Face ``datasets``: a ``save_to_disk`` folder, a local data file or folder, or a hub name.
-  Images stay in the dataset and are decoded lazily, one row at a time.
+  Images stay in the dataset and are decoded lazily, one row at a time. One with ScienceQA's
+  columns is read as ScienceQA.
+- ScienceQA: ``problems.json`` + ``pid_splits.json`` (+ ``captions.json``, images folder); see
+  :mod:`pica.datasets.scienceqa`.
 
 Image ids are compared in the form :func:`normalize_image_id` gives (``"297147"``). Cached captions
 (PICa TSV, JSONL, CSV, JSON) are read by :func:`read_captions`.
@@ -30,6 +33,7 @@ from pica.datasets.identity import dataset_identity, identity_key
 from pica.datasets.images import attach_images, scan_images, select
 from pica.datasets.okvqa import from_rows, okvqa_pair, read_lxmert, read_okvqa
 from pica.datasets.rows import QuestionList, example_answer, read_json
+from pica.datasets.scienceqa import read_scienceqa
 from pica.errors import InputError
 from pica.types import IMAGE_EXTENSIONS, normalize_image_id
 
@@ -47,19 +51,23 @@ __all__ = [
     "read_hf_dataset",
     "read_lxmert",
     "read_okvqa",
+    "read_scienceqa",
     "scan_images",
 ]
 
 _SOURCES_HELP = ("--dataset FILE (LXMERT / A-OKVQA / VQA JSON, or an HF dataset folder),"
                  " --questions FILE [--annotations FILE] (official VQA / OK-VQA),"
-                 " --aokvqa FILE, or --hf-dataset NAME_OR_DIR [--split SPLIT]")
+                 " --aokvqa FILE, --scienceqa problems.json --split SPLIT,"
+                 " or --hf-dataset NAME_OR_DIR [--split SPLIT]")
 
 
 def load_questions(*, dataset: str | Path | None = None, questions: str | Path | None = None,
                    annotations: str | Path | None = None, aokvqa: str | Path | None = None,
                    hf_dataset: str | Path | None = None, split: str = "train",
                    image_column: str | None = None, images_dir: str | Path | None = None,
-                   skip_missing: bool = False, limit: int | None = None) -> QuestionList:
+                   skip_missing: bool = False, limit: int | None = None,
+                   scienceqa: str | Path | None = None, pid_splits: str | Path | None = None,
+                   scienceqa_captions: str | Path | None = None) -> QuestionList:
     """Load questions from exactly one source; the function the CLI calls.
 
     Args:
@@ -73,6 +81,10 @@ def load_questions(*, dataset: str | Path | None = None, questions: str | Path |
         images_dir: Folder of image files matched by image id (see :func:`attach_images`).
         skip_missing: Drop questions whose image file is missing instead of failing.
         limit: Keep only the first ``limit`` questions (only those need image files).
+        scienceqa: ScienceQA ``problems.json``, read with ``split`` and ``pid_splits``
+            (:func:`pica.datasets.scienceqa.read_scienceqa`); ``images_dir`` in its layout.
+        pid_splits: ScienceQA's ``pid_splits.json`` when it is not beside ``problems.json``.
+        scienceqa_captions: ScienceQA ``captions.json`` (``scienceqa`` or a ScienceQA HF dataset).
 
     Returns:
         A :class:`QuestionList` (``.source``, ``.skipped`` = ids dropped for missing images).
@@ -81,7 +93,8 @@ def load_questions(*, dataset: str | Path | None = None, questions: str | Path |
         InputError: No or several sources, bad files, empty dataset, duplicate ids, missing images.
     """
     given = [flag for flag, value in (("--dataset", dataset), ("--questions", questions),
-                                      ("--aokvqa", aokvqa), ("--hf-dataset", hf_dataset))
+                                      ("--aokvqa", aokvqa), ("--hf-dataset", hf_dataset),
+                                      ("--scienceqa", scienceqa))
              if value is not None]
     if len(given) != 1:
         got = f" (got {' and '.join(given)})" if given else ""
@@ -94,8 +107,13 @@ def load_questions(*, dataset: str | Path | None = None, questions: str | Path |
         "--dataset": lambda: _read_auto(dataset, annotations),
         "--questions": lambda: read_okvqa(questions, annotations),
         "--aokvqa": lambda: read_aokvqa(aokvqa),
-        "--hf-dataset": lambda: read_hf_dataset(hf_dataset, split, image_column),
+        "--hf-dataset": lambda: read_hf_dataset(hf_dataset, split, image_column,
+                                                scienceqa_captions=scienceqa_captions),
+        "--scienceqa": lambda: read_scienceqa(scienceqa, split, pid_splits=pid_splits,
+                                              captions=scienceqa_captions, images_dir=images_dir),
     }
+    if given[0] == "--scienceqa":  # its images are found in its own layout
+        return select(readers[given[0]](), None, skip_missing, limit)
     return select(readers[given[0]](), images_dir, skip_missing, limit)
 
 

@@ -31,22 +31,28 @@ def dataset_identity(*, dataset: str | Path | None = None, questions: str | Path
                      annotations: str | Path | None = None, aokvqa: str | Path | None = None,
                      hf_dataset: str | Path | None = None, split: str | None = None,
                      images_dir: str | Path | None = None,
-                     captions: str | Path | None = None) -> dict[str, Any]:
+                     captions: str | Path | None = None, scienceqa: str | Path | None = None,
+                     pid_splits: str | Path | None = None) -> dict[str, Any]:
     """The identity of a question source: given paths as text plus their content digests.
 
     Args:
         dataset, questions, annotations, aokvqa, hf_dataset, captions: The sources as given.
-        split: The split of an HF dataset (recorded only with ``hf_dataset``).
+        split: The split of an HF dataset or of ScienceQA (recorded only with ``hf_dataset`` or
+            ``scienceqa``).
+        scienceqa, pid_splits: ScienceQA's ``problems.json`` and, when given apart, its splits file.
         images_dir: Folder of the dataset's images.
 
     Returns:
         ``{"dataset": "runs/q.json", ..., "content": {"dataset": "sha256:...", ...}}``; a
         source that is not a local file or folder (a hub name) has no ``content`` entry.
     """
+    if scienceqa and not pid_splits:  # the splits file beside problems.json decides the split too
+        pid_splits = Path(scienceqa).expanduser().parent / "pid_splits.json"
     given = dict(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
-                 hf_dataset=hf_dataset, captions=captions, images=images_dir)
+                 hf_dataset=hf_dataset, captions=captions, images=images_dir, scienceqa=scienceqa,
+                 pid_splits=pid_splits)
     identity: dict[str, Any] = {k: str(v) for k, v in given.items() if v}
-    if hf_dataset and split:
+    if (hf_dataset or scienceqa) and split:
         identity["split"] = split
     content = {}
     for key, value in given.items():

@@ -117,7 +117,6 @@ def debug() -> bool:
     return bool(os.environ.get(ENV_DEBUG))
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "choose": ("auto", "learned", "logprob", "vote", "prophet"),
     "example_order": ("similar", "answer-aware"),
     "selection": ("auto", "random", "question", "image+question", "caption+question"),
     # auto = float16 on a GPU (CUDA, MPS), float32 on the CPU.
@@ -241,7 +240,9 @@ class Settings:
 
     def validate(self) -> Settings:
         """Check ranges and choices; return ``self``. Raises ``InputError`` naming the field."""
-        for name, allowed in CHOICES.items():
+        from pica.registry import choice_rules
+
+        for name, allowed in {"choose": tuple(choice_rules.names()), **CHOICES}.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise InputError(

@@ -16,6 +16,7 @@ from typing import Any
 
 from pica.answers import normalize_answer
 from pica.choice.candidates import SCORING
+from pica.choice.rules import LEARNED
 from pica.config import DEFAULT_CANDIDATES, PROPHET_CANDIDATES, RATIONALE_TOKENS, TEXT_EMBEDDER, Settings
 from pica.datasets.prophet import StageOne
 from pica.errors import InputError
@@ -105,7 +106,8 @@ class Pipeline:
 
     @functools.cached_property
     def choice(self) -> dict[str, Any]:
-        """How answers are chosen, resolved: ``method`` (``learned``, ``logprob`` or ``vote``),
+        """How answers are chosen, resolved: ``method`` (``learned`` or a rule of
+        :mod:`pica.choice.rules` that picks among completions),
         ``chooser`` (the :class:`~pica.choice.chooser.Chooser` or ``None``), ``sha256`` of its
         file and ``info`` (:attr:`choice_info`).
 
@@ -132,10 +134,14 @@ class Pipeline:
 
     @property
     def ensemble_choice(self) -> str:
-        """How one answer is picked among an ensemble's completions: ``vote``, ``prophet`` or
-        ``logprob`` (``--choose auto`` without a chooser, and the learned chooser's fallback, are PICa's)."""
+        """How one answer is picked among an ensemble's completions: the resolved rule when it
+        picks among completions (``vote``, ``prophet`` ...), else ``logprob`` (``--choose auto``
+        without a chooser, and the learned chooser's fallback, are PICa's)."""
+        from pica.choice.rules import PICA
+        from pica.registry import choice_rules
+
         method = self.choice["method"]
-        return method if method in ("vote", "prophet") else "logprob"
+        return method if choice_rules.get(method).ensemble else PICA
 
     def chooser_target(self) -> dict[str, Any]:
         """What a chooser must have been fitted for to be used with these settings."""
@@ -293,7 +299,7 @@ class Pipeline:
                 for q, c, h in zip(questions, captions, found)]
 
     def _wants_neighbours(self) -> bool:
-        return self.settings.example_order == "answer-aware" or self.choice["method"] == "learned"
+        return self.settings.example_order == "answer-aware" or self.choice["method"] == LEARNED
 
     def _file_hits(self, question: Question) -> list[Hit]:
         """The prompts' examples from the answer-aware examples file (Prophet's order and shuffle);
@@ -395,7 +401,7 @@ class Pipeline:
     def tools(self) -> Tools:
         """What the task strategies get from this pipeline (:class:`~pica.tasks.base.Tools`)."""
         s = self.settings
-        learned = self.choice["method"] == "learned"
+        learned = self.choice["method"] == LEARNED
         return Tools(
             backend=self.backend, prompts=self.item_prompts, choices_template=self._choices_template,
             examples=self.shown_examples, embed_texts=self._embed_texts, answer_tokens=self.answer_tokens,

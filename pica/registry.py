@@ -1,50 +1,297 @@
-"""Lazy registries of component names to ``"module:Class"`` strings.
+"""One lazy registry per kind of component, declared where each component lives, open to plugins.
 
-Nothing heavy (torch, llama_cpp, faiss) is imported until a component is built, so ``pica --help``
-stays instant. Unknown names fail with "did you mean ...? available: ...".
+Kinds (:data:`KINDS`): ``captioner``, ``backend`` (LLM), ``embedder``, ``choice`` (``--choose``
+rules) and ``dataset`` (question sources). A built-in component is declared in its own module by a
+module-level literal, read with :mod:`ast` (never imported) when the registry is first asked::
+
+    REGISTER = {"captioner": {"hf": "HFCaptioner"}}   # kind -> {name: class in this module}
+
+The registry scans the modules of its stage packages (``pica/caption/*.py`` for captioners ...) for
+that literal, so adding a component is one new module (plus its tests): the CLI's help, the
+``--captioner``/``--llm`` parsing, did-you-mean errors and ``pica plugins`` pick it up. Its summary
+is the first line of the class docstring.
+
+Installed packages add components through entry points (:data:`ENTRY_POINT_GROUPS`)::
+
+    [project.entry-points."pica.captioners"]
+    shout = "mypkg:Shout"
+
+read with :func:`importlib.metadata.entry_points` only when a name is not built in, or when every
+name is listed. Built-in names win over plugins of the same name (a one-line warning names the
+clash and the distribution); a plugin that fails to import is reported in one line naming it and
+its distribution, and only its own use fails. Nothing heavy (torch, llama_cpp, faiss) is imported
+until a component is built, so ``pica --help`` stays instant.
+
+A component is a class with ``from_settings(name, settings)`` (``name`` is what follows
+``KIND:`` in a spec) and, optionally, ``settings_fields``: the :class:`pica.config.Settings`
+fields it reads (the captioner cache keys on them).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pica.errors import unknown_name
+from pica.errors import ModelLoadError, unknown_name
 
-# ``--llm KIND:MODEL`` picks a backend by name; other values go to the local one.
-LOCAL_BACKEND = "llama-cpp"
-BACKENDS: dict[str, str] = {
-    "llama-cpp": "pica.llm.llama_cpp:LlamaCppBackend",
-    "openai": "pica.llm.openai_compat:OpenAICompatBackend",
+BUILT_IN = "built-in"
+# Kind -> the stage packages whose modules declare built-ins of that kind.
+PACKAGES: dict[str, tuple[str, ...]] = {
+    "captioner": ("pica.caption",),
+    "backend": ("pica.llm",),
+    "embedder": ("pica.retrieval",),
+    "choice": ("pica.choice",),
+    "dataset": ("pica.datasets",),
 }
+# Kind -> entry-point group of third-party plugins (kinds without one take built-ins only).
+ENTRY_POINT_GROUPS: dict[str, str] = {
+    "captioner": "pica.captioners",
+    "backend": "pica.backends",
+    "embedder": "pica.embedders",
+}
+KINDS = tuple(PACKAGES)
+DECLARATION = "REGISTER"
+_PICA_ROOT = Path(__file__).resolve().parent
 
-CAPTIONERS: dict[str, str] = {
-    "hf": "pica.caption.hf:HFCaptioner",
-    "cache": "pica.caption.cached:CachedCaptioner",
-    "openai": "pica.caption.openai_vision:OpenAICaptioner",
-    "gguf": "pica.caption.gguf:GGUFCaptioner",
-}
 
-EMBEDDERS: dict[str, str] = {
-    "open_clip": "pica.retrieval.embedders:OpenClipEmbedder",
-    "sentence-transformers": "pica.retrieval.embedders:SentenceTransformerEmbedder",
-}
+@dataclass(frozen=True)
+class Entry:
+    """One registered component.
 
-REGISTRIES: dict[str, dict[str, str]] = {
-    "backend": BACKENDS,
-    "captioner": CAPTIONERS,
-    "embedder": EMBEDDERS,
+    Attributes:
+        name: Its registry name (``hf``, ``openai``, ``shout``).
+        kind: The registry it is in (:data:`KINDS`).
+        target: Where it lives, ``"module:attr"``.
+        source: ``"built-in"`` or the name of the distribution that declares it.
+        summary: One line: the first line of its docstring (plugins: once imported).
+        error: Why a plugin cannot be imported (``""`` when it can, or was not tried).
+    """
+
+    name: str
+    kind: str
+    target: str
+    source: str = BUILT_IN
+    summary: str = ""
+    error: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """The entry as JSON for ``pica plugins --json``."""
+        data = {"name": self.name, "kind": self.kind, "source": self.source,
+                "target": self.target, "summary": self.summary}
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+def declarations(path: Path) -> dict[str, dict[str, str]]:
+    """The module-level ``REGISTER`` literal of a module file, read without importing it.
+
+    Returns:
+        ``{kind: {name: "class name"}}``; ``{}`` when the file declares nothing.
+    """
+    text = path.read_text(encoding="utf-8")
+    if DECLARATION not in text:
+        return {}
+    for node in ast.parse(text, str(path)).body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == DECLARATION):
+            return ast.literal_eval(node.value)
+    return {}
+
+
+def _class_summaries(path: Path) -> dict[str, str]:
+    """First docstring line of every top-level class in a module file (no import)."""
+    summaries = {}
+    for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+        if isinstance(node, ast.ClassDef):
+            summaries[node.name] = _first_line(ast.get_docstring(node) or "")
+    return summaries
+
+
+def _first_line(doc: str) -> str:
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class Registry:
+    """The components of one kind: built-ins declared in their modules, then entry-point plugins.
+
+    Args:
+        kind: The kind (``captioner``, ``backend``, ``embedder``, ``choice``, ``dataset``).
+        packages: Stage packages whose modules' ``REGISTER`` literals declare built-ins.
+        group: Entry-point group of plugins, or ``None`` for built-ins only.
+        root: Folder of the top package (default: pica's own; tests point it elsewhere).
+    """
+
+    def __init__(self, kind: str, packages: tuple[str, ...], group: str | None = None,
+                 root: Path | None = None) -> None:
+        self.kind = kind
+        self.packages = packages
+        self.group = group
+        self.root = root or _PICA_ROOT
+        self._builtins: dict[str, Entry] | None = None
+        self._plugins: dict[str, Any] | None = None  # name -> EntryPoint
+        self._loaded: dict[str, Any] = {}
+        self._failed: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, group={self.group!r})"
+
+    # -- discovery ----------------------------------------------------------------------------
+    def builtins(self) -> dict[str, Entry]:
+        """Built-in entries by name, in module then declaration order (read once, no import)."""
+        if self._builtins is None:
+            found: dict[str, Entry] = {}
+            for package in self.packages:
+                folder = self.root.joinpath(*package.split(".")[1:])
+                for path in sorted(folder.glob("*.py")):
+                    declared = declarations(path).get(self.kind, {})
+                    if not declared:
+                        continue
+                    module = package if path.stem == "__init__" else f"{package}.{path.stem}"
+                    summaries = _class_summaries(path)
+                    for name, attr in declared.items():
+                        found[name] = Entry(name, self.kind, f"{module}:{attr}",
+                                            summary=summaries.get(attr, ""))
+            self._builtins = found
+        return self._builtins
+
+    def plugins(self) -> dict[str, Any]:
+        """Entry points of the plugin group by name (built-in names left out, with a warning)."""
+        if self._plugins is None:
+            self._plugins = {}
+            if self.group:
+                from importlib.metadata import entry_points
+
+                for ep in entry_points(group=self.group):
+                    if ep.name in self.builtins():
+                        _warn(f"{self.kind} plugin '{ep.name}' of {_distribution(ep)} is ignored:"
+                              f" pica has a built-in {self.kind} of that name")
+                    elif ep.name not in self._plugins:
+                        self._plugins[ep.name] = ep
+        return self._plugins
+
+    def names(self) -> list[str]:
+        """Every registered name: built-ins in declaration order, then plugins (sorted)."""
+        return [*self.builtins(), *sorted(self.plugins())]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self.builtins() or name in self.plugins())
+
+    # -- use ----------------------------------------------------------------------------------
+    def entry(self, name: str) -> Entry:
+        """The entry registered as ``name`` (plugins are not imported).
+
+        Raises:
+            InputError: ``name`` is not registered; the message suggests the closest name and
+                lists every available one, plugins included.
+        """
+        if name in self.builtins():
+            return self.builtins()[name]
+        ep = self.plugins().get(name)
+        if ep is None:
+            raise unknown_name(self.kind, name, self.names())
+        return Entry(name, self.kind, ep.value, _distribution(ep), error=self._failed.get(name, ""))
+
+    def get(self, name: str) -> Any:
+        """Import and return the component registered as ``name`` (once per process).
+
+        Raises:
+            InputError: ``name`` is not registered (did-you-mean, every available name).
+            ModelLoadError: a plugin's module cannot be imported (one line naming the plugin and
+                its distribution).
+        """
+        if name in self._loaded:
+            return self._loaded[name]
+        entry = self.entry(name)
+        if entry.source == BUILT_IN:
+            module, _, attr = entry.target.partition(":")
+            obj = getattr(importlib.import_module(module), attr)
+        else:
+            obj = self._load_plugin(name)
+        self._loaded[name] = obj
+        return obj
+
+    def _load_plugin(self, name: str) -> Any:
+        ep = self.plugins()[name]
+        try:
+            return ep.load()
+        except Exception as e:  # any failure of third-party code: reported, never fatal to pica
+            error = f"{type(e).__name__}: {' '.join(str(e).split())}"
+            self._failed[name] = error
+            raise ModelLoadError(
+                f"{self.kind} plugin '{name}' ({ep.value}) of {_distribution(ep)} cannot be"
+                f" imported: {error}; reinstall or uninstall that package") from None
+
+    def entries(self, load: bool = False) -> list[Entry]:
+        """Every registered entry: name, kind, source (``built-in`` or distribution), summary.
+
+        Args:
+            load: Import each plugin to read its summary; one that fails is reported in one line
+                on stderr and listed with its ``error``, the others are unaffected.
+        """
+        result = list(self.builtins().values())
+        for name in sorted(self.plugins()):
+            summary = ""
+            if load:
+                try:
+                    summary = _first_line(getattr(self.get(name), "__doc__", None) or "")
+                except ModelLoadError as e:
+                    _warn(str(e))
+            result.append(Entry(name, self.kind, self.plugins()[name].value,
+                                _distribution(self.plugins()[name]), summary,
+                                self._failed.get(name, "")))
+        return result
+
+
+def _distribution(ep: Any) -> str:
+    """The name of the distribution that declares an entry point (``"unknown"`` when not known)."""
+    dist = getattr(ep, "dist", None)
+    name = dist.metadata["Name"] if dist is not None else None
+    return f"{name} {dist.version}" if name else "an unknown distribution"
+
+
+REGISTRIES: dict[str, Registry] = {
+    kind: Registry(kind, PACKAGES[kind], ENTRY_POINT_GROUPS.get(kind)) for kind in KINDS
 }
+captioners = REGISTRIES["captioner"]
+backends = REGISTRIES["backend"]
+embedders = REGISTRIES["embedder"]
+choice_rules = REGISTRIES["choice"]
+datasets = REGISTRIES["dataset"]
+
+
+def registry(kind: str) -> Registry:
+    """The registry of ``kind``.
+
+    Raises:
+        InputError: an unknown kind (names every kind).
+    """
+    if kind not in REGISTRIES:
+        raise unknown_name("component kind", kind, REGISTRIES)
+    return REGISTRIES[kind]
 
 
 def resolve(kind: str, name: str) -> Any:
-    """Import and return the class registered as ``name`` in the ``kind`` registry.
+    """Import and return the component registered as ``name`` in the ``kind`` registry.
 
     Raises:
         InputError: ``name`` is not registered (the message suggests the closest name).
     """
-    registry = REGISTRIES[kind]
-    if name not in registry:
-        raise unknown_name(kind, name, registry)
-    module_name, _, attr = registry[name].partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return registry(kind).get(name)
+
+
+def split_spec(spec: str, kind: str) -> tuple[str, str] | None:
+    """``(name, rest)`` of a ``NAME:REST`` spec whose ``NAME`` is registered in ``kind``, else
+    ``None``."""
+    name, sep, rest = spec.partition(":")
+    if sep and name and "/" not in name and "\\" not in name and name in registry(kind):
+        return name, rest
+    return None

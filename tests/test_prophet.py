@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from pica.choice.candidates import FEATURES, featurize, gather
 from pica.choice.chooser import Chooser
-from pica.choice.ensemble import choose, prophet_vote
+from pica.choice.ensemble import prophet_vote
+from pica.choice.rules import choose
 from pica.cli import app
 from pica.config import Settings
 from pica.datasets import read_captions

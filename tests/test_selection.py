@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pica.choice.ensemble import choose
+from pica.choice.rules import choose
 from pica.retrieval.index import ExampleIndex, Hit
 from pica.retrieval.selection import candidates_from, ensemble_slices
 from pica.retrieval.writer import IndexWriter

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pica.types import Question
+
+if TYPE_CHECKING:
+    from pica.config import Settings
 
 LOAD_HINT = "pass --caption TEXT, cached captions (--captions FILE) or a local model folder"
 
@@ -15,12 +19,21 @@ class Captioner(ABC):
 
     Attributes:
         id: Names the captioner in run configs (``hf:MODEL`` or ``cache:FILE``).
+        settings_fields: The :class:`~pica.config.Settings` fields :meth:`from_settings` reads.
         reads_pixels: Whether :meth:`caption` looks at the images (a model) or only at the
             questions' image ids (cached captions); callers load images only for the former.
     """
 
     id: str
     reads_pixels: bool = True
+    # The Settings fields from_settings reads (pica builds one captioner per distinct values).
+    settings_fields: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Settings) -> Captioner:
+        """Build the captioner for ``name`` (what follows ``KIND:`` in ``--captioner``) with the
+        options of ``settings`` that concern it (:attr:`settings_fields`)."""
+        raise NotImplementedError(f"{cls.__name__} does not say how to build itself from settings")
 
     @abstractmethod
     def caption(self, questions: Sequence[Question], images: Sequence | None = None) -> list[str]:

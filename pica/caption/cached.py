@@ -9,6 +9,8 @@ from pica.caption.base import Captioner, one_line
 from pica.errors import InputError
 from pica.types import Question
 
+REGISTER = {"captioner": {"cache": "CachedCaptioner"}}
+
 
 class CachedCaptioner(Captioner):
     """Captions precomputed per image id (or per question id: question-aware files), read by
@@ -29,6 +31,18 @@ class CachedCaptioner(Captioner):
         self.id = f"cache:{self.path.name}"
 
     reads_pixels = False
+
+    @classmethod
+    def from_settings(cls, name: str, settings=None) -> CachedCaptioner:
+        """The captions file ``name`` (``--captioner FILE`` or ``cache:FILE``); reads no settings.
+
+        Raises:
+            InputError: the file does not exist.
+        """
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise InputError(f"captions file not found: {path}")
+        return cls(path)
 
     def caption(self, questions: Sequence[Question], images: Sequence | None = None) -> list[str]:
         """The cached caption of each question's image id (``COCO_val2014_000…42`` = ``42``).

@@ -13,9 +13,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pica.caption.vlm import DEFAULT_CAPTION_TOKENS, VisionChatCaptioner
+from pica.caption.vlm import DEFAULT_CAPTION_TOKENS, VisionChatCaptioner, vlm_prompt
 from pica.config import DEFAULT_CAPTION_MAX_SIDE as DEFAULT_MAX_SIDE
 from pica.errors import BackendError, InputError, ModelLoadError
+from pica.util.llama import gpu_layers, resolve_gguf, silence_llama_logs
 
 # Handler names -> llama_cpp.llama_chat_format classes (0.3.x). ``auto``: MTMDChatHandler (the
 # model's own chat template) when the GGUF has a tokenizer.chat_template, else LLaVA 1.5's format.
@@ -25,6 +26,7 @@ HANDLERS = {
     "qwen2.5-vl": "Qwen25VLChatHandler", "moondream": "MoondreamChatHandler",
     "minicpm-v-2.6": "MiniCPMv26ChatHandler", "nanollava": "NanoLlavaChatHandler",
 }
+REGISTER = {"captioner": {"gguf": "GGUFCaptioner"}}
 MMPROJ_HINT = ("pass --mmproj FILE: the vision projector GGUF published beside the model"
                " (often named mmproj-*.gguf)")
 
@@ -50,13 +52,23 @@ class GGUFCaptioner(VisionChatCaptioner):
         ModelLoadError: a file is missing, or llama.cpp cannot load the model or projector.
     """
 
+    settings_fields = ("mmproj", "question_aware", "caption_prompt", "caption_max_side", "threads",
+                       "n_gpu_layers")
+
+    @classmethod
+    def from_settings(cls, name: str, settings) -> GGUFCaptioner:
+        """The GGUF model ``name`` with the settings' ``mmproj``, question-aware mode, prompt,
+        image size, threads and GPU layers."""
+        s = settings
+        return cls(name, mmproj=s.mmproj, question_aware=s.question_aware,
+                   prompt=vlm_prompt(s.caption_prompt), max_side=s.caption_max_side,
+                   threads=s.threads, n_gpu_layers=s.n_gpu_layers)
+
     def __init__(self, model: str, mmproj: str | None = None, question_aware: bool = False,
                  prompt: str | None = None, max_side: int = DEFAULT_MAX_SIDE,
                  max_tokens: int = DEFAULT_CAPTION_TOKENS, n_ctx: int = 4096,
                  threads: int | None = None, n_gpu_layers: int | None = None,
                  handler: str = "auto") -> None:
-        from pica.llm.llama_cpp import gpu_layers, resolve_gguf
-
         super().__init__(question_aware, prompt, max_side, concurrency=1)
         if not mmproj:
             raise InputError(f"--captioner gguf:MODEL needs its vision projector; {MMPROJ_HINT}")
@@ -78,9 +90,7 @@ class GGUFCaptioner(VisionChatCaptioner):
         except ImportError as e:
             raise ModelLoadError("gguf captioners need llama-cpp-python; pip install llama-cpp-python"
                                  ) from e
-        from pica.llm.llama_cpp import _silence_llama_logs
-
-        _silence_llama_logs()
+        silence_llama_logs()
         _silence_mtmd_logs()
         cls = getattr(llama_chat_format, HANDLERS[handler], None)
         if cls is None:
@@ -117,9 +127,7 @@ def _silence_mtmd_logs() -> None:
     """Route libmtmd's log lines (it logs every image it encodes) where llama.cpp's go."""
     import ctypes
 
-    from pica.llm.llama_cpp import _silence_llama_logs
-
-    drop = getattr(_silence_llama_logs, "callback", None)
+    drop = getattr(silence_llama_logs, "callback", None)
     if drop is None:  # PICA_DEBUG=1 keeps the logs
         return
     try:

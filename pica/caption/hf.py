@@ -23,6 +23,8 @@ from pica.util.hub import (
     require,
 )
 
+REGISTER = {"captioner": {"hf": "HFCaptioner"}}
+
 
 class HFCaptioner(Captioner):
     """A Hugging Face image-to-text model (CPU or GPU) with greedy, batched decoding.
@@ -41,6 +43,15 @@ class HFCaptioner(Captioner):
             offline hub).
         InputError: ``prompt`` has no ``{question}`` placeholder in question-aware mode.
     """
+
+    settings_fields = ("question_aware", "caption_prompt", "device", "dtype")
+
+    @classmethod
+    def from_settings(cls, name: str, settings) -> HFCaptioner:
+        """The model ``name`` (hub id or folder) with the settings' question-aware mode, prompt,
+        device and dtype."""
+        return cls(name, question_aware=settings.question_aware, prompt=settings.caption_prompt,
+                   device=settings.device, dtype=settings.dtype)
 
     def __init__(
         self,

@@ -3,7 +3,7 @@ vLLM, llama-server (``--mmproj``), Ollama, LM Studio, or a hosted API (``--capti
 
 Each image goes as a base64 data URL in ``image_url`` content (downscaled to ``max_side``), with
 the instruction from ``pica/templates/caption/instructions.toml``. Requests share the LLM backend's client
-(:class:`pica.llm.client.ApiClient`): the same key handling, retries, backoff, time-outs and
+(:class:`pica.util.openai_client.ApiClient`): the same key handling, retries, backoff, time-outs and
 one-line failures.
 """
 
@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pica.caption.vlm import DEFAULT_CAPTION_TOKENS, VisionChatCaptioner
+from pica.caption.vlm import DEFAULT_CAPTION_TOKENS, VisionChatCaptioner, vlm_prompt
 from pica.config import DEFAULT_API_KEY_ENV
 from pica.config import DEFAULT_CAPTION_MAX_SIDE as DEFAULT_MAX_SIDE
 from pica.errors import BackendError
-from pica.llm.client import ApiClient, StatusError, first_choice
+from pica.util.openai_client import ApiClient, StatusError, first_choice
+
+REGISTER = {"captioner": {"openai": "OpenAICaptioner"}}
 
 # What servers say when the model takes no images: llama-server without --mmproj ("image input is
 # not supported - hint: ... mmproj"), vLLM with a text model ("... is not a multimodal model"),
@@ -58,6 +60,18 @@ class OpenAICaptioner(ApiClient, VisionChatCaptioner):
         VisionChatCaptioner.__init__(self, question_aware, prompt, max_side, concurrency)
         self.max_tokens = int(max_tokens)
         self.id = f"openai:{model}@{self.netloc}"
+
+    settings_fields = ("captioner_api_base", "api_base", "api_key_env", "question_aware",
+                       "caption_prompt", "caption_max_side", "concurrency")
+
+    @classmethod
+    def from_settings(cls, name: str, settings) -> OpenAICaptioner:
+        """The served model ``name`` on ``captioner_api_base`` (else ``api_base``); a
+        ``caption_prompt`` changed from the default replaces the template's question-aware one."""
+        s = settings
+        return cls(name, api_base=s.captioner_api_base or s.api_base, api_key_env=s.api_key_env,
+                   question_aware=s.question_aware, prompt=vlm_prompt(s.caption_prompt),
+                   max_side=s.caption_max_side, concurrency=s.concurrency)
 
     def __repr__(self) -> str:
         return (f"OpenAICaptioner(model={self.model!r}, api_base={self.server!r},"

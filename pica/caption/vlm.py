@@ -18,6 +18,7 @@ from typing import Any
 
 from pica.caption.base import Captioner, one_line
 from pica.config import DEFAULT_CAPTION_MAX_SIDE as DEFAULT_MAX_SIDE
+from pica.config import PROMPTCAP_PROMPT
 from pica.errors import BackendError, InputError
 from pica.types import Question
 
@@ -48,6 +49,12 @@ def caption_instructions(path: str | None = None) -> dict[str, str]:
         raise InputError(f"caption template {path or CAPTION_TEMPLATE} needs 'plain' and 'question_aware'")
     check_prompt(found["question_aware"])
     return found
+
+
+def vlm_prompt(prompt: str) -> str | None:
+    """The question-aware prompt a vision-language captioner gets from ``caption_prompt``: ``None``
+    (its template's instruction) when it is PromptCap's default, else the prompt itself."""
+    return None if prompt == PROMPTCAP_PROMPT else prompt
 
 
 def check_prompt(prompt: str) -> None:

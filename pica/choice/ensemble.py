@@ -15,21 +15,17 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 
-def choose(answers: Sequence[str], logprobs: Sequence[float | None], method: str) -> int:
-    """Index of the winning completion among an ensemble's.
-
-    ``logprob`` (PICa): highest summed log-prob. ``vote`` (Prophet): sum ``exp(logprob)`` per
-    normalized answer (1 per answer when log-probs are unavailable) and take the best answer's
-    most confident completion. Log-prob choice falls back to a vote without log-probs.
-    ``prophet``: :func:`prophet_vote`, or the first completion when all are empty.
-    """
-    if not answers:
-        raise ValueError("no answers to choose from")
-    if method == "prophet":
-        win = prophet_vote(answers, logprobs)
-        return 0 if win is None else win
-    if method == "logprob" and all(lp is not None for lp in logprobs):
+def best_logprob(answers: Sequence[str], logprobs: Sequence[float | None]) -> int:
+    """PICa's rule: the completion with the highest summed log-prob; a :func:`vote` when some
+    completion has none."""
+    if all(lp is not None for lp in logprobs):
         return max(range(len(answers)), key=lambda i: (logprobs[i], -i))
+    return vote(answers, logprobs)
+
+
+def vote(answers: Sequence[str], logprobs: Sequence[float | None]) -> int:
+    """``exp(logprob)`` (1 without log-probs) summed per answer; the best answer's most confident
+    completion (ties: the first seen)."""
     totals: Mapping[str, float] = defaultdict(float)
     for a, lp in zip(answers, logprobs):
         totals[a] += 1.0 if lp is None else math.exp(lp)
@@ -45,4 +41,4 @@ def prophet_vote(answers: Sequence[str], logprobs: Sequence[float | None]) -> in
     kept = [i for i, a in enumerate(answers) if a]
     if not kept:
         return None
-    return kept[choose([answers[i] for i in kept], [logprobs[i] for i in kept], "vote")]
+    return kept[vote([answers[i] for i in kept], [logprobs[i] for i in kept])]

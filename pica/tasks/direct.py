@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from pica.answers import normalize_answer, split_rationale
-from pica.choice.ensemble import choose, prophet_vote
+from pica.choice.rules import ensemble_rule
 from pica.llm.base import STOP
 from pica.llm.prompts import Prompt
 from pica.tasks.base import Prepared, Tools
@@ -58,12 +58,10 @@ def answer(tools: Tools, item: Prepared) -> Answer:
         candidates = table
         chosen = table[best]["answer"]
         win = answers.index(chosen) if chosen in answers else None
-    elif tools.ensemble_choice == "prophet":
-        win = prophet_vote(answers, [c.logprob for c in completions])
-        if win is None:  # every completion empty: Prophet answers with the top candidate
-            chosen = tools.top_candidate(item) if tools.top_candidate else ""
     else:
-        win = choose(answers, [c.logprob for c in completions], tools.ensemble_choice)
+        win = ensemble_rule(tools.ensemble_choice).pick(answers, [c.logprob for c in completions])
+        if win is None:  # no winner (Prophet: every completion empty): the top candidate
+            chosen = tools.top_candidate(item) if tools.top_candidate else ""
     if win is None:  # a neighbour's answer won: it has no raw completion of its own
         text, raw, logprob, rationale = chosen, chosen, None, ""
     else:

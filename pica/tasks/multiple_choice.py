@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pica.answers import clean, normalize_answer, split_rationale
-from pica.choice.ensemble import choose
+from pica.choice.rules import choose
 from pica.config import RATIONALE_TOKENS
 from pica.errors import InputError
 from pica.llm.base import STOP

@@ -1,6 +1,8 @@
-"""Helpers for API backends that the ``openai`` client leaves to us: the key, URLs and messages fit for logs.
+"""What OpenAI-compatible components need beyond the ``openai`` client: the key, URLs and messages
+fit for logs.
 
-Nothing here knows about any particular API; :mod:`pica.llm.openai_compat` builds on it.
+Nothing here knows about any particular API; :mod:`pica.util.openai_client` builds on it (the LLM
+backend and the vision captioner use both).
 """
 
 from __future__ import annotations

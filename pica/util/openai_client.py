@@ -23,7 +23,7 @@ import openai
 
 from pica.config import ENV_API_BASE, env_api_base
 from pica.errors import BackendError, InputError
-from pica.llm.http import Secret, clip, display_url, network_failure, server_message
+from pica.util.http import Secret, clip, display_url, network_failure, server_message
 
 OPENAI_BASE_ENV = "OPENAI_BASE_URL"
 # The client refuses to start without a key; local servers need none. Never sent: the client then

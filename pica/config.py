@@ -121,14 +121,18 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection": ("auto", "random", "question", "image+question", "caption+question"),
     # auto = float16 on a GPU (CUDA, MPS), float32 on the CPU.
     "dtype": ("auto", "float32", "float16", "bfloat16"),
-    # auto: both for datasets with choices (A-OKVQA), else da.
-    "task": ("auto", "da", "mc", "both"),
+    # auto: scienceqa for ScienceQA problems, both for datasets with choices (A-OKVQA), else da.
+    "task": ("auto", "da", "mc", "both", "scienceqa"),
     # auto: score with backends that report log-probs, else generate.
     "mc_method": ("auto", "score", "generate"),
     # How listed choices are scored (mc_method score): summed log-prob, per-token mean, or the
     # summed log-prob minus that under a content-free query (contextual calibration); auto =
     # calibrated when an example has no choices of its own (a plain index), else sum.
     "mc_score": ("auto", "sum", "mean", "calibrated"),
+    # ScienceQA's prompt formats, INPUT-OUTPUT (models/run_gpt3.py; pica/templates/scienceqa).
+    "prompt_format": ("CQM-A", "CQM-LA", "CQM-EA", "CQM-LEA", "CQM-ELA", "CQM-AL", "CQM-AE", "CQM-ALE",
+                      "QCM-A", "QCM-LA", "QCM-EA", "QCM-LEA", "QCM-ELA", "QCM-AL", "QCM-AE", "QCM-ALE",
+                      "QCML-A", "QCME-A", "QCMLE-A", "QCLM-A", "QCEM-A", "QCLEM-A", "QCML-AE"),
 }
 
 
@@ -196,6 +200,8 @@ class Settings:
             ``auto`` (calibrated when a shown example has no choices of its own, i.e. an index
             without choices, as measured on the pool in BENCHMARKS.md; else sum).
         rationale: Show the examples' rationales and have the model write one after its answer.
+        prompt_format: ScienceQA's prompt format (``QCM-ALE``: question, context, options ->
+            answer, lecture, explanation; ``QCM-A``: the answer alone; :mod:`pica.tasks.scienceqa`).
     """
 
     captioner: str = DEFAULT_CAPTIONER
@@ -233,6 +239,7 @@ class Settings:
     mc_method: str = "auto"
     mc_score: str = "auto"
     rationale: bool = False
+    prompt_format: str = "QCM-ALE"
 
     def __post_init__(self) -> None:
         if self.template is None:  # the default template follows --candidates-file
@@ -286,6 +293,8 @@ class Settings:
             data["task"] = self.task
             data["mc_method"] = self.mc_method
             data["mc_score"] = self.mc_score
+        if self.task == "scienceqa":
+            data["prompt_format"] = self.prompt_format
         if self.rationale:
             data["rationale"] = True
         for name in ("candidates_file", "examples_file"):  # recorded when set (as above)

@@ -30,7 +30,7 @@ from pica.retrieval.selection import (
     kinds_for,
     random_hits,
 )
-from pica.tasks import direct, multiple_choice
+from pica.tasks import direct, multiple_choice, scienceqa
 from pica.tasks.base import Prepared, Tools, question_task
 from pica.types import Answer, Example, Question
 
@@ -361,7 +361,7 @@ class Pipeline:
         for kinds, members in groups.items():
             queries = {}
             if "question" in kinds:
-                queries["question"] = self.embedder.embed_texts([questions[i].question for i in members])
+                queries["question"] = self.embedder.embed_texts([questions[i].search_text for i in members])
             if "caption" in kinds:
                 queries["caption"] = self.embedder.embed_texts([captions[i] for i in members])
             if "image" in kinds:
@@ -387,8 +387,11 @@ class Pipeline:
     def respond(self, item: Prepared, task: str | None = None) -> Answer:
         """The LLM stage for one prepared question, as ``task`` (default: the settings'): a direct
         answer (:func:`pica.tasks.direct.answer`), a choice among the question's choices, or both
-        (:func:`pica.tasks.multiple_choice.respond`)."""
+        (:func:`pica.tasks.multiple_choice.respond`), or a ScienceQA problem (:mod:`pica.tasks.scienceqa`)."""
         task = question_task(task or self.settings.task, item.question)
+        if task == "scienceqa":
+            shots = [self.index.example(h.row) for h in item.hits[:self.settings.shots]]
+            return scienceqa.respond(self.tools, item, shots, self.settings.prompt_format)
         if task == "da":
             return direct.answer(self.tools, item)
         return multiple_choice.respond(self.tools, item, task)

@@ -33,7 +33,7 @@ from pica.datasets.identity import dataset_identity, identity_key
 from pica.datasets.images import attach_images, scan_images, select
 from pica.datasets.okvqa import from_rows, okvqa_pair, read_lxmert, read_okvqa
 from pica.datasets.rows import QuestionList, example_answer, read_json
-from pica.datasets.scienceqa import read_scienceqa
+from pica.datasets.scienceqa import ScienceQA, read_scienceqa
 from pica.errors import InputError
 from pica.types import IMAGE_EXTENSIONS, normalize_image_id
 
@@ -109,8 +109,9 @@ def load_questions(*, dataset: str | Path | None = None, questions: str | Path |
         "--aokvqa": lambda: read_aokvqa(aokvqa),
         "--hf-dataset": lambda: read_hf_dataset(hf_dataset, split, image_column,
                                                 scienceqa_captions=scienceqa_captions),
-        "--scienceqa": lambda: read_scienceqa(scienceqa, split, pid_splits=pid_splits,
-                                              captions=scienceqa_captions, images_dir=images_dir),
+        "--scienceqa": lambda: ScienceQA.read({"scienceqa": scienceqa, "pid_splits": pid_splits,
+                                               "scienceqa_captions": scienceqa_captions},
+                                              split, images_dir=images_dir),
     }
     if given[0] == "--scienceqa":  # its images are found in its own layout
         return select(readers[given[0]](), None, skip_missing, limit)

@@ -27,6 +27,8 @@ from pica.datasets.rows import QuestionList, read_json
 from pica.errors import InputError
 from pica.types import Question
 
+REGISTER = {"dataset": {"scienceqa": "ScienceQA"}}
+
 SPLIT_FILE = "pid_splits.json"
 # Columns an HF dataset must have to be read as ScienceQA.
 HF_COLUMNS = ("question", "choices", "answer", "hint", "lecture", "solution", "grade", "subject")
@@ -111,7 +113,8 @@ def read_scienceqa(problems: str | Path, split: str = "test", *, pid_splits: str
     """
     path, data = read_json(problems, "ScienceQA problems")
     if not isinstance(data, Mapping) or not all(isinstance(v, Mapping) for v in data.values()):
-        raise InputError(f"{path} is not a ScienceQA problems.json: expected {{pid: {{question, choices, ...}}}}")
+        raise InputError(f"{path} is not a ScienceQA problems.json: expected"
+                         " {pid: {question, choices, ...}}")
     splits = read_pid_splits(path, pid_splits)
     name = _SPLIT_ALIASES.get(split, split) if split not in splits else split
     if name not in splits:
@@ -191,3 +194,44 @@ def read_hf_scienceqa(ds: Any, source: str, split: str | None,
 
 def _row_image(images: Any, row: int) -> Any:
     return images[row]["image"]
+
+
+class ScienceQA:
+    """ScienceQA's problems.json + pid_splits.json, with captions.json and its images folder (--scienceqa)."""
+
+    fields = ("scienceqa", "pid_splits", "scienceqa_captions")
+    usage = "--scienceqa problems.json --split SPLIT [--pid-splits FILE]"
+    metric = "pica.tasks.scienceqa_results:row_fields"
+
+    @classmethod
+    def read(cls, values: Mapping[str, Any], split: str, image_column: str | None = None,
+             images_dir: str | Path | None = None) -> QuestionList:
+        """The problems of ``split`` (:func:`read_scienceqa`)."""
+        return read_scienceqa(values["scienceqa"], split, pid_splits=values.get("pid_splits"),
+                              captions=values.get("scienceqa_captions"), images_dir=images_dir)
+
+    @classmethod
+    def identity(cls, values: Mapping[str, Any], split: str | None) -> dict[str, str]:
+        """The split, beside the paths."""
+        return {"split": split} if split else {}
+
+
+def check_captions(questions: list[Question], captioner_given: bool) -> None:
+    """Fail before a run when problems with an image have no caption and none can be made.
+
+    Raises:
+        InputError: how many problems lack a caption, the first ids, and what to pass.
+    """
+    uncaptioned = [q for q in questions if q.caption is None]
+    if not uncaptioned:
+        return
+    first = ", ".join(q.id for q in uncaptioned[:3])
+    if not captioner_given:
+        raise InputError(f"{len(uncaptioned)} of {len(questions)} ScienceQA problems have an image but"
+                         f" no caption (first: {first}); pass --captions captions.json, or"
+                         " --captioner MODEL with --images DIR")
+    no_file = [q for q in uncaptioned if not q.has_image]
+    if no_file:
+        raise InputError(f"{len(no_file)} of {len(questions)} ScienceQA problems have an image but no"
+                         f" caption and no image file to caption (first: {no_file[0].id}); pass"
+                         " --images DIR (the dataset's SPLIT/PID/image.png) or --captions captions.json")

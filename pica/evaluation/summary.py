@@ -13,6 +13,7 @@ from pica.answers import mean_se
 from pica.evaluation.categories import category_name
 from pica.evaluation.results import STAGES
 from pica.tasks.aokvqa import task_summary
+from pica.tasks.scienceqa_results import column_summary
 from pica.util.memory import peak_rss_mb
 
 
@@ -37,8 +38,10 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
     with ``se``, one standard error of that mean (percent); ``n`` is the number of scored rows and
     ``questions`` the number answered. A run without gold answers has ``accuracy`` and ``se``
     ``None``, ``n`` 0 and ``annotations`` false. A-OKVQA runs add ``task``, ``da`` and ``mc``
-    (see :func:`pica.tasks.aokvqa.task_summary`). ``seconds_per_stage`` holds the mean seconds of
-    each stage per question (:data:`pica.evaluation.results.STAGES`), ``seconds_first_question``
+    (see :func:`pica.tasks.aokvqa.task_summary`); ScienceQA runs ``scienceqa``, the paper's
+    columns NAT..G7-12 and Avg (:func:`pica.tasks.scienceqa_results.column_summary`).
+    ``seconds_per_stage`` holds the mean seconds of each stage per question
+    (:data:`pica.evaluation.results.STAGES`), ``seconds_first_question``
     the first question's total (model loading falls there).
     """
     def acc(group: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -62,6 +65,7 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
         "questions": n_all,
         "annotations": annotated,
         **task_summary(all_rows),
+        **column_summary(all_rows),
         "per_category": {k: _named(k, acc(v))
                          for k, v in sorted(by_cat.items(), key=lambda kv: _natural(kv[0]))},
         "per_question_type": {k: acc(v) for k, v in sorted(by_type.items())},

@@ -261,6 +261,16 @@ def test_score_method_calibrated_subtracts_the_content_free_prior(tmp_path, sqa)
     assert answer.mc["scores"][1] > answer.mc["scores"][0]
 
 
+def test_an_index_of_another_dataset_is_refused_in_one_line(sqa, fake_backend):
+    from pica.tasks.base import Prepared
+
+    q = read_scienceqa(sqa["problems"], "val", captions=sqa["captions"])[0]
+    shot = Example(id="297147", question="What sport?", answer="tennis", caption="a court")
+    tools = type("T", (), {"backend": fake_backend, "mc_method": "auto", "mc_score": "auto"})()
+    with pytest.raises(InputError, match="--scienceqa problems.json --split train"):
+        scienceqa.respond(tools, Prepared(q, "", [], {}), [shot], "QCM-A")
+
+
 def test_results_file_shape():
     rows = [{"task": "scienceqa", "question_id": "7", "score": 1.0, "chosen_idx": 2, "raw": "The answer is C."},
             {"task": "scienceqa", "question_id": "9", "score": 0.0, "chosen_idx": 0, "raw": ""}]

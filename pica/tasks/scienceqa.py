@@ -160,11 +160,17 @@ def respond(tools: Tools, item: Prepared, shots: Sequence[Example], fmt: str) ->
         fmt: The prompt format.
 
     Raises:
-        InputError: ``--mc-method score`` with a backend that cannot score text.
+        InputError: ``--mc-method score`` with a backend that cannot score text; shots that are
+            not solved multiple-choice problems (an index of another dataset).
         BackendError: the LLM failed.
     """
     q = item.question
     t0 = time.perf_counter()
+    unsolved = [ex.id for ex in shots if ex.correct_choice_idx is None or not ex.choices]
+    if unsolved:
+        raise InputError(f"index example {unsolved[0]} has no choices and answer index: ScienceQA's"
+                         " prompts need an index of its problems (pica index build IDX --scienceqa"
+                         " problems.json --split train), or --index none to answer zero-shot")
     backend = tools.backend
     tokens = answer_tokens(fmt)
     fits = None

@@ -196,7 +196,8 @@ def checks(args, tmp: Path) -> int:
             import llama_cpp
         except ImportError:
             return "skip: llama_cpp is not importable"
-        from pica.llm.llama_cpp import LlamaCppBackend, gpu_layers
+        from pica.llm.llama_cpp import LlamaCppBackend
+        from pica.util.llama import gpu_layers
 
         if not llama_cpp.llama_supports_gpu_offload():
             assert gpu_layers(None) == 0

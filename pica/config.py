@@ -269,6 +269,17 @@ class Settings:
                 raise InputError(f"similarity weight of '{kind}' must not be negative")
         return self
 
+    def group(self, name: str) -> dict[str, Any]:
+        """The values of one settings group (:data:`GROUPS`), e.g. ``settings.group("llm")``.
+
+        Raises:
+            InputError: an unknown group (names every group).
+        """
+        if name not in GROUPS:
+            raise InputError(f"unknown settings group '{name}';{did_you_mean(name, GROUPS)}"
+                             f" groups: {', '.join(GROUPS)}")
+        return {field: getattr(self, field) for field in GROUPS[name]}
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change predictions (not speed or secrets), for run folders.
 
@@ -305,9 +316,37 @@ class Settings:
 
 FIELDS = {f.name for f in dataclasses.fields(Settings)}
 
+# Settings by the component that reads them: the config file's tables (``[pica.llm]`` ...), help
+# and docs. Every field is in exactly one group; a component's ``settings_fields`` names what it
+# reads across groups (a captioner reads ``device`` too).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "captioner": ("captioner", "captioner_api_base", "mmproj", "caption_max_side", "question_aware",
+                  "caption_prompt"),
+    "retrieval": ("index", "embedder", "selection", "weights", "shots", "ensemble", "example_order",
+                  "seed"),
+    "prompt": ("template", "candidates", "candidates_file", "examples_file"),
+    "llm": ("llm", "api_base", "api_key_env", "n_ctx", "threads", "max_tokens", "n_gpu_layers",
+            "concurrency"),
+    "choice": ("choose", "candidate_answers", "candidate_neighbours"),
+    "task": ("task", "mc_method", "mc_score", "rationale", "prompt_format"),
+    "device": ("device", "dtype"),
+}
+GROUP_DOCS: dict[str, str] = {
+    "captioner": "what the captioner reads (its server, projector, image size, question-aware prompt)",
+    "retrieval": "which examples are shown: the index, the embedder, similarity and how many",
+    "prompt": "the prompt template and what it shows beside the examples (candidates)",
+    "llm": "what the LLM backend reads: model, server, context, threads, GPU layers, requests in flight",
+    "choice": "how one answer is chosen (--choose) and the learned chooser's candidates",
+    "task": "direct answer, multiple choice or ScienceQA (its prompt format), and how choices are scored",
+    "device": "where and in which precision captioners and open_clip run",
+}
+
 
 def load_config_file(path: Path | None) -> dict[str, Any]:
     """Read a TOML config file (``[pica]`` table or top level). Missing default file = ``{}``.
+
+    Keys are Settings field names, flat (``shots = 8``) or in their group's table
+    (``[pica.llm]`` with ``n_ctx = 4096``; :data:`GROUPS`); both shapes may be mixed.
 
     Args:
         path: An explicit file (must exist), or ``None`` to use ``$PICA_CONFIG`` or ``./pica.toml``.
@@ -325,12 +364,32 @@ def load_config_file(path: Path | None) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"config file {path} is not valid TOML: {e}") from e
-    data = data.get("pica", data)
+    data = flatten_groups(data.get("pica", data), path)
     unknown = set(data) - FIELDS
     if unknown:
         bad = sorted(unknown)[0]
         raise InputError(f"config file {path}: unknown key '{bad}';{did_you_mean(bad, FIELDS)}")
     return data
+
+
+def flatten_groups(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Config-file keys with the group tables (``[pica.llm]`` ...) merged into the flat keys.
+
+    Raises:
+        InputError: a table key that is not in its group, or a key given twice.
+    """
+    flat = {k: v for k, v in data.items() if not (k in GROUPS and isinstance(v, dict))}
+    for group, table in data.items():
+        if group not in flat:
+            for key, value in table.items():
+                if key not in GROUPS[group]:
+                    raise InputError(f"config file {path}: [{group}] has no key '{key}';"
+                                     f"{did_you_mean(key, GROUPS[group])} its keys:"
+                                     f" {', '.join(GROUPS[group])}")
+                if key in flat:
+                    raise InputError(f"config file {path}: '{key}' is given twice (flat and in [{group}])")
+                flat[key] = value
+    return flat
 
 
 def make_settings(cli: dict[str, Any], config_file: Path | None = None) -> Settings:

@@ -30,7 +30,11 @@ fields it reads (the captioner cache keys on them).
 from __future__ import annotations
 
 import ast
+import dataclasses
+import functools
 import importlib
+import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +59,8 @@ ENTRY_POINT_GROUPS: dict[str, str] = {
 }
 KINDS = tuple(PACKAGES)
 DECLARATION = "REGISTER"
+_DECLARED = re.compile(rf"^{DECLARATION}\s*=\s*(?=\{{)", re.MULTILINE)
+_ROLE = re.compile(r":[\w:]+:`([^`]*)`")
 _PICA_ROOT = Path(__file__).resolve().parent
 
 
@@ -67,7 +73,8 @@ class Entry:
         kind: The registry it is in (:data:`KINDS`).
         target: Where it lives, ``"module:attr"``.
         source: ``"built-in"`` or the name of the distribution that declares it.
-        summary: One line: the first line of its docstring (plugins: once imported).
+        summary: One line: the first paragraph of its docstring (filled by
+            :meth:`Registry.entries`).
         error: Why a plugin cannot be imported (``""`` when it can, or was not tried).
     """
 
@@ -90,21 +97,27 @@ class Entry:
 def declarations(path: Path) -> dict[str, dict[str, str]]:
     """The module-level ``REGISTER`` literal of a module file, read without importing it.
 
+    Only the literal itself is parsed (a full parse of every stage module would cost more than the
+    rest of ``pica --help``).
+
     Returns:
         ``{kind: {name: "class name"}}``; ``{}`` when the file declares nothing.
     """
     text = path.read_text(encoding="utf-8")
-    if DECLARATION not in text:
+    found = _DECLARED.search(text)
+    if found is None:
         return {}
-    for node in ast.parse(text, str(path)).body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == DECLARATION):
-            return ast.literal_eval(node.value)
-    return {}
+    rest, depth = text[found.end():], 0
+    for end, char in enumerate(rest):
+        depth += (char in "{[(") - (char in "}])")
+        if depth == 0:
+            return ast.literal_eval(rest[: end + 1])
+    raise SyntaxError(f"{path}: unterminated {DECLARATION} literal")
 
 
+@functools.cache
 def _class_summaries(path: Path) -> dict[str, str]:
-    """First docstring line of every top-level class in a module file (no import)."""
+    """First docstring paragraph of every top-level class in a module file (no import)."""
     summaries = {}
     for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
         if isinstance(node, ast.ClassDef):
@@ -113,7 +126,9 @@ def _class_summaries(path: Path) -> dict[str, str]:
 
 
 def _first_line(doc: str) -> str:
-    return " ".join(doc.strip().split("\n\n")[0].split())
+    """A docstring's first paragraph on one line, reST roles and literals as plain text."""
+    text = " ".join(doc.strip().split("\n\n")[0].split())
+    return _ROLE.sub(lambda m: m.group(1).lstrip("~"), text).replace("``", "")
 
 
 def _warn(message: str) -> None:
@@ -137,6 +152,7 @@ class Registry:
         self.group = group
         self.root = root or _PICA_ROOT
         self._builtins: dict[str, Entry] | None = None
+        self._files: dict[str, Path] = {}  # built-in name -> its module file
         self._plugins: dict[str, Any] | None = None  # name -> EntryPoint
         self._loaded: dict[str, Any] = {}
         self._failed: dict[str, str] = {}
@@ -150,18 +166,34 @@ class Registry:
         if self._builtins is None:
             found: dict[str, Entry] = {}
             for package in self.packages:
-                folder = self.root.joinpath(*package.split(".")[1:])
+                folder = self._folder(package)
                 for path in sorted(folder.glob("*.py")):
                     declared = declarations(path).get(self.kind, {})
                     if not declared:
                         continue
                     module = package if path.stem == "__init__" else f"{package}.{path.stem}"
-                    summaries = _class_summaries(path)
                     for name, attr in declared.items():
-                        found[name] = Entry(name, self.kind, f"{module}:{attr}",
-                                            summary=summaries.get(attr, ""))
+                        found[name] = Entry(name, self.kind, f"{module}:{attr}")
+                        self._files[name] = path
             self._builtins = found
         return self._builtins
+
+    def _folder(self, package: str) -> Path:
+        """The folder of a stage package (pica's own without importing it)."""
+        if package == "pica" or package.startswith("pica."):
+            return self.root.joinpath(*package.split(".")[1:])
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError(f"{self.kind} registry: no package {package}")
+        return Path(next(iter(spec.submodule_search_locations)))
+
+    def refresh(self) -> None:
+        """Forget what was discovered and loaded (after :attr:`packages` or installed
+        distributions change)."""
+        self._builtins = self._plugins = None
+        self._files.clear()
+        self._loaded.clear()
+        self._failed.clear()
 
     def plugins(self) -> dict[str, Any]:
         """Entry points of the plugin group by name (built-in names left out, with a warning)."""
@@ -237,7 +269,8 @@ class Registry:
             load: Import each plugin to read its summary; one that fails is reported in one line
                 on stderr and listed with its ``error``, the others are unaffected.
         """
-        result = list(self.builtins().values())
+        result = [dataclasses.replace(e, summary=_class_summaries(self._files[e.name]).get(
+            e.target.partition(":")[2], "")) for e in self.builtins().values()]
         for name in sorted(self.plugins()):
             summary = ""
             if load:

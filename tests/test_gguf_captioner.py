@@ -21,7 +21,7 @@ GEMMA_WIDTH = 640  # n_embd of Gemma 3 270M
 def vlm(tmp_path_factory):
     from tiny_models import make_tiny_mmproj
 
-    from pica.llm.llama_cpp import resolve_gguf
+    from pica.util.llama import resolve_gguf
 
     root = tmp_path_factory.mktemp("vlm")
     return str(resolve_gguf("gemma3-270m")), str(make_tiny_mmproj(root / "mmproj.gguf", GEMMA_WIDTH))
@@ -49,7 +49,7 @@ def test_projector_that_does_not_fit_the_model_is_a_load_error(tmp_path):
     from tiny_models import make_tiny_mmproj
 
     from pica.caption.gguf import GGUFCaptioner
-    from pica.llm.llama_cpp import resolve_gguf
+    from pica.util.llama import resolve_gguf
 
     wrong = make_tiny_mmproj(tmp_path / "wrong.gguf", n_embd_text=64)
     cap = GGUFCaptioner(str(resolve_gguf("gemma3-270m")), mmproj=str(wrong), threads=1, n_ctx=512)

@@ -47,6 +47,8 @@ SKIP: list[tuple[str, str]] = [
     (r"^N=16; K=\$SLURM_ARRAY_TASK_ID", "shell variables of a Slurm array job"),
     (r" \.\.\.$", "placeholder arguments (`...`)"),
     (r"--candidates-file assets/", "needs Prophet's released files (tests/test_prophet.py uses fixtures)"),
+    (r"^# pica_shout\.py", "the plugin example: tests/test_plugins.py installs it and runs its commands"),
+    (r"--captioner shout:", "needs the example plugin installed (tests/test_plugins.py installs it and runs this)"),
 ]
 
 # Reader-supplied files the fixture writes, and the captions of the fixture's images.
@@ -64,10 +66,12 @@ def readme_blocks() -> list[tuple[str, str]]:
 
 def readme_commands() -> list[str]:
     """Every command of README's blocks, in order: a ``python`` block is one command (run as a
-    script), a shell block gives one per non-comment line (backslash continuations joined); of the venv-making marker commands
+    script), a ``toml`` block none (a file's text), a shell block gives one per non-comment line (backslash continuations joined); of the venv-making marker commands
     only the part after the last ``&&`` (``pica answer ...``, ``python -m pytest -q``)."""
     commands = []
     for language, text in readme_blocks():
+        if language == "toml":  # a file's text, not commands
+            continue
         if language == "python":
             commands.append(text)
             continue

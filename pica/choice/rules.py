@@ -62,7 +62,7 @@ class Learned(ChoiceRule):
 
 
 class LogProb(ChoiceRule):
-    """PICa: the completion with the highest log-prob (a vote without log-probs)."""
+    """PICa: the completion with the highest log-prob; a vote without log-probs."""
 
     def pick(self, answers: Sequence[str], logprobs: Sequence[float | None]) -> int | None:
         """The most likely completion."""

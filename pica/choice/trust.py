@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pica.choice.rules import LEARNED
+
 TRUST_SE = 2.0
 MIN_HELDOUT = 2  # a standard error needs two paired differences
 RULE = (f"held-back paired gain over greedy > 0 and >= {TRUST_SE:g} SE"
@@ -68,7 +70,7 @@ def choice_line(info: Mapping[str, Any]) -> str:
     e.g. ``answer choice: learned (chooser INDEX/choosers/x.json; held-back gain +2.10 ± 0.80
     points, n=500)``."""
     method = info.get("method")
-    if method == "learned":
+    if method == LEARNED:
         return (f"answer choice: learned (chooser {info.get('chooser')}; {_gain(info)}"
                 + ("" if info.get("trusted") else "; not trusted as the auto default, used because"
                    " --choose learned") + ")")

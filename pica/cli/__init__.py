@@ -2,7 +2,8 @@
 
 Each command builds the settings, calls one library function and prints. Errors from the
 ``PicaError`` family become one line on stderr and exit code 2 (bad input) or 1 (runtime).
-The commands live in ``options`` (shared), ``index`` and ``eval`` (``eval`` and ``report``);
+The commands live in ``options`` (shared), ``index``, ``eval`` (``eval`` and ``report``),
+``caption`` and ``plugins``;
 ``answer`` and ``serve`` here. Help is click's plain layout (``--json / --no-json``, no ``<bool>``
 placeholders); ``pica eval report RUN`` is resolved to ``pica report RUN`` (:class:`PicaGroup`).
 """
@@ -24,6 +25,7 @@ from pica.cli.caption import caption
 from pica.cli.eval import evaluate, report
 from pica.cli.index import index_app
 from pica.cli.options import cached_captions, handle_errors, setting_options, settings_from
+from pica.cli.plugins import plugins
 from pica.config import (
     DEFAULT_SERVE_HOST,
     DEFAULT_SERVE_MAX_CAPTION_CHARS,
@@ -165,6 +167,7 @@ app.command("eval", no_args_is_help=True)(evaluate)
 app.command("report")(report)
 app.add_typer(index_app, name="index")
 app.command("caption")(caption)
+app.command("plugins")(plugins)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import typer
 from pica.cli.options import (
     ApiBase,
     ApiKeyEnv,
+    Captioner,
     CaptionerApiBase,
     CaptionMaxSide,
     Config,
@@ -33,9 +34,7 @@ def caption(
         help="Folder of images; alone, every image in it is captioned (image id = file stem).")] = None,
     dataset: Annotated[Path | None, typer.Option(
         help="Dataset JSON (LXMERT, A-OKVQA or VQA format): caption the images it uses.")] = None,
-    captioner: Annotated[str | None, typer.Option(
-        help="openai:MODEL (a served vision model), gguf:PATH (with --mmproj), an HF model id or"
-        " folder (default BLIP base), or a captions file.")] = None,
+    captioner: Captioner = None,
     captioner_api_base: CaptionerApiBase = None,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,

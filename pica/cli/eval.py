@@ -53,6 +53,7 @@ def evaluate(
     """Batch evaluation on a dataset (OK-VQA, A-OKVQA direct answer and multiple choice, ScienceQA;
     official metrics), resumable: `pica eval --dataset D --out RUN ...`; then `pica report RUN`."""
     from pica.datasets import dataset_identity, load_questions
+    from pica.datasets.scienceqa import check_captions, splits_file
     from pica.evaluation import evaluate as run_evaluation
 
     if out is None:
@@ -60,19 +61,17 @@ def evaluate(
     # ScienceQA's captions.json goes to its reader (also for an HF copy with its columns).
     science_captions = captions if captions is not None and (
         scienceqa is not None or (hf_dataset is not None and captions.suffix == ".json")) else None
-    qs = load_questions(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
-                        hf_dataset=hf_dataset, split=split, images_dir=images, limit=limit,
-                        scienceqa=scienceqa, pid_splits=pid_splits, scienceqa_captions=science_captions)
+    sources = dict(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
+                   hf_dataset=hf_dataset, scienceqa=scienceqa, scienceqa_captions=science_captions,
+                   pid_splits=splits_file(scienceqa, pid_splits))
+    qs = load_questions(**sources, split=split, images_dir=images, limit=limit)
     if qs and qs[0].scoring == "scienceqa":
-        from pica.datasets.scienceqa import check_captions
-
         check_captions(qs, options["captioner"] is not None)
     else:
         options["captioner"] = cached_captions(captions, options["captioner"])
     settings = settings_from({**options, "concurrency": concurrency, "prompt_format": prompt_format})
-    identity = dataset_identity(dataset=dataset, questions=questions, annotations=annotations,
-                                aokvqa=aokvqa, hf_dataset=hf_dataset, split=split, images_dir=images,
-                                captions=captions, scienceqa=scienceqa, pid_splits=pid_splits)
+    identity = dataset_identity(**{k: v for k, v in sources.items() if k != "scienceqa_captions"},
+                                split=split, images_dir=images, captions=captions)
     from pica.pipeline import Pipeline
 
     pipeline = Pipeline(settings)

@@ -11,6 +11,7 @@ import typer
 from pica.cli.options import (
     ApiBase,
     ApiKeyEnv,
+    Captioner,
     CaptionerApiBase,
     CaptionMaxSide,
     Config,
@@ -56,9 +57,7 @@ def index_build(
     captions: Annotated[Path | None, typer.Option(
         help="Captions file keyed by image id: PICa TSV, JSONL or CSV.")] = None,
     images: Annotated[Path | None, typer.Option(help="Folder of the dataset's images.")] = None,
-    captioner: Annotated[str | None, typer.Option(
-        help="Captioner for images when no captions file is given: an HF model, openai:MODEL"
-        " or gguf:PATH (see pica answer --help).")] = None,
+    captioner: Captioner = None,
     captioner_api_base: CaptionerApiBase = None,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
@@ -105,23 +104,21 @@ def index_build(
                                         approximate=approximate)
     else:
         from pica.datasets import dataset_identity, load_questions, read_captions
+        from pica.datasets.scienceqa import check_captions, splits_file
 
         science_captions = captions if captions is not None and (
             scienceqa is not None or (hf_dataset is not None and captions.suffix == ".json")) else None
-        qs = load_questions(dataset=dataset, questions=questions, annotations=annotations,
-                            aokvqa=aokvqa, hf_dataset=hf_dataset, split=split, images_dir=images,
-                            skip_missing=skip_missing, limit=limit, scienceqa=scienceqa,
-                            pid_splits=pid_splits, scienceqa_captions=science_captions)
+        given = dict(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
+                     hf_dataset=hf_dataset, scienceqa=scienceqa, scienceqa_captions=science_captions,
+                     pid_splits=splits_file(scienceqa, pid_splits))
+        qs = load_questions(**given, split=split, images_dir=images, skip_missing=skip_missing,
+                            limit=limit)
         science = bool(qs) and qs[0].scoring == "scienceqa"
         if science:
-            from pica.datasets.scienceqa import check_captions
-
             check_captions(qs, captioner is not None)
         caption_map = read_captions(captions) if captions is not None and not science else None
-        sources = dataset_identity(dataset=dataset, questions=questions, annotations=annotations,
-                                   aokvqa=aokvqa, hf_dataset=hf_dataset, captions=captions,
-                                   images_dir=images, scienceqa=scienceqa, pid_splits=pid_splits,
-                                   split=split if science else None)
+        sources = dataset_identity(**{k: v for k, v in given.items() if k != "scienceqa_captions"},
+                                   captions=captions, images_dir=images, split=split if science else None)
         path = build_index(out, qs, captions=caption_map, captioner=captioner, embedder=embedder,
                            approximate=approximate, overwrite=overwrite, skip_missing=skip_missing,
                            batch_size=batch_size, workers=workers, device=settings.device,

@@ -61,10 +61,26 @@ STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBI
 
 
 # -- shared options (one definition, reused by answer and eval) ---------------------------------
-Captioner = Annotated[str | None, typer.Option(
-    help="HF image-to-text model id or folder (default Salesforce/blip-image-captioning-base),"
-    " openai:MODEL (a served vision model), gguf:PATH (a local GGUF vision model, with --mmproj),"
-    " or a captions file (.tsv/.jsonl/.csv) keyed by image id.")]
+def _captioner_help() -> str:
+    """``--captioner``'s help: the kinds the registry holds (built-ins, read without an import)."""
+    from pica.registry import captioners
+
+    return ("HF image-to-text model id or folder (default Salesforce/blip-image-captioning-base),"
+            " a captions file (.tsv/.jsonl/.csv/.json) keyed by image id, or KIND:ARG with KIND one"
+            f" of {', '.join(captioners.builtins())} (openai:MODEL a served vision model,"
+            " gguf:PATH a local GGUF vision model with --mmproj) or a plugin's (pica plugins).")
+
+
+def _choose_help() -> str:
+    """``--choose``'s help: every answer-choice rule of the registry with its summary."""
+    from pica.registry import choice_rules
+
+    rules = " | ".join(f"{e.name} ({e.summary.rstrip('.')})" for e in choice_rules.entries())
+    return f"Pick the answer: {rules}."
+
+
+# The one --captioner option (answer, eval, serve, index calibrate, index build, caption).
+Captioner = Annotated[str | None, typer.Option(help=_captioner_help())]
 CaptionerApiBase = Annotated[str | None, typer.Option(
     help="Base URL of the openai:MODEL captioner's server (default: --api-base).")]
 Mmproj = Annotated[str | None, typer.Option(
@@ -81,11 +97,7 @@ Embedder = Annotated[str | None, typer.Option(
 Shots = Annotated[int | None, typer.Option(help="In-context examples per prompt (default 4).")]
 Ensemble = Annotated[int | None, typer.Option(
     help="Prompts per question from disjoint slices of the nearest examples (PICa).")]
-Choose = Annotated[str | None, typer.Option(
-    help="Pick the answer: auto (default: learned when the index has a chooser for this LLM,"
-    " template and shots, else logprob) | learned (the index's calibrated chooser over greedy +"
-    " neighbour candidates) | logprob (PICa) | vote (exp(log-prob) per answer) | prophet (Prophet's"
-    " vote over non-empty answers, else the top candidate).")]
+Choose = Annotated[str | None, typer.Option(help=_choose_help())]
 CandidateAnswers = Annotated[int | None, typer.Option(
     help="Learned choice: answers of the nearest examples added as candidates (M, default 8).")]
 CandidateNeighbours = Annotated[int | None, typer.Option(

@@ -7,10 +7,7 @@ Question sources (:func:`load_questions` is the single entry point):
   ``{"annotations": [...]}`` with the human answers (OK-VQA v1.1 adds ``raw_answer``).
 - A-OKVQA JSON list: ``{"question_id", "image_id", "question", "direct_answers", ...}``.
 - Hugging Face ``datasets``: a ``save_to_disk`` folder, a local data file or folder, or a hub name.
-  Images stay in the dataset and are decoded lazily, one row at a time. One with ScienceQA's
-  columns is read as ScienceQA.
-- ScienceQA: ``problems.json`` + ``pid_splits.json`` (+ ``captions.json``, images folder); see
-  :mod:`pica.datasets.scienceqa`.
+  Images stay in the dataset and are decoded lazily, one row at a time.
 
 Image ids are compared in the form :func:`normalize_image_id` gives (``"297147"``). Cached captions
 (PICa TSV, JSONL, CSV, JSON) are read by :func:`read_captions`.
@@ -23,7 +20,7 @@ Everything public is importable from ``pica.datasets``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from pica.datasets.aokvqa import read_aokvqa
@@ -32,13 +29,15 @@ from pica.datasets.hf import read_hf_dataset
 from pica.datasets.identity import dataset_identity, identity_key
 from pica.datasets.images import attach_images, scan_images, select
 from pica.datasets.okvqa import from_rows, okvqa_pair, read_lxmert, read_okvqa
-from pica.datasets.rows import QuestionList, example_answer, read_json
-from pica.datasets.scienceqa import ScienceQA, read_scienceqa
+from pica.datasets.rows import DatasetSource, QuestionList, example_answer, read_json
+from pica.datasets.scienceqa import read_scienceqa
 from pica.errors import InputError
+from pica.registry import datasets
 from pica.types import IMAGE_EXTENSIONS, normalize_image_id
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "DatasetSource",
     "QuestionList",
     "attach_images",
     "dataset_identity",
@@ -53,69 +52,81 @@ __all__ = [
     "read_okvqa",
     "read_scienceqa",
     "scan_images",
+    "source_fields",
 ]
 
-_SOURCES_HELP = ("--dataset FILE (LXMERT / A-OKVQA / VQA JSON, or an HF dataset folder),"
-                 " --questions FILE [--annotations FILE] (official VQA / OK-VQA),"
-                 " --aokvqa FILE, --scienceqa problems.json --split SPLIT,"
-                 " or --hf-dataset NAME_OR_DIR [--split SPLIT]")
+REGISTER = {"dataset": {"dataset": "DatasetFile"}}
 
 
-def load_questions(*, dataset: str | Path | None = None, questions: str | Path | None = None,
-                   annotations: str | Path | None = None, aokvqa: str | Path | None = None,
-                   hf_dataset: str | Path | None = None, split: str = "train",
-                   image_column: str | None = None, images_dir: str | Path | None = None,
-                   skip_missing: bool = False, limit: int | None = None,
-                   scienceqa: str | Path | None = None, pid_splits: str | Path | None = None,
-                   scienceqa_captions: str | Path | None = None) -> QuestionList:
+class DatasetFile(DatasetSource):
+    """A dataset file whose format is detected: LXMERT / A-OKVQA / VQA JSON or an HF folder (--dataset)."""
+
+    fields = ("dataset", "annotations")
+    usage = "--dataset FILE (LXMERT / A-OKVQA / VQA JSON, or an HF dataset folder)"
+    metric = "pica.answers:score"
+
+    @classmethod
+    def read(cls, values, split, image_column) -> QuestionList:
+        """The questions of ``values["dataset"]`` (with ``annotations`` for a VQA questions file)."""
+        return _read_auto(values["dataset"], values.get("annotations"))
+
+
+def source_fields() -> list[str]:
+    """Every keyword a registered question source reads (``dataset``, ``questions``,
+    ``annotations``, ``aokvqa``, ``hf_dataset``, and those of plugins' or new modules' sources)."""
+    return list(dict.fromkeys(f for name in datasets.names() for f in datasets.get(name).fields))
+
+
+def load_questions(*, split: str = "train", image_column: str | None = None,
+                   images_dir: str | Path | None = None, skip_missing: bool = False,
+                   limit: int | None = None, **sources: str | Path | None) -> QuestionList:
     """Load questions from exactly one source; the function the CLI calls.
 
     Args:
-        dataset: A JSON file whose format is detected (LXMERT list with ``sent``, A-OKVQA list
-            with ``direct_answers``, or a VQA questions file, which then needs ``annotations``),
-            or an HF dataset folder / ``.parquet`` file.
-        questions: Official VQA / OK-VQA questions file; ``annotations`` optional (no gold).
-        annotations: Official annotations file, with ``questions`` or a VQA ``dataset``.
-        aokvqa: A-OKVQA JSON file.
-        hf_dataset: HF dataset folder or hub name, read with ``split`` and ``image_column``.
+        sources: One registered source's keywords (:data:`pica.registry.datasets`; ``None``
+            values are not given): ``dataset`` (a JSON file whose format is detected, LXMERT
+            list with ``sent``, A-OKVQA list with ``direct_answers``, or a VQA questions file,
+            which then needs ``annotations``; or an HF dataset folder / ``.parquet`` file),
+            ``questions`` (official VQA / OK-VQA questions file; ``annotations`` optional: no
+            gold), ``aokvqa`` (A-OKVQA JSON file), ``hf_dataset`` (HF dataset folder or hub name,
+            read with ``split`` and ``image_column``).
         images_dir: Folder of image files matched by image id (see :func:`attach_images`).
         skip_missing: Drop questions whose image file is missing instead of failing.
         limit: Keep only the first ``limit`` questions (only those need image files).
-        scienceqa: ScienceQA ``problems.json``, read with ``split`` and ``pid_splits``
-            (:func:`pica.datasets.scienceqa.read_scienceqa`); ``images_dir`` in its layout.
-        pid_splits: ScienceQA's ``pid_splits.json`` when it is not beside ``problems.json``.
-        scienceqa_captions: ScienceQA ``captions.json`` (``scienceqa`` or a ScienceQA HF dataset).
 
     Returns:
         A :class:`QuestionList` (``.source``, ``.skipped`` = ids dropped for missing images).
 
     Raises:
         InputError: No or several sources, bad files, empty dataset, duplicate ids, missing images.
+        TypeError: a keyword no registered source reads.
     """
-    given = [flag for flag, value in (("--dataset", dataset), ("--questions", questions),
-                                      ("--aokvqa", aokvqa), ("--hf-dataset", hf_dataset),
-                                      ("--scienceqa", scienceqa))
-             if value is not None]
+    known = source_fields()
+    unknown = set(sources) - set(known)
+    if unknown:
+        raise TypeError(f"load_questions() got unknown source keywords: {', '.join(sorted(unknown))}")
+    kinds = [datasets.get(name) for name in datasets.names()]
+    given = [cls for cls in kinds if sources.get(cls.fields[0]) is not None]
     if len(given) != 1:
-        got = f" (got {' and '.join(given)})" if given else ""
-        raise InputError(f"give exactly one question source{got}: {_SOURCES_HELP}")
-    if annotations is not None and questions is None and dataset is None:
-        raise InputError("--annotations goes with --questions (the official VQA / OK-VQA pair)")
+        got = f" (got {' and '.join(_flag(cls.fields[0]) for cls in given)})" if given else ""
+        usage = ", ".join(cls.usage for cls in kinds)
+        raise InputError(f"give exactly one question source{got}: {usage}")
+    for field in known:  # a companion option (--annotations) without its own source
+        if sources.get(field) is not None and not any(field in cls.fields for cls in given):
+            owners = [cls for cls in kinds if field in cls.fields]
+            owner = next((cls for cls in owners if _flag(field) in cls.usage), owners[0])
+            raise InputError(f"{_flag(field)} goes with {owner.usage}")
     if limit is not None and limit < 1:
         raise InputError("--limit must be at least 1")
-    readers: dict[str, Callable[[], QuestionList]] = {
-        "--dataset": lambda: _read_auto(dataset, annotations),
-        "--questions": lambda: read_okvqa(questions, annotations),
-        "--aokvqa": lambda: read_aokvqa(aokvqa),
-        "--hf-dataset": lambda: read_hf_dataset(hf_dataset, split, image_column,
-                                                scienceqa_captions=scienceqa_captions),
-        "--scienceqa": lambda: ScienceQA.read({"scienceqa": scienceqa, "pid_splits": pid_splits,
-                                               "scienceqa_captions": scienceqa_captions},
-                                              split, images_dir=images_dir),
-    }
-    if given[0] == "--scienceqa":  # its images are found in its own layout
-        return select(readers[given[0]](), None, skip_missing, limit)
-    return select(readers[given[0]](), images_dir, skip_missing, limit)
+    values = {f: sources.get(f) for f in given[0].fields}
+    if given[0].own_images:  # images in the dataset's own layout (ScienceQA): the source finds them
+        values["images_dir"] = images_dir
+        return select(given[0].read(values, split, image_column), None, skip_missing, limit)
+    return select(given[0].read(values, split, image_column), images_dir, skip_missing, limit)
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def _read_auto(path: str | Path, annotations: str | Path | None) -> QuestionList:

@@ -11,7 +11,24 @@ from pathlib import Path
 
 from pica.datasets.images import maybe_attach
 from pica.datasets.okvqa import expect_list, from_rows
-from pica.datasets.rows import QuestionList, read_json
+from pica.datasets.rows import DatasetSource, QuestionList, read_json
+
+REGISTER = {"dataset": {"aokvqa": "AOKVQA"}}
+
+
+class AOKVQA(DatasetSource):
+    """A-OKVQA (direct answer and multiple choice): its JSON list (--aokvqa FILE)."""
+
+    fields = ("aokvqa",)
+    usage = "--aokvqa FILE"
+    # Direct answers: pica.answers.aokvqa_direct_accuracy; DA/MC summaries and the official
+    # prediction files: pica.tasks.aokvqa.
+    metric = "pica.tasks.aokvqa:task_summary"
+
+    @classmethod
+    def read(cls, values, split, image_column) -> QuestionList:
+        """:func:`read_aokvqa` of ``values["aokvqa"]``."""
+        return read_aokvqa(values["aokvqa"])
 
 
 def read_aokvqa(path: str | Path, images_dir: Path | None = None,

@@ -10,12 +10,32 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from pica.datasets.rows import QuestionList, check_questions, question_from_row
+from pica.datasets.rows import DatasetSource, QuestionList, check_questions, question_from_row
 from pica.datasets.scienceqa import is_scienceqa_columns, read_captions_json, read_hf_scienceqa
 from pica.errors import InputError
 
+REGISTER = {"dataset": {"hf": "HFDataset"}}
+
 _HF_FIELDS = ("question", "sent", "question_id", "id", "image_id", "img_id", "answers",
               "direct_answers", "label", "category", "class", "question_type")
+
+
+class HFDataset(DatasetSource):
+    """A Hugging Face dataset: hub name, save_to_disk folder or data files (--hf-dataset, --split)."""
+
+    fields = ("hf_dataset", "scienceqa_captions")
+    usage = "--hf-dataset NAME_OR_DIR [--split SPLIT]"
+
+    @classmethod
+    def read(cls, values, split, image_column) -> QuestionList:
+        """:func:`read_hf_dataset` of ``values["hf_dataset"]``."""
+        return read_hf_dataset(values["hf_dataset"], split, image_column,
+                               scienceqa_captions=values.get("scienceqa_captions"))
+
+    @classmethod
+    def identity(cls, values, split) -> dict[str, str]:
+        """The split (a hub dataset has no digest: its name and split identify it)."""
+        return {"split": split} if split else {}
 
 
 def read_hf_dataset(name_or_path: str | Path, split: str | None = "train",

@@ -27,33 +27,33 @@ CONTENT = "content"
 _SMALL_JSON = 64 * 1024
 
 
-def dataset_identity(*, dataset: str | Path | None = None, questions: str | Path | None = None,
-                     annotations: str | Path | None = None, aokvqa: str | Path | None = None,
-                     hf_dataset: str | Path | None = None, split: str | None = None,
-                     images_dir: str | Path | None = None,
-                     captions: str | Path | None = None, scienceqa: str | Path | None = None,
-                     pid_splits: str | Path | None = None) -> dict[str, Any]:
+def dataset_identity(*, split: str | None = None, images_dir: str | Path | None = None,
+                     captions: str | Path | None = None, **sources: str | Path | None) -> dict[str, Any]:
     """The identity of a question source: given paths as text plus their content digests.
 
     Args:
-        dataset, questions, annotations, aokvqa, hf_dataset, captions: The sources as given.
-        split: The split of an HF dataset or of ScienceQA (recorded only with ``hf_dataset`` or
-            ``scienceqa``).
-        scienceqa, pid_splits: ScienceQA's ``problems.json`` and, when given apart, its splits file.
+        sources: The registered sources' keywords as given (``dataset``, ``questions``,
+            ``annotations``, ``aokvqa``, ``hf_dataset`` ...; :data:`pica.registry.datasets`).
+        split: The split, recorded by the sources that read one (an HF dataset).
         images_dir: Folder of the dataset's images.
+        captions: The captions file.
 
     Returns:
         ``{"dataset": "runs/q.json", ..., "content": {"dataset": "sha256:...", ...}}``; a
         source that is not a local file or folder (a hub name) has no ``content`` entry.
     """
-    if scienceqa and not pid_splits:  # the splits file beside problems.json decides the split too
-        pid_splits = Path(scienceqa).expanduser().parent / "pid_splits.json"
-    given = dict(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
-                 hf_dataset=hf_dataset, captions=captions, images=images_dir, scienceqa=scienceqa,
-                 pid_splits=pid_splits)
+    from pica.registry import datasets
+
+    kinds = [datasets.get(name) for name in datasets.names()]
+    fields = list(dict.fromkeys(f for cls in kinds for f in cls.fields))
+    unknown = set(sources) - set(fields)
+    if unknown:
+        raise TypeError(f"dataset_identity() got unknown source keywords: {', '.join(sorted(unknown))}")
+    given = {**{f: sources.get(f) for f in fields}, "captions": captions, "images": images_dir}
     identity: dict[str, Any] = {k: str(v) for k, v in given.items() if v}
-    if (hf_dataset or scienceqa) and split:
-        identity["split"] = split
+    for cls in kinds:
+        if sources.get(cls.fields[0]):
+            identity.update(cls.identity(sources, split))
     content = {}
     for key, value in given.items():
         digest = content_digest(Path(value).expanduser(), images=key == "images") if value else None

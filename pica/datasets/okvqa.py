@@ -7,8 +7,29 @@ from pathlib import Path
 from typing import Any
 
 from pica.datasets.images import maybe_attach
-from pica.datasets.rows import QuestionList, check_questions, question_from_row, read_json
+from pica.datasets.rows import (
+    DatasetSource,
+    QuestionList,
+    check_questions,
+    question_from_row,
+    read_json,
+)
 from pica.errors import InputError
+
+REGISTER = {"dataset": {"okvqa": "OKVQA"}}
+
+
+class OKVQA(DatasetSource):
+    """The official VQA / OK-VQA pair: questions file [+ annotations] (--questions, --annotations)."""
+
+    fields = ("questions", "annotations")
+    usage = "--questions FILE [--annotations FILE] (official VQA / OK-VQA)"
+    metric = "pica.answers:vqa_accuracy"
+
+    @classmethod
+    def read(cls, values, split, image_column) -> QuestionList:
+        """:func:`read_okvqa` of the questions and annotations files."""
+        return read_okvqa(values["questions"], values.get("annotations"))
 
 
 def expect_list(data: Any, path: Path, fmt: str) -> list[Any]:

@@ -8,6 +8,8 @@
   A-OKVQA, HF ``datasets``) to a :class:`~pica.types.Question`, and the checks on the result.
 
 - :func:`example_answer`: the answer a question shows when it is an in-context example.
+- :class:`DatasetSource`: the interface of a registered question source (``--dataset``,
+  ``--questions``, ``--aokvqa``, ``--hf-dataset`` ...).
 
 The readers themselves live beside this module in :mod:`pica.datasets`.
 """
@@ -248,3 +250,33 @@ def example_answer(q: Question) -> tuple[str, dict[str, float]]:
     if label:
         return max(label, key=label.__getitem__), label
     return "", {}
+
+
+class DatasetSource:
+    """A question source, registered as ``dataset`` (``REGISTER`` in its reader's module).
+
+    Attributes:
+        fields: The :func:`~pica.datasets.load_questions` / :func:`~pica.datasets.dataset_identity`
+            keywords it reads, its own first: that one is its CLI option (``hf_dataset`` ->
+            ``--hf-dataset``) and says the source was given; all are recorded in the identity.
+        usage: How it is given on the command line (for "give exactly one question source").
+        metric: Where its score is defined (``module:function``).
+        own_images: The source finds its images itself (``--images`` in the dataset's own layout,
+            passed to :meth:`read` as ``values["images_dir"]``), else they are matched by image id.
+    """
+
+    fields: tuple[str, ...] = ()
+    usage: str = ""
+    metric: str = "pica.answers:score"
+    own_images: bool = False
+
+    @classmethod
+    def read(cls, values: Mapping[str, Any], split: str, image_column: str | None) -> QuestionList:
+        """Read the questions from ``values`` (this source's fields) and the split."""
+        raise NotImplementedError(f"{cls.__name__} does not say how to read its questions")
+
+    @classmethod
+    def identity(cls, values: Mapping[str, Any], split: str | None) -> dict[str, str]:
+        """What the run identity records beyond the paths (default: nothing)."""
+        return {}
+

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pica.datasets.rows import QuestionList, read_json
+from pica.datasets.rows import DatasetSource, QuestionList, read_json
 from pica.errors import InputError
 from pica.types import Question
 
@@ -196,24 +196,32 @@ def _row_image(images: Any, row: int) -> Any:
     return images[row]["image"]
 
 
-class ScienceQA:
+class ScienceQA(DatasetSource):
     """ScienceQA's problems.json + pid_splits.json, with captions.json and its images folder (--scienceqa)."""
 
     fields = ("scienceqa", "pid_splits", "scienceqa_captions")
     usage = "--scienceqa problems.json --split SPLIT [--pid-splits FILE]"
     metric = "pica.tasks.scienceqa_results:row_fields"
+    own_images = True
 
     @classmethod
-    def read(cls, values: Mapping[str, Any], split: str, image_column: str | None = None,
-             images_dir: str | Path | None = None) -> QuestionList:
-        """The problems of ``split`` (:func:`read_scienceqa`)."""
+    def read(cls, values: Mapping[str, Any], split: str, image_column: str | None = None) -> QuestionList:
+        """The problems of ``split`` (:func:`read_scienceqa`; images from ``values["images_dir"]``)."""
         return read_scienceqa(values["scienceqa"], split, pid_splits=values.get("pid_splits"),
-                              captions=values.get("scienceqa_captions"), images_dir=images_dir)
+                              captions=values.get("scienceqa_captions"), images_dir=values.get("images_dir"))
 
     @classmethod
     def identity(cls, values: Mapping[str, Any], split: str | None) -> dict[str, str]:
-        """The split, beside the paths."""
-        return {"split": split} if split else {}
+        """The split (``validation`` is ``val``), beside the paths."""
+        return {"split": _SPLIT_ALIASES.get(split, split)} if split else {}
+
+
+def splits_file(problems: str | Path | None, pid_splits: str | Path | None) -> Path | None:
+    """The splits file a run reads: ``pid_splits``, else ``pid_splits.json`` beside ``problems``
+    (so its content is part of the run's identity either way)."""
+    if pid_splits is not None:
+        return Path(pid_splits)
+    return Path(problems).expanduser().parent / SPLIT_FILE if problems is not None else None
 
 
 def check_captions(questions: list[Question], captioner_given: bool) -> None:

@@ -24,9 +24,12 @@ class Backend(ABC):
         supports_logprobs: Whether ``Completion.logprob`` is filled in.
         thread_safe: Whether ``complete`` may be called from several threads at once (remote
             APIs); the pipeline then runs questions concurrently.
+        settings_fields: The :class:`~pica.config.Settings` fields :meth:`from_settings` reads.
     """
 
     id: str = ""
+    # The Settings fields from_settings reads.
+    settings_fields: tuple[str, ...] = ()
     n_ctx: int | None = None
     supports_logprobs: bool = True
     thread_safe: bool = False

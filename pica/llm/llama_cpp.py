@@ -67,6 +67,8 @@ class LlamaCppBackend(Backend):
         # Log-probs after each prompt of the last complete() call (its first greedy step).
         self._prompt_end: dict[tuple[int, ...], np.ndarray] = {}
 
+    settings_fields = ("n_ctx", "threads", "n_gpu_layers")
+
     @classmethod
     def from_settings(cls, model: str, settings) -> LlamaCppBackend:
         """A local model with the settings' context window, threads and GPU layers."""

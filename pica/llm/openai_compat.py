@@ -64,6 +64,8 @@ class OpenAICompatBackend(ApiClient, Backend):
         self._noted = False
         self._optional = {path: dict(params) for path, params in OPTIONAL_PARAMS.items()}
 
+    settings_fields = ("api_base", "api_key_env", "concurrency")
+
     @classmethod
     def from_settings(cls, model: str, settings) -> OpenAICompatBackend:
         """An API model with the settings' API base, key variable and concurrency."""

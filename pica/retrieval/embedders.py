@@ -42,6 +42,8 @@ class Embedder(ABC):
     id: str
     dim: int
     can_embed_images: bool = False
+    # The Settings fields from_settings reads.
+    settings_fields: tuple[str, ...] = ("device", "dtype")
 
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

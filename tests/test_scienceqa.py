@@ -342,3 +342,37 @@ def test_cli_index_and_eval_agree_with_an_independent_scorer(tmp_path, gemma_pat
     assert again.exit_code == 0 and len((out / "results.jsonl").read_text().splitlines()) == len(pids)
     other = runner.invoke(app, [a if a != "QCM-ALE" else "QCM-A" for a in args])
     assert other.exit_code == 2 and "prompt_format" in other.output
+
+
+@pytest.mark.slow
+def test_index_with_images_zero_vectors_for_problems_without_one(tmp_path):
+    pytest.importorskip("open_clip")
+    import numpy as np
+    from tiny_models import make_tiny_blip, make_tiny_open_clip
+    from typer.testing import CliRunner
+
+    from pica.cli import app
+
+    files = write_scienceqa_fixture(tmp_path / "sqa", train=6, val=2, images=True)
+    clip, blip = make_tiny_open_clip(tmp_path / "clip"), make_tiny_blip(tmp_path / "blip")
+    index = tmp_path / "idx"
+    # No captions file: the problems with an image are captioned, the others keep their empty caption.
+    done = CliRunner().invoke(app, ["index", "build", str(index), "--scienceqa", str(files["problems"]),
+                                    "--split", "train", "--images", str(files["images"]),
+                                    "--captioner", str(blip), "--embedder", f"open_clip:{clip}"])
+    assert done.exit_code == 0, done.output
+    idx = ExampleIndex.load(index)
+    assert tuple(idx.kinds) == ("question", "image")
+    problems = json.loads(files["problems"].read_text())
+    for row in range(len(idx)):
+        ex = idx.example(row)
+        vector = idx.row_vectors("image", [row])[0]
+        assert ex.meta["lecture"] == problems[ex.id]["lecture"] and ex.choices
+        if problems[ex.id]["image"]:
+            assert ex.caption and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-3)
+        else:
+            assert ex.caption == "" and not np.any(vector)
+    no_captioner = CliRunner().invoke(app, ["index", "build", str(tmp_path / "idx2"), "--scienceqa",
+                                            str(files["problems"]), "--split", "train"])
+    assert no_captioner.exit_code == 2
+    assert "2 of 6 ScienceQA problems have an image but no caption" in no_captioner.output

@@ -181,14 +181,16 @@ def respond(tools: Tools, item: Prepared, shots: Sequence[Example], fmt: str) ->
     prompt, shown = build_prompt(fmt, q.question, context_text(hint, item.caption), q.choices, shots, fits)
     rule = tools.mc_score if tools.mc_score in ("sum", "mean", "calibrated") else "sum"
     record: dict[str, Any] = {"format": fmt, "parsed": False, "fallback": None}
-    output, logprob = "", None
+    output, logprob, generating = "", None, 0.0
     if tools.mc_method == "score":
         index, scored = _score_options(tools, fmt, q, shown, prompt, rule)
         if scored is None:
             raise InputError("--mc-method score: the LLM cannot score text; use --mc-method generate")
         record.update(method="score", **scored)
     else:
+        t1 = time.perf_counter()
         completion = backend.complete([prompt], max_tokens=tokens, stop=list(STOP))[0]
+        generating = time.perf_counter() - t1
         output, logprob = completion.text.strip(), completion.logprob
         index = parse_answer(output, len(q.choices))
         record.update(method="generate", parsed=index is not None)
@@ -199,7 +201,8 @@ def respond(tools: Tools, item: Prepared, shots: Sequence[Example], fmt: str) ->
             else:
                 index, how = map_to_choice(output or q.question, q.choices, tools.embed_texts)
                 record.update(fallback=f"similarity ({how})")
-    seconds = {**item.seconds, "llm": 0.0, "mc": time.perf_counter() - t0}
+    # The LLM stage is the generation; multiple choice, the scoring of the options (if any).
+    seconds = {**item.seconds, "llm": generating, "mc": time.perf_counter() - t0 - generating}
     seconds["total"] = sum(seconds.values())
     mc = {"choices": list(q.choices), "index": index, "chosen": q.choices[index],
           "letter": OPTIONS[index], "rationale": rationale_of(output, fmt), **record}

@@ -21,6 +21,7 @@ a machine the three (and whatever else runs there) share.
 
     python bench/scienceqa.py                  # the shared sample (50 + 50), 2 shots
     python bench/scienceqa.py --limit 20       # the first 20 val problems only (a busy machine)
+    python bench/scienceqa.py --ale-limit 20   # all 50 for QCM-A, the first 20 for QCM-ALE
     python bench/scienceqa.py --smoke          # seconds: the tests' fixture, a temp folder
 
 Files go to bench/out/scienceqa/, the table to BENCHMARKS.md.
@@ -62,7 +63,7 @@ def build_index(data: Path, index: Path) -> None:
 
 
 def start_eval(args, data: Path, index: Path, out: Path, fmt: str, method: str,
-               score: str) -> subprocess.Popen:
+               score: str, limit: int | None) -> subprocess.Popen:
     """One `pica eval` process, started (a run folder resumes where it stopped)."""
     command = [sys.executable, "-m", "pica", "eval", "--scienceqa", str(data / "problems.json"),
                "--split", "val", "--captions", str(data / "captions.json"), "--index", str(index),
@@ -70,8 +71,8 @@ def start_eval(args, data: Path, index: Path, out: Path, fmt: str, method: str,
                "--shots", str(args.shots), "--n-ctx", str(args.n_ctx), "--out", str(out), "--no-progress"]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    if args.limit:
-        command += ["--limit", str(args.limit)]
+    if limit:
+        command += ["--limit", str(limit)]
     return subprocess.Popen(command, cwd=ROOT)
 
 
@@ -102,24 +103,30 @@ def table(results: dict[str, list[dict]]) -> list[str]:
         "QCM-A score, sum": rule_scores(results["QCM-A score"], "sum"),
         "QCM-A score, calibrated": rule_scores(results["QCM-A score"], "calibrated"),
     }
-    by_id = {name: dict(zip(order, values)) for name, values in settings.items()}
     source = {"QCM-A generate": base_rows, "QCM-ALE generate": results["QCM-ALE generate"],
               "QCM-A score, sum": results["QCM-A score"], "QCM-A score, calibrated": results["QCM-A score"]}
-    lines = [f"Chance (mean of 1 / options over the {len(base_rows)} problems): **{100 * chance:.2f}%**.", "",
+    short = results["QCM-ALE generate"]
+    chance_short = sum(1 / len(r["choices"]) for r in short) / len(short)
+    lines = [f"Chance (mean of 1 / options): **{100 * chance:.2f}%** over the {len(base_rows)} problems,"
+             f" {100 * chance_short:.2f}% over the {len(short)} of QCM-ALE.", "",
              "| setting | accuracy % ± 1 SE | n | vs QCM-A generate (paired) | parsed \"The answer is X.\" |"
              " s / problem |",
              "|---|---|---|---|---|---|"]
+    by_id = {name: dict(zip([r["question_id"] for r in source[name]], values))
+             for name, values in settings.items()}
     for name, values in settings.items():
         acc, se = mean_se(values)
-        diff = [by_id[name][q] - by_id["QCM-A generate"][q] for q in order]
-        d, dse = mean_se(diff)
+        common = [q for q in order if q in by_id[name]]
+        d, dse = mean_se([by_id[name][q] - by_id["QCM-A generate"][q] for q in common])
         rows = source[name]
         parsed = sum(1 for r in rows if r["mc"].get("parsed"))
         generated = sum(1 for r in rows if r["mc"].get("method") == "generate")
         speed = sum(r["seconds"] for r in rows) / len(rows)
         lines.append(f"| {name} | {acc:.2f} ± {se:.2f} | {len(values)} |"
-                     f" {'-' if name == 'QCM-A generate' else f'{d:+.2f} ± {dse:.2f}'} |"
+                     f" {'-' if name == 'QCM-A generate' else f'{d:+.2f} ± {dse:.2f} (n={len(common)})'} |"
                      f" {f'{parsed}/{generated}' if generated else '- (scored)'} | {speed:.2f} |")
+    d, dse = mean_se([x - y for x, y in zip(settings["QCM-A score, sum"], settings["QCM-A score, calibrated"])])
+    lines += ["", f"Scoring QCM-A's options, sum minus calibrated (paired, n={len(base_rows)}): {d:+.2f} ± {dse:.2f}."]
     return lines
 
 
@@ -130,6 +137,8 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=4096, help="Context window of the model.")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads of each run.")
     parser.add_argument("--limit", type=int, default=None, help="Only the first N val problems.")
+    parser.add_argument("--ale-limit", type=int, default=None,
+                        help="Only the first N val problems for QCM-ALE (the slow one; default --limit).")
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     if args.smoke:
@@ -151,7 +160,9 @@ def measure(args, data: Path, index: Path, out: Path, smoke_dir: Path | None) ->
     build_index(data, index)
     # The three runs at once, one llama.cpp thread each (a shared machine: see the module docstring).
     folders = {name: out / name.replace(" ", "-") for name in RUNS}
-    running = [start_eval(args, data, index, folders[name], *how) for name, how in RUNS.items()]
+    running = [start_eval(args, data, index, folders[name], *how,
+                          args.ale_limit if name == "QCM-ALE generate" and args.ale_limit else args.limit)
+               for name, how in RUNS.items()]
     if any(p.wait() != 0 for p in running):
         raise SystemExit("a pica eval run failed")
     results = {name: rows_of(folder) for name, folder in folders.items()}

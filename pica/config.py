@@ -384,7 +384,7 @@ def flatten_groups(data: dict[str, Any], path: Path) -> dict[str, Any]:
             for key, value in table.items():
                 if key not in GROUPS[group]:
                     raise InputError(f"config file {path}: [{group}] has no key '{key}';"
-                                     f"{did_you_mean(key, GROUPS[group])} its keys:"
+                                     f"{did_you_mean(key, GROUPS[group])} it holds {GROUP_DOCS[group]}:"
                                      f" {', '.join(GROUPS[group])}")
                 if key in flat:
                     raise InputError(f"config file {path}: '{key}' is given twice (flat and in [{group}])")

@@ -54,6 +54,11 @@ class Pipeline:
             self.__dict__["captioner"] = captioner
         if embedder is not None:
             self.__dict__["embedder"] = embedder
+        from pica.caption import captioner_spec
+        from pica.llm import split_llm
+
+        captioner_spec(self.settings.captioner)  # an unknown KIND: fails before anything loads
+        split_llm(self.settings.llm)
 
     # -- components (built lazily) ------------------------------------------------------------
     @functools.cached_property

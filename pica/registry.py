@@ -2,7 +2,8 @@
 
 Kinds (:data:`KINDS`): ``captioner``, ``backend`` (LLM), ``embedder``, ``choice`` (``--choose``
 rules) and ``dataset`` (question sources). A built-in component is declared in its own module by a
-module-level literal, read with :mod:`ast` (never imported) when the registry is first asked::
+module-level literal; the registry parses that literal alone (never imports the module) when it is
+first asked::
 
     REGISTER = {"captioner": {"hf": "HFCaptioner"}}   # kind -> {name: class in this module}
 
@@ -72,7 +73,7 @@ class Entry:
         name: Its registry name (``hf``, ``openai``, ``shout``).
         kind: The registry it is in (:data:`KINDS`).
         target: Where it lives, ``"module:attr"``.
-        source: ``"built-in"`` or the name of the distribution that declares it.
+        source: ``"built-in"`` or the distribution that declares it (``"pica-shout 0.1"``).
         summary: One line: the first paragraph of its docstring (filled by
             :meth:`Registry.entries`).
         error: Why a plugin cannot be imported (``""`` when it can, or was not tried).
@@ -328,3 +329,13 @@ def split_spec(spec: str, kind: str) -> tuple[str, str] | None:
     if sep and name and "/" not in name and "\\" not in name and name in registry(kind):
         return name, rest
     return None
+
+
+# Read-only views under the names this module had before the registries (``BACKENDS`` ...).
+_OLD_NAMES = {"BACKENDS": "backend", "CAPTIONERS": "captioner", "EMBEDDERS": "embedder"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _OLD_NAMES:
+        return {e.name: e.target for e in REGISTRIES[_OLD_NAMES[name]].builtins().values()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

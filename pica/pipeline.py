@@ -391,12 +391,10 @@ class Pipeline:
 
     def respond(self, item: Prepared, task: str | None = None) -> Answer:
         """The LLM stage for one prepared question, as ``task`` (default: the settings'): a direct
-        answer (:func:`pica.tasks.direct.answer`), a choice among the question's choices, or both
-        (:func:`pica.tasks.multiple_choice.respond`), or a ScienceQA problem (:mod:`pica.tasks.scienceqa`)."""
+        answer, a choice among its choices, both, or a ScienceQA problem (:mod:`pica.tasks`)."""
         task = question_task(task or self.settings.task, item.question)
         if task == "scienceqa":
-            shots = [self.index.example(h.row) for h in item.hits[:self.settings.shots]]
-            return scienceqa.respond(self.tools, item, shots, self.settings.prompt_format)
+            return scienceqa.respond(self.tools, item)
         if task == "da":
             return direct.answer(self.tools, item)
         return multiple_choice.respond(self.tools, item, task)
@@ -414,10 +412,10 @@ class Pipeline:
             backend=self.backend, prompts=self.item_prompts, choices_template=self._choices_template,
             examples=self.shown_examples, embed_texts=self._embed_texts, answer_tokens=self.answer_tokens,
             rationale=s.rationale, ensemble_choice=self.ensemble_choice, mc_method=s.mc_method,
-            mc_score=s.mc_score,
+            mc_score=s.mc_score, prompt_format=s.prompt_format, shots=s.shots,
             chooser=self.choice["chooser"] if learned else None,
             candidate_table=self.candidate_table if learned else None,
-            top_candidate=self.top_candidate,
+            top_candidate=self.top_candidate, example=lambda row: self.index.example(row),
         )
 
     def shown_examples(self, item: Prepared, example_ids: Sequence[Sequence[str]]) -> list[list[Example]]:

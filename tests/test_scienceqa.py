@@ -265,10 +265,13 @@ def test_an_index_of_another_dataset_is_refused_in_one_line(sqa, fake_backend):
     from pica.tasks.base import Prepared
 
     q = read_scienceqa(sqa["problems"], "val", captions=sqa["captions"])[0]
+    from pica.retrieval.index import Hit
+
     shot = Example(id="297147", question="What sport?", answer="tennis", caption="a court")
-    tools = type("T", (), {"backend": fake_backend, "mc_method": "auto", "mc_score": "auto"})()
+    tools = type("T", (), {"backend": fake_backend, "mc_method": "auto", "mc_score": "auto", "shots": 2,
+                           "prompt_format": "QCM-A", "example": staticmethod(lambda row: shot)})()
     with pytest.raises(InputError, match="--scienceqa problems.json --split train"):
-        scienceqa.respond(tools, Prepared(q, "", [], {}), [shot], "QCM-A")
+        scienceqa.respond(tools, Prepared(q, "", [Hit(0, 1.0)], {}))
 
 
 def test_results_file_shape():

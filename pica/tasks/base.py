@@ -65,6 +65,9 @@ class Tools:
             the chooser (``None`` without one).
         top_candidate: ``item -> answer``: the question's best stage-1 candidate, Prophet's
             answer when every completion is empty.
+        prompt_format: ScienceQA's prompt format (:mod:`pica.tasks.scienceqa`).
+        shots: Examples per prompt.
+        example: ``row -> Example``: the index's example at a hit's row.
     """
 
     backend: Any
@@ -80,6 +83,9 @@ class Tools:
     chooser: Any = None
     candidate_table: Callable[..., list[dict[str, Any]]] | None = None
     top_candidate: Callable[[Prepared], str] | None = None
+    prompt_format: str = "QCM-ALE"
+    shots: int = 0
+    example: Callable[[int], Example] | None = None
 
 
 def question_task(task: str, question: Question) -> str:

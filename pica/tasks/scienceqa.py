@@ -149,15 +149,15 @@ def answer_tokens(fmt: str) -> int:
     return ANSWER_TOKENS if fmt.split("-")[1] == "A" else EXPLAINED_TOKENS
 
 
-def respond(tools: Tools, item: Prepared, shots: Sequence[Example], fmt: str) -> Answer:
-    """Answer one prepared ScienceQA problem (``item.question``) in prompt format ``fmt``.
+def respond(tools: Tools, item: Prepared) -> Answer:
+    """Answer one prepared ScienceQA problem (``item.question``) in ``tools.prompt_format``, with
+    the first ``tools.shots`` of its hits as shots (most similar first).
 
     Args:
-        tools: The backend and the text embedder (``tools.mc_method``: ``score`` scores the
-            options without generating; ``auto``/``generate`` generate and parse).
+        tools: The backend, the text embedder, the index's examples (``tools.mc_method``:
+            ``score`` scores the options without generating; ``auto``/``generate`` generate and
+            parse).
         item: The problem after captioning and retrieval (``item.caption``: its caption).
-        shots: Its examples, most similar first.
-        fmt: The prompt format.
 
     Raises:
         InputError: ``--mc-method score`` with a backend that cannot score text; shots that are
@@ -166,6 +166,8 @@ def respond(tools: Tools, item: Prepared, shots: Sequence[Example], fmt: str) ->
     """
     q = item.question
     t0 = time.perf_counter()
+    fmt = tools.prompt_format
+    shots = [tools.example(h.row) for h in item.hits[:tools.shots]] if tools.example and item.hits else []
     unsolved = [ex.id for ex in shots if ex.correct_choice_idx is None or not ex.choices]
     if unsolved:
         raise InputError(f"index example {unsolved[0]} has no choices and answer index: ScienceQA's"

@@ -18,22 +18,21 @@ from typing import Any
 from pica.answers import normalize_answer
 from pica.choice.candidates import SCORING
 from pica.choice.rules import LEARNED
-from pica.config import DEFAULT_CANDIDATES, PROPHET_CANDIDATES, RATIONALE_TOKENS, TEXT_EMBEDDER, Settings
+from pica.config import DEFAULT_CANDIDATES, RATIONALE_TOKENS, TEXT_EMBEDDER, Settings
 from pica.datasets.prophet import StageOne
 from pica.errors import InputError
-from pica.llm.prompts import Prompt, Template, build_prompt, format_candidates, load_template
+from pica.llm.prompts import Prompt, Template, load_template
 from pica.retrieval.index import ExampleIndex, Hit
 from pica.retrieval.selection import (
     answer_aware,
     candidates_from,
-    ensemble_slices,
-    example_candidates,
     file_examples,
     kinds_for,
     random_hits,
 )
-from pica.tasks import direct, multiple_choice
+from pica.tasks import direct, multiple_choice, scienceqa
 from pica.tasks.base import Prepared, Tools, question_task
+from pica.tasks.prompting import build_prompts
 from pica.types import Answer, Example, Question
 from pica.util.threads import bound_threads, per_question_threads
 
@@ -234,40 +233,13 @@ class Pipeline:
 
     def build_prompts(self, question: Question, caption: str, hits: Sequence[Hit], *,
                       template: Template | None = None, choices: Sequence[str] = ()) -> list[Prompt]:
-        """The ensemble's prompts for one question, from its retrieved hits (most similar first).
-
-        ``template`` overrides the settings' (multiple choice uses its ``Choices:`` variant, which
-        shows ``choices``).
-        """
-        s = self.settings
-        template = template or self.template
-        slices = ensemble_slices(hits, s.shots, s.ensemble) if hits else [[] for _ in range(s.ensemble)]
-        if s.examples_file:  # Prophet shows each slice in (shuffled) file order; build_prompt reverses
-            slices = [part[::-1] for part in slices]
-        backend = self.backend
-        fits = None
-        if backend.n_ctx:
-            def fits(text: str) -> bool:
-                return backend.count_tokens(text) + self.answer_tokens <= backend.n_ctx
-        query_candidates, example_candidates = "", None
-        if template.uses_candidates and s.candidates_file:
-            top = s.candidates or PROPHET_CANDIDATES
-            query_candidates = format_candidates(self.stage_one.query_candidates(question.id)[:top])
-
-            def example_candidates(ex: Example) -> str:
-                return format_candidates(self.stage_one.candidates_of(ex.id)[:top])
-        elif template.uses_candidates and self.index is not None:
-            top = s.candidates or DEFAULT_CANDIDATES
-            query_candidates = format_candidates(candidates_from(self.index, hits, top))
-            example_candidates = self._example_candidates(hits, top)
-        prompts = []
-        for part in slices:
-            examples = [self.index.example(h.row) for h in part] if part else []
-            prompts.append(build_prompt(template, caption, question.question, examples,
-                                        candidates=query_candidates,
-                                        example_candidates=example_candidates, fits=fits,
-                                        choices=choices, rationale=s.rationale))
-        return prompts
+        """The ensemble's prompts for one question, from its retrieved hits (most similar first;
+        :func:`pica.tasks.prompting.build_prompts`). ``template`` overrides the settings' (multiple
+        choice uses its ``Choices:`` variant, which shows ``choices``)."""
+        return build_prompts(self.settings, template or self.template, self.backend, self.index,
+                             question, caption, hits, answer_tokens=self.answer_tokens,
+                             stage_one=self.stage_one if self.settings.candidates_file else None,
+                             choices=choices)
 
     def item_prompts(self, item: Prepared, *, template: Template | None = None,
                      choices: Sequence[str] = ()) -> list[Prompt]:
@@ -381,7 +353,7 @@ class Pipeline:
             queries, text_kinds = {}, [kind for kind in ("question", "caption") if kind in kinds]
             if text_kinds:  # one call: larger products run nearer the BLAS kernel's speed
                 vectors = self.embedder.embed_texts([
-                    questions[i].question if kind == "question" else captions[i]
+                    questions[i].search_text if kind == "question" else captions[i]
                     for kind in text_kinds for i in members])
                 for j, kind in enumerate(text_kinds):
                     queries[kind] = vectors[j * len(members):(j + 1) * len(members)]
@@ -392,17 +364,12 @@ class Pipeline:
                 results[i] = hits
         return results
 
-    def _example_candidates(self, hits: Sequence[Hit], top: int):
-        """Candidates for each in-context example, from that example's own neighbours."""
-        found = example_candidates(self.index, hits, top, max(self.settings.shots, 16), self.settings.weights)
-        by_id = {ex_id: format_candidates(candidates) for ex_id, candidates in found.items()}
-        return (lambda ex: by_id.get(ex.id, "")) if hits else None
-
     def respond(self, item: Prepared, task: str | None = None) -> Answer:
         """The LLM stage for one prepared question, as ``task`` (default: the settings'): a direct
-        answer (:func:`pica.tasks.direct.answer`), a choice among the question's choices, or both
-        (:func:`pica.tasks.multiple_choice.respond`)."""
+        answer, a choice among its choices, both, or a ScienceQA problem (:mod:`pica.tasks`)."""
         task = question_task(task or self.settings.task, item.question)
+        if task == "scienceqa":
+            return scienceqa.respond(self.tools, item)
         if task == "da":
             return direct.answer(self.tools, item)
         return multiple_choice.respond(self.tools, item, task)
@@ -423,10 +390,10 @@ class Pipeline:
             choices_template=functools.partial(load_choices_template, s.template),
             examples=self.shown_examples, embed_texts=self._embed_texts, answer_tokens=self.answer_tokens,
             rationale=s.rationale, ensemble_choice=self.ensemble_choice, mc_method=s.mc_method,
-            mc_score=s.mc_score,
+            mc_score=s.mc_score, prompt_format=s.prompt_format, shots=s.shots,
             chooser=self.choice["chooser"] if learned else None,
             candidate_table=self.candidate_table if learned else None,
-            top_candidate=self.top_candidate,
+            top_candidate=self.top_candidate, example=lambda row: self.index.example(row),
         )
 
     def shown_examples(self, item: Prepared, example_ids: Sequence[Sequence[str]]) -> list[list[Example]]:

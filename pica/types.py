@@ -55,6 +55,8 @@ class Example:
         choices: Multiple-choice options (A-OKVQA), shown by templates with ``{choices}``.
         correct_choice_idx: Index of the correct choice in ``choices``, if known.
         rationales: Human rationales (A-OKVQA), shown with ``--rationale``.
+        meta: Dataset-specific fields its task's prompts show (ScienceQA: hint, lecture,
+            solution, grade, subject).
     """
 
     id: str
@@ -66,6 +68,7 @@ class Example:
     choices: tuple[str, ...] = ()
     correct_choice_idx: int | None = None
     rationales: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,7 +95,10 @@ class Question:
         rationales: Human rationales (A-OKVQA), if any.
         scoring: How direct answers are scored: ``"vqa"`` (official VQA accuracy or soft label)
             or ``"aokvqa"`` (the official A-OKVQA evaluation, see
-            :func:`pica.answers.aokvqa_direct_accuracy`).
+            :func:`pica.answers.aokvqa_direct_accuracy`); ``"scienceqa"``: the question is a
+            ScienceQA problem (:mod:`pica.tasks.scienceqa`).
+        context: Text given with the question (ScienceQA's hint): searched with the question.
+        meta: Dataset-specific fields (ScienceQA: hint, lecture, solution, grade, subject, image).
     """
 
     id: str
@@ -111,6 +117,13 @@ class Question:
     difficult: bool = False
     rationales: list[str] = field(default_factory=list)
     scoring: str = "vqa"
+    context: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def search_text(self) -> str:
+        """The text its question vector embeds: the question, then its context when it has one."""
+        return f"{self.question} {self.context}".strip() if self.context else self.question
 
     @classmethod
     def from_image(cls, path: str | Path, question: str, *, caption: str | None = None,

@@ -52,6 +52,8 @@ SMOKE: dict[str, tuple[str, tuple[str, ...]]] = {
     "okvqa": (rf"\| \*\*default\*\*: .* \| [+-]{NUMBER} ± {NUMBER} \| {NUMBER} / {NUMBER} \|", ()),
     "prophet": (rf"\| prophet: Prophet path: .* \| {NUMBER} ± {NUMBER} \| [+-]{NUMBER} ± {NUMBER} \| {NUMBER} \|", ()),
     "rerank": (rf"\| oracle: best of the candidates \| {NUMBER} \|", ()),
+    "scienceqa": (rf"\| QCM-A score, calibrated \| {NUMBER} ± {NUMBER} \| 2 \| [+-]{NUMBER} ± {NUMBER} \(n=2\) \|"
+                  rf" - \(scored\) \| {NUMBER} \|", ()),
     "tuning": (rf"\| pica-5 x3 vote \| .* \| {NUMBER} ± {NUMBER} \| {NUMBER} \|", ()),
 }
 TIMEOUT = 600  # a hang guard for a loaded 2-core machine, not a speed limit

@@ -249,7 +249,7 @@ def test_enumerated_options_list_their_values():
     text = runner.invoke(app, ["answer", "--help"], terminal_width=250).output
     for option, values in [("--choose", "auto|learned|logprob|vote|prophet"),
                            ("--selection", "auto|random|question|image+question|caption+question"),
-                           ("--task", "auto|da|mc|both"), ("--device", "auto|cpu|cuda|cuda:N|mps"),
+                           ("--task", "auto|da|mc|both|scienceqa"), ("--device", "auto|cpu|cuda|cuda:N|mps"),
                            ("--dtype", "auto|float32|float16|bfloat16"), ("--mc-method", "auto|score|generate"),
                            ("--mc-score", "auto|sum|mean|calibrated"), ("--example-order", "similar|answer-aware")]:
         assert f"{option} [{values}]" in text, option

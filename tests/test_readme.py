@@ -4,7 +4,7 @@ every command in it either runs here exactly as written or is on SKIP with the r
 Commands run in README order in one folder tree laid out as README assumes: the repository root
 (the working folder, with ``indexes/`` and ``runs/`` written into it) beside ``../shared``, which
 holds the small OK-VQA-format fixture under the real file names (tests/okvqa_fixture.py, never the
-real data) and a generated ``glove_boy.jpeg``. Files a reader brings along (``photo.jpg``,
+real data) and a ScienceQA-format one (tests/scienceqa_fixture.py) and a generated ``glove_boy.jpeg``. Files a reader brings along (``photo.jpg``,
 ``my_examples.jsonl``, the A-OKVQA files) are written by the fixture too. The first two README
 commands (between the ``main-command`` / ``test-command`` markers) make a venv and install; only
 the ``pica`` part of the first runs (the test-command runs this very suite).
@@ -129,6 +129,7 @@ def tree(tmp_path_factory):
     from aokvqa_fixture import write_aokvqa_fixture
     from okvqa_fixture import write_okvqa_fixture
     from PIL import Image
+    from scienceqa_fixture import write_scienceqa_fixture
 
     base = tmp_path_factory.mktemp("readme")
     repo, okvqa, images = base / "pica", base / "shared" / "okvqa", base / "shared" / "images"
@@ -144,6 +145,7 @@ def tree(tmp_path_factory):
     Image.new("RGB", (64, 64), (90, 140, 60)).save(repo / "photo.jpg")
     (repo / "my_examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in EXAMPLES), encoding="utf-8")
     write_aokvqa_fixture(repo)
+    write_scienceqa_fixture(base / "shared" / "scienceqa")
     return repo
 
 

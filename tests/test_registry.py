@@ -39,7 +39,7 @@ def test_the_built_ins_of_every_kind():
     assert set(backends.builtins()) == {"llama-cpp", "openai"}
     assert set(embedders.builtins()) == {"open_clip", "sentence-transformers"}
     assert list(choice_rules.builtins()) == ["auto", "learned", "logprob", "vote", "prophet"]
-    assert set(datasets.builtins()) == {"dataset", "okvqa", "aokvqa", "hf"}
+    assert set(datasets.builtins()) == {"dataset", "okvqa", "aokvqa", "hf", "scienceqa"}
     for registry in REGISTRIES.values():
         for entry in registry.entries():
             assert entry.source == BUILT_IN and entry.summary and entry.kind == registry.kind
@@ -232,7 +232,9 @@ def test_a_new_choice_rule_module_is_listed_validated_and_used(with_last_rule, t
 def test_dataset_sources_carry_their_fields_in_identity_order():
     from pica.datasets import source_fields
 
-    assert source_fields() == ["dataset", "annotations", "aokvqa", "hf_dataset", "questions"]
+    assert source_fields() == ["dataset", "annotations", "aokvqa", "hf_dataset", "scienceqa_captions",
+                               "questions", "scienceqa", "pid_splits"]
     assert {name: datasets.get(name).fields[0] for name in datasets.names()} == {
-        "dataset": "dataset", "aokvqa": "aokvqa", "hf": "hf_dataset", "okvqa": "questions"}
+        "dataset": "dataset", "aokvqa": "aokvqa", "hf": "hf_dataset", "okvqa": "questions",
+        "scienceqa": "scienceqa"}
     assert dataclasses.is_dataclass(Settings)

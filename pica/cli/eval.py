@@ -39,10 +39,19 @@ def evaluate(
     annotations: Annotated[Path | None, typer.Option(help="Official OK-VQA/VQA annotations JSON.")] = None,
     aokvqa: Annotated[Path | None, typer.Option(help="A-OKVQA JSON (direct answers).")] = None,
     hf_dataset: Annotated[str | None, typer.Option(help="Hugging Face dataset name or folder.")] = None,
-    split: Annotated[str, typer.Option(help="Split of the HF dataset.")] = "validation",
+    scienceqa: Annotated[Path | None, typer.Option(
+        help="ScienceQA problems.json (pid_splits.json beside it; --split train|val|test|minival...).")
+    ] = None,
+    pid_splits: Annotated[Path | None, typer.Option(
+        help="ScienceQA pid_splits.json when it is not beside problems.json.")] = None,
+    prompt_format: Annotated[str | None, typer.Option(
+        help="ScienceQA prompt format: QCM-ALE (default: answer, lecture, explanation), QCM-A"
+        " (answer only), or another of the paper's (CQM-A, QCM-LEA, ...).")] = None,
+    split: Annotated[str, typer.Option(help="Split of the HF dataset or of ScienceQA.")] = "validation",
     images: Annotated[Path | None, typer.Option(help="Folder of the dataset's images.")] = None,
     captions: Annotated[Path | None, typer.Option(
-        help="Cached captions file (PICa TSV, JSONL, CSV) keyed by image id.")] = None,
+        help="Cached captions file (PICa TSV, JSONL, CSV) keyed by image id; ScienceQA's captions.json.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(
         hidden=True, help="Deprecated spelling of the RUN argument.")] = None,
     limit: Annotated[int | None, typer.Option(
@@ -59,18 +68,27 @@ def evaluate(
     *,
     options: dict[str, Any],
 ) -> None:
-    """Batch evaluation on a dataset (OK-VQA, A-OKVQA direct answer and multiple choice; official
-    metrics), resumable: `pica eval RUN --dataset D --index INDEX ...`; then `pica report RUN`."""
+    """Batch evaluation on a dataset (OK-VQA, A-OKVQA direct answer and multiple choice, ScienceQA;
+    official metrics), resumable: `pica eval RUN --dataset D --index INDEX ...`; then `pica report RUN`."""
     from pica.datasets import dataset_identity, load_questions
+    from pica.datasets.scienceqa import check_captions, splits_file
     from pica.evaluation import evaluate as run_evaluation
 
     out = _run_folder(run, out)
-    options["captioner"] = cached_captions(captions, options["captioner"])
-    settings = settings_from({**options, "concurrency": concurrency})
+    # ScienceQA's captions.json goes to its reader (also for an HF copy with its columns).
+    science_captions = captions if captions is not None and (
+        scienceqa is not None or (hf_dataset is not None and captions.suffix == ".json")) else None
     sources = dict(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
-                   hf_dataset=hf_dataset)
+                   hf_dataset=hf_dataset, scienceqa=scienceqa, scienceqa_captions=science_captions,
+                   pid_splits=splits_file(scienceqa, pid_splits))
     qs = load_questions(**sources, split=split, images_dir=images, limit=limit)
-    identity = dataset_identity(**sources, split=split, images_dir=images, captions=captions)
+    if qs and qs[0].scoring == "scienceqa":
+        check_captions(qs, options["captioner"] is not None)
+    else:
+        options["captioner"] = cached_captions(captions, options["captioner"])
+    settings = settings_from({**options, "concurrency": concurrency, "prompt_format": prompt_format})
+    identity = dataset_identity(**{k: v for k, v in sources.items() if k != "scienceqa_captions"},
+                                split=split, images_dir=images, captions=captions)
     from pica.choice.trust import choice_line
     from pica.evaluation.runner import examples_info
     from pica.pipeline import Pipeline
@@ -130,6 +148,8 @@ def _print_summary(summary: dict[str, Any], out: Path, as_json: bool = False) ->
         typer.echo(f"  direct answer (A-OKVQA)  {_mean(da)}; {da['difficult_left_out']} difficult left out")
     if "mc" in summary:
         typer.echo(f"  multiple choice          {_mean(summary['mc'])}")
+    for column, row in (summary.get("scienceqa") or {}).items():
+        typer.echo(f"  {column:<8} {_mean(row)}")
     for category, row in summary["per_category"].items():
         label = f"{category:>2} {row['name']}" if row.get("name") else category
         typer.echo(f"  {label:<44} {_mean(row)}")

@@ -54,7 +54,11 @@ def index_build(
     aokvqa: Annotated[Path | None, typer.Option(help="A-OKVQA JSON (direct answers).")] = None,
     hf_dataset: Annotated[str | None, typer.Option(
         help="Hugging Face dataset: hub name or a save_to_disk folder.")] = None,
-    split: Annotated[str, typer.Option(help="Split of the HF dataset.")] = "train",
+    scienceqa: Annotated[Path | None, typer.Option(
+        help="ScienceQA problems.json (pid_splits.json beside it; --captions captions.json).")] = None,
+    pid_splits: Annotated[Path | None, typer.Option(
+        help="ScienceQA pid_splits.json when it is not beside problems.json.")] = None,
+    split: Annotated[str, typer.Option(help="Split of the HF dataset or of ScienceQA.")] = "train",
     examples: Annotated[Path | None, typer.Option(
         help="JSONL of solved examples with inline captions (id, caption, question, answer).")] = None,
     captions: Annotated[Path | None, typer.Option(
@@ -105,19 +109,27 @@ def index_build(
         "mmproj": mmproj, "caption_max_side": caption_max_side, "concurrency": concurrency}, config)
     check_replaceable(out, overwrite)  # before any model loads
     if examples is not None:
-        if any(v is not None for v in (dataset, questions, aokvqa, hf_dataset, part)):
+        if any(v is not None for v in (dataset, questions, aokvqa, hf_dataset, scienceqa, part)):
             raise InputError("--examples cannot be combined with another dataset option or --shard")
         path = build_from_examples_file(examples, out, embedder=embedder, overwrite=overwrite,
                                         approximate=approximate)
     else:
         from pica.datasets import dataset_identity, load_questions, read_captions
+        from pica.datasets.scienceqa import check_captions, splits_file
 
+        science_captions = captions if captions is not None and (
+            scienceqa is not None or (hf_dataset is not None and captions.suffix == ".json")) else None
         given = dict(dataset=dataset, questions=questions, annotations=annotations, aokvqa=aokvqa,
-                     hf_dataset=hf_dataset)
+                     hf_dataset=hf_dataset, scienceqa=scienceqa, scienceqa_captions=science_captions,
+                     pid_splits=splits_file(scienceqa, pid_splits))
         qs = load_questions(**given, split=split, images_dir=images, skip_missing=skip_missing,
                             limit=limit)
-        caption_map = read_captions(captions) if captions is not None else None
-        sources = dataset_identity(**given, captions=captions, images_dir=images)
+        science = bool(qs) and qs[0].scoring == "scienceqa"
+        if science:
+            check_captions(qs, captioner is not None)
+        caption_map = read_captions(captions) if captions is not None and not science else None
+        sources = dataset_identity(**{k: v for k, v in given.items() if k != "scienceqa_captions"},
+                                   captions=captions, images_dir=images, split=split if science else None)
         path = build_index(out, qs, captions=caption_map, captioner=captioner, embedder=embedder,
                            approximate=approximate, overwrite=overwrite, skip_missing=skip_missing,
                            batch_size=batch_size, workers=workers, device=settings.device,

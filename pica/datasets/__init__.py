@@ -30,6 +30,7 @@ from pica.datasets.identity import dataset_identity, identity_key
 from pica.datasets.images import attach_images, scan_images, select
 from pica.datasets.okvqa import from_rows, okvqa_pair, read_lxmert, read_okvqa
 from pica.datasets.rows import DatasetSource, QuestionList, example_answer, read_json
+from pica.datasets.scienceqa import read_scienceqa
 from pica.errors import InputError
 from pica.registry import datasets
 from pica.types import IMAGE_EXTENSIONS, normalize_image_id
@@ -49,6 +50,7 @@ __all__ = [
     "read_hf_dataset",
     "read_lxmert",
     "read_okvqa",
+    "read_scienceqa",
     "scan_images",
     "source_fields",
 ]
@@ -117,6 +119,9 @@ def load_questions(*, split: str = "train", image_column: str | None = None,
     if limit is not None and limit < 1:
         raise InputError("--limit must be at least 1")
     values = {f: sources.get(f) for f in given[0].fields}
+    if given[0].own_images:  # images in the dataset's own layout (ScienceQA): the source finds them
+        values["images_dir"] = images_dir
+        return select(given[0].read(values, split, image_column), None, skip_missing, limit)
     return select(given[0].read(values, split, image_column), images_dir, skip_missing, limit)
 
 

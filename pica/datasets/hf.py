@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pica.datasets.rows import DatasetSource, QuestionList, check_questions, question_from_row
+from pica.datasets.scienceqa import is_scienceqa_columns, read_captions_json, read_hf_scienceqa
 from pica.errors import InputError
 
 REGISTER = {"dataset": {"hf": "HFDataset"}}
@@ -22,13 +23,14 @@ _HF_FIELDS = ("question", "sent", "question_id", "id", "image_id", "img_id", "an
 class HFDataset(DatasetSource):
     """A Hugging Face dataset: hub name, save_to_disk folder or data files (--hf-dataset, --split)."""
 
-    fields = ("hf_dataset",)
+    fields = ("hf_dataset", "scienceqa_captions")
     usage = "--hf-dataset NAME_OR_DIR [--split SPLIT]"
 
     @classmethod
     def read(cls, values, split, image_column) -> QuestionList:
         """:func:`read_hf_dataset` of ``values["hf_dataset"]``."""
-        return read_hf_dataset(values["hf_dataset"], split, image_column)
+        return read_hf_dataset(values["hf_dataset"], split, image_column,
+                               scienceqa_captions=values.get("scienceqa_captions"))
 
     @classmethod
     def identity(cls, values, split) -> dict[str, str]:
@@ -37,7 +39,8 @@ class HFDataset(DatasetSource):
 
 
 def read_hf_dataset(name_or_path: str | Path, split: str | None = "train",
-                    image_column: str | None = None) -> QuestionList:
+                    image_column: str | None = None,
+                    scienceqa_captions: str | Path | None = None) -> QuestionList:
     """Read a Hugging Face dataset: a ``save_to_disk`` folder, local data files, or a hub name.
 
     Columns are found by name: question (``question``/``sent``), id (``question_id``/``id``,
@@ -45,13 +48,18 @@ def read_hf_dataset(name_or_path: str | Path, split: str | None = "train",
     objects with ``answer``/``raw_answer``, A-OKVQA ``direct_answers``, or an LXMERT ``label``).
     The image column (``image_column``, else ``image``, else the first ``Image`` feature) becomes
     ``Question.image``, a callable that decodes that one row's image when called; a text column
-    of file paths becomes ``Question.image_path``.
+    of file paths becomes ``Question.image_path``. A dataset with ScienceQA's columns
+    (``derek-thomas/ScienceQA``, ``lmms-lab/ScienceQA``) is read as ScienceQA problems
+    (:func:`pica.datasets.scienceqa.read_hf_scienceqa`, captions from ``scienceqa_captions``).
 
     Raises:
         InputError: ``datasets`` missing, dataset/split not loadable (offline?), no question column.
     """
     ds, source, base = _load_hf(name_or_path, split)
     columns = list(ds.column_names)
+    if is_scienceqa_columns(columns):
+        captions = read_captions_json(scienceqa_captions) if scienceqa_captions else None
+        return read_hf_scienceqa(ds, source, split, captions)
     if not any(c in columns for c in ("question", "sent")):
         raise InputError(f"{source} has no question column ('question' or 'sent');"
                          f" columns: {', '.join(columns)}")

@@ -263,11 +263,14 @@ class DatasetSource:
             ``--hf-dataset``) and says the source was given; all are recorded in the identity.
         usage: How it is given on the command line (for "give exactly one question source").
         metric: Where its score is defined (``module:function``).
+        own_images: The source finds its images itself (``--images`` in the dataset's own layout,
+            passed to :meth:`read` as ``values["images_dir"]``), else they are matched by image id.
     """
 
     fields: tuple[str, ...] = ()
     usage: str = ""
     metric: str = "pica.answers:score"
+    own_images: bool = False
 
     @classmethod
     def read(cls, values: Mapping[str, Any], split: str, image_column: str | None) -> QuestionList:

@@ -15,6 +15,7 @@ from pica.evaluation.results import RESULTS_FILE, read_results
 from pica.evaluation.runlock import RunLock
 from pica.evaluation.summary import summarize
 from pica.tasks.aokvqa import write_official_predictions
+from pica.tasks.scienceqa_results import write_results_file
 from pica.util.fileio import atomic_write, atomic_write_text
 
 RUN_FILE = "run.json"
@@ -23,7 +24,8 @@ OUTPUTS = ("predictions.json", "results.parquet", "summary.json", "report.html")
 
 def write_outputs(out: str | Path, questions_order: Sequence[str] | None = None) -> dict[str, Any]:
     """Write predictions.json, results.parquet, summary.json and report.html from results.jsonl
-    (and, for A-OKVQA runs, ``predictions_{split}-da.json`` / ``predictions_{split}-mc.json``).
+    (and, for A-OKVQA runs, ``predictions_{split}-da.json`` / ``predictions_{split}-mc.json``; for
+    ScienceQA runs, ``scienceqa_{split}.json``).
 
     Takes the folder's lock: a running ``pica eval`` writes these outputs itself when it ends, and
     two writers would race on the files, so a folder in use is refused rather than waited for.
@@ -58,8 +60,9 @@ def _write_outputs(out: Path, questions_order: Sequence[str] | None) -> dict[str
     predictions = [{"question_id": _vqa_id(r["question_id"]), "answer": r["answer"]} for r in rows]
     atomic_write_text(out / "predictions.json", json.dumps(predictions) + "\n")
     write_official_predictions(out, rows, config.get("dataset") or {})
+    write_results_file(out, rows, config.get("dataset") or {})
     frame = pd.DataFrame(rows)
-    for column in ("gold", "example_ids", "prompts", "candidates", "choices", "mc"):
+    for column in ("gold", "example_ids", "prompts", "candidates", "choices", "mc", "columns"):
         if column in frame:
             frame[column] = [json.dumps(v, ensure_ascii=False) for v in frame[column]]
     atomic_write(out / "results.parquet", lambda tmp: frame.to_parquet(tmp, index=False))

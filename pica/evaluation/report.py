@@ -172,6 +172,7 @@ def render_report(
         chart=bar_chart_data(summary.get("per_category") or {}, "Accuracy per category"),
         category_rows=_stats_rows(summary.get("per_category") or {}, labelled=True),
         question_types=_stats_rows(summary.get("per_question_type") or {}),
+        scienceqa_rows=_stats_rows(summary.get("scienceqa") or {}, ordered=True),
         no_annotations=summary.get("annotations") is False,
         choice=choice_line(summary["choice"]) if isinstance(summary.get("choice"), Mapping) else "",
         stages=_stage_rows(summary),
@@ -333,11 +334,13 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def _stats_rows(stats: Mapping[str, Mapping[str, Any]], labelled: bool = False) -> list[dict[str, Any]]:
-    """Rows of the per-question-type (or, ``labelled`` with category names, per-category) table:
-    name, accuracy, one SE and n as text (2 decimals), bar width in percent."""
+def _stats_rows(stats: Mapping[str, Mapping[str, Any]], labelled: bool = False,
+                ordered: bool = False) -> list[dict[str, Any]]:
+    """Rows of the per-question-type (or, ``labelled`` with category names, per-category; or,
+    ``ordered``, ScienceQA's columns as given) table: name, accuracy, one SE and n as text (2
+    decimals), bar width in percent."""
     rows = []
-    for name in sorted(stats, key=natural_key):
+    for name in (stats if ordered else sorted(stats, key=natural_key)):
         acc = as_float(stats[name].get("accuracy"))
         rows.append({
             "name": category_label(name, stats[name].get("name")) if labelled else str(name),

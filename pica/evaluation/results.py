@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pica.tasks import scienceqa_results
 from pica.tasks.aokvqa import task_fields
 from pica.types import Answer, Question
 from pica.util.fileio import atomic_write, storage_error
@@ -121,7 +122,8 @@ def result_row(q: Question, a: Answer, task: str = "da") -> dict[str, Any]:
 
     ``score`` is the official VQA accuracy (or soft label) for OK-VQA, the official A-OKVQA
     direct-answer score for A-OKVQA, and the multiple-choice outcome for ``task="mc"``; the task
-    fields are those of :func:`pica.tasks.aokvqa.task_fields`. ``seconds`` is the question's
+    fields are those of :func:`pica.tasks.aokvqa.task_fields` (of
+    :func:`pica.tasks.scienceqa_results.row_fields` for ScienceQA). ``seconds`` is the question's
     total, ``seconds_caption`` / ``_retrieval`` / ``_llm`` / ``_mc`` its :data:`STAGES`.
     """
     return {
@@ -133,5 +135,6 @@ def result_row(q: Question, a: Answer, task: str = "da") -> dict[str, Any]:
         "example_ids": a.example_ids, "candidates": a.candidates,
         "seconds": a.seconds.get("total", 0.0),
         **{f"seconds_{stage}": a.seconds.get(stage, 0.0) for stage in STAGES},
-        "prompt_tokens": a.prompt_tokens, **task_fields(q, a, task),
+        "prompt_tokens": a.prompt_tokens,
+        **(scienceqa_results.row_fields(q, a) if task == "scienceqa" else task_fields(q, a, task)),
     }

@@ -118,7 +118,7 @@ def open_run(out: Path, config: dict[str, Any], force_new: bool,
             os.replace(out / RESULTS_FILE, out / f"results.{stamp}.jsonl.bak")
         for name in OUTPUTS:
             (out / name).unlink(missing_ok=True)
-        for old_file in out.glob("predictions_*.json"):
+        for old_file in [*out.glob("predictions_*.json"), *out.glob("scienceqa_*.json")]:
             old_file.unlink()
     _write_run_file(run_file, {"config": config, **facts, "pica_version": __version__,
                                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, choice)

@@ -15,6 +15,7 @@ from pica.evaluation.categories import category_name
 from pica.evaluation.results import STAGES
 from pica.retrieval.store import STARTER_WARNING
 from pica.tasks.aokvqa import task_summary
+from pica.tasks.scienceqa_results import column_summary
 from pica.util.memory import peak_rss_mb
 
 
@@ -46,8 +47,10 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
     ``questions`` the number answered, ``errors`` those recorded as error rows (a prompt that
     cannot fit the context; scored as wrong answers). A run without gold answers has ``accuracy`` and ``se``
     ``None``, ``n`` 0 and ``annotations`` false. A-OKVQA runs add ``task``, ``da`` and ``mc``
-    (see :func:`pica.tasks.aokvqa.task_summary`). ``seconds_per_stage`` holds the mean seconds of
-    each stage per question (:data:`pica.evaluation.results.STAGES`), ``seconds_first_question``
+    (see :func:`pica.tasks.aokvqa.task_summary`); ScienceQA runs ``scienceqa``, the paper's
+    columns NAT..G7-12 and Avg (:func:`pica.tasks.scienceqa_results.column_summary`).
+    ``seconds_per_stage`` holds the mean seconds of each stage per question
+    (:data:`pica.evaluation.results.STAGES`), ``seconds_first_question``
     the first question's total (model loading falls there).
     """
     def acc(group: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -77,6 +80,7 @@ def summarize(rows: Sequence[dict[str, Any]], config: dict[str, Any],
         "examples": run.get("examples") or _examples_of(config),
         "annotations": annotated,
         **task_summary(all_rows),
+        **column_summary(all_rows),
         "per_category": {k: _named(k, acc(v))
                          for k, v in sorted(by_cat.items(), key=lambda kv: _natural(kv[0]))},
         "per_question_type": {k: acc(v) for k, v in sorted(by_type.items())},

@@ -90,19 +90,21 @@ def build_index(
     bound_threads(cpu_budget())  # batch work: the cores this process is given, no more
     if not questions:
         raise InputError("the dataset is empty: no questions to index")
-    have_images = all(q.has_image for q in questions)
+    # Every question has an image, or (ScienceQA) those without one come with their caption.
+    have_images = any(q.has_image for q in questions) and all(
+        q.has_image or q.caption is not None for q in questions)
     spec = embedder or default_embedder(have_images)
     if spec.startswith("open_clip:") and not have_images:
         raise InputError(f"embedder {spec} needs images; pass --images DIR or use a text embedder")
-    if captions is None and not have_images:
+    if captions is None and not have_images and any(q.caption is None for q in questions):
         raise InputError("examples need captions: pass --captions FILE, or --images DIR to caption them")
 
     kept: list[tuple[Question, Example]] = []
     missing: list[str] = []
     unanswered = 0
     for q in questions:
-        caption = None
-        if captions is not None:
+        caption = q.caption
+        if caption is None and captions is not None:
             caption = find_caption(captions, q.id, q.image_id)
             if caption is None:
                 missing.append(q.image_id or q.id)
@@ -111,10 +113,11 @@ def build_index(
         if not answer:
             unanswered += 1
             continue
-        kept.append((q, Example(id=q.id, question=q.question, answer=answer, caption=caption or "",
+        # caption None: made by the captioner below.
+        kept.append((q, Example(id=q.id, question=q.question, answer=answer, caption=caption,
                                 image_id=q.image_id, answers=weights, choices=tuple(q.choices),
                                 correct_choice_idx=q.correct_choice_idx,
-                                rationales=tuple(q.rationales))))
+                                rationales=tuple(q.rationales), meta=dict(q.meta))))
     if missing and not skip_missing:
         first = ", ".join(list(dict.fromkeys(missing))[:3])
         raise InputError(
@@ -143,7 +146,7 @@ def build_index(
                          sources={**(sources or {}), "skipped_missing_captions": len(missing),
                                   "skipped_without_answer": unanswered})
     cap = None
-    if captions is None:
+    if any(ex.caption is None for _, ex in kept):
         from pica.caption import captioner_from_settings, make_captioner
         from pica.config import DEFAULT_CAPTIONER
 
@@ -156,10 +159,13 @@ def build_index(
         for batch, loaded in prefetch_map(load, _batches(kept, batch_size), workers):
             qs = [q for q, _ in batch]
             examples = [ex for _, ex in batch]
-            if cap is not None:
-                texts = cap.caption(qs, images=[pixels for pixels, _ in loaded])
-                examples = [Example(**{**ex.__dict__, "caption": t}) for ex, t in zip(examples, texts)]
-            writer.add(examples, _vectors(emb, kinds, examples, [pixels for _, pixels in loaded]))
+            todo = [i for i, ex in enumerate(examples) if ex.caption is None]
+            if cap is not None and todo:
+                texts = cap.caption([qs[i] for i in todo], images=[loaded[i][0] for i in todo])
+                for i, t in zip(todo, texts):
+                    examples[i] = Example(**{**examples[i].__dict__, "caption": t})
+            writer.add(examples, _vectors(emb, kinds, examples, [pixels for _, pixels in loaded],
+                                          [q.search_text for q in qs]))
             bar.update(len(batch))
     return writer.finish()
 
@@ -176,6 +182,8 @@ def _image_loader(cap, emb):
 
     def load(item):
         question = item[0]
+        if not question.has_image:  # a ScienceQA problem without an image: its vector is zero
+            return None, None
         decode = emb is not None or (cap is not None and from_file is None)
         image = question.load_image() if decode else None
         if cap is None:
@@ -187,11 +195,17 @@ def _image_loader(cap, emb):
     return load
 
 
-def _vectors(emb, kinds: Sequence[str], examples: Sequence[Example],
-             images: Sequence) -> dict[str, np.ndarray]:
-    vectors = {"question": emb.embed_texts([ex.question for ex in examples])}
+def _vectors(emb, kinds: Sequence[str], examples: Sequence[Example], images: Sequence,
+             texts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Vectors of a batch: ``question`` of ``texts`` (question + context) or the questions,
+    ``image`` (zero for an example without an image), ``caption``."""
+    questions = list(texts) if texts is not None else [ex.question for ex in examples]
+    vectors = {"question": emb.embed_texts(questions)}
     if "image" in kinds:
-        vectors["image"] = emb.embed_images(images)
+        have = [i for i, pixels in enumerate(images) if pixels is not None]
+        vectors["image"] = np.zeros((len(examples), emb.dim), dtype=np.float32)
+        if have:
+            vectors["image"][have] = emb.embed_images([images[i] for i in have])
     if "caption" in kinds:
         vectors["caption"] = emb.embed_texts([ex.caption for ex in examples])
     return vectors

@@ -7,7 +7,8 @@ Folder layout (``FORMAT_VERSION`` 1)::
                        sources, build time, sha256 of every file
     examples.parquet   id, question, answer, caption, image_id, answers (JSON {answer: weight}),
                        choices, correct_choice_idx, rationales (A-OKVQA; JSON list, int or null,
-                       JSON list; absent in indexes built before they existed)
+                       JSON list; absent in indexes built before they existed), meta (JSON
+                       object of dataset-specific fields: ScienceQA's hint, lecture, solution...)
     <kind>.faiss       one exact IndexFlatIP per vector kind (question, image or caption)
     search.faiss       optional approximate index (HNSW or IVF) over the concatenated kinds
 
@@ -167,6 +168,7 @@ class ExampleIndex:
                 choices=tuple(json.loads(r.get("choices") or "[]")),
                 correct_choice_idx=_optional_int(r.get("correct_choice_idx")),
                 rationales=tuple(json.loads(r.get("rationales") or "[]")),
+                meta=json.loads(r.get("meta") or "{}"),
             )
         return self._cache[row]
 

@@ -115,7 +115,8 @@ class IndexWriter:
                               "answers": json.dumps(ex.answers, ensure_ascii=False),
                               "choices": json.dumps(list(ex.choices), ensure_ascii=False),
                               "correct_choice_idx": ex.correct_choice_idx,
-                              "rationales": json.dumps(list(ex.rationales), ensure_ascii=False)})
+                              "rationales": json.dumps(list(ex.rationales), ensure_ascii=False),
+                              "meta": json.dumps(ex.meta, ensure_ascii=False)})
 
     def __enter__(self) -> IndexWriter:
         return self
@@ -139,7 +140,7 @@ class IndexWriter:
         try:
             frame = pd.DataFrame(self.rows, columns=["id", "question", "answer", "caption", "image_id",
                                                      "answers", "choices", "correct_choice_idx",
-                                                     "rationales"])
+                                                     "rationales", "meta"])
             frame["correct_choice_idx"] = frame["correct_choice_idx"].astype("Int64")
             frame.to_parquet(tmp / EXAMPLES, index=False)
             kinds = {}

@@ -120,7 +120,8 @@ def official_predictions(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[st
     rows are left out)."""
     da = {str(r["question_id"]): r["answer"] for r in rows
           if "da_score" in r and r.get("task") in ("da", "both")}
-    mc = {str(r["question_id"]): r["chosen"] for r in rows if r.get("chosen") is not None}
+    mc = {str(r["question_id"]): r["chosen"] for r in rows
+          if r.get("chosen") is not None and r.get("task") != "scienceqa"}
     return {name: preds for name, preds in (("da", da), ("mc", mc)) if preds}
 
 

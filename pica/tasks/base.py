@@ -65,6 +65,9 @@ class Tools:
             the chooser (``None`` without one).
         top_candidate: ``item -> answer``: the question's best stage-1 candidate, Prophet's
             answer when every completion is empty.
+        prompt_format: ScienceQA's prompt format (:mod:`pica.tasks.scienceqa`).
+        shots: Examples per prompt.
+        example: ``row -> Example``: the index's example at a hit's row.
     """
 
     backend: Any
@@ -80,14 +83,23 @@ class Tools:
     chooser: Any = None
     candidate_table: Callable[..., list[dict[str, Any]]] | None = None
     top_candidate: Callable[[Prepared], str] | None = None
+    prompt_format: str = "QCM-ALE"
+    shots: int = 0
+    example: Callable[[int], Example] | None = None
 
 
 def question_task(task: str, question: Question) -> str:
-    """The task one question is asked as: ``auto`` -> ``both`` with choices, else ``da``.
+    """The task one question is asked as: ``auto`` -> ``scienceqa`` for a ScienceQA problem,
+    ``both`` with choices, else ``da``.
 
     Raises:
         InputError: ``mc`` or ``both`` for a question without choices.
     """
+    if task == "scienceqa" or (task == "auto" and question.scoring == "scienceqa"):
+        if question.scoring != "scienceqa":
+            raise InputError(f"question {question.id} is not a ScienceQA problem; --task scienceqa"
+                             " needs --scienceqa problems.json")
+        return "scienceqa"
     if task == "auto":
         return "both" if question.choices else "da"
     if task in TASKS_WITH_CHOICES and not question.choices:
@@ -97,13 +109,19 @@ def question_task(task: str, question: Question) -> str:
 
 
 def resolve_task(task: str, questions: Sequence[Question]) -> str:
-    """The task of a whole run: ``auto`` becomes ``both`` when every question has choices, else
+    """The task of a whole run: ``auto`` becomes ``scienceqa`` for ScienceQA problems, ``both`` when
+    every question has choices, else
     ``da``; ``mc`` and ``both`` are checked against the questions.
 
     Raises:
         InputError: ``mc``/``both`` with questions that lack choices (count and first ids).
     """
     with_choices = bool(questions) and all(q.choices for q in questions)
+    science = bool(questions) and all(q.scoring == "scienceqa" for q in questions)
+    if task == "scienceqa" and not science:
+        raise InputError("--task scienceqa needs ScienceQA problems (--scienceqa problems.json)")
+    if task in ("auto", "scienceqa") and science:
+        return "scienceqa"
     if task == "auto":
         return "both" if with_choices else "da"
     if task in TASKS_WITH_CHOICES and not with_choices:

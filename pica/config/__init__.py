@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,14 +142,18 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection": ("auto", "random", "question", "image+question", "caption+question"),
     # auto = float16 on a GPU (CUDA, MPS), float32 on the CPU.
     "dtype": ("auto", "float32", "float16", "bfloat16"),
-    # auto: both for datasets with choices (A-OKVQA), else da.
-    "task": ("auto", "da", "mc", "both"),
+    # auto: scienceqa for ScienceQA problems, both for datasets with choices (A-OKVQA), else da.
+    "task": ("auto", "da", "mc", "both", "scienceqa"),
     # auto: score with backends that report log-probs, else generate.
     "mc_method": ("auto", "score", "generate"),
     # How listed choices are scored (mc_method score): summed log-prob, per-token mean, or the
     # summed log-prob minus that under a content-free query (contextual calibration); auto =
     # calibrated when an example has no choices of its own (a plain index), else sum.
     "mc_score": ("auto", "sum", "mean", "calibrated"),
+    # ScienceQA's prompt formats, INPUT-OUTPUT (models/run_gpt3.py; pica/templates/scienceqa).
+    "prompt_format": ("CQM-A", "CQM-LA", "CQM-EA", "CQM-LEA", "CQM-ELA", "CQM-AL", "CQM-AE", "CQM-ALE",
+                      "QCM-A", "QCM-LA", "QCM-EA", "QCM-LEA", "QCM-ELA", "QCM-AL", "QCM-AE", "QCM-ALE",
+                      "QCML-A", "QCME-A", "QCMLE-A", "QCLM-A", "QCEM-A", "QCLEM-A", "QCML-AE"),
 }
 
 
@@ -223,6 +226,8 @@ class Settings:
             ``auto`` (calibrated when a shown example has no choices of its own, i.e. an index
             without choices, as measured on the pool in BENCHMARKS.md; else sum).
         rationale: Show the examples' rationales and have the model write one after its answer.
+        prompt_format: ScienceQA's prompt format (``QCM-ALE``: question, context, options ->
+            answer, lecture, explanation; ``QCM-A``: the answer alone; :mod:`pica.tasks.scienceqa`).
     """
 
     captioner: str = DEFAULT_CAPTIONER
@@ -263,6 +268,7 @@ class Settings:
     mc_method: str = "auto"
     mc_score: str = "auto"
     rationale: bool = False
+    prompt_format: str = "QCM-ALE"
 
     def __post_init__(self) -> None:
         if self.template is None:  # the default template follows --candidates-file
@@ -346,6 +352,8 @@ class Settings:
             data["task"] = self.task
             data["mc_method"] = self.mc_method
             data["mc_score"] = self.mc_score
+        if self.task == "scienceqa":
+            data["prompt_format"] = self.prompt_format
         if self.rationale:
             data["rationale"] = True
         for name in ("candidates_file", "examples_file"):  # recorded when set (as above)
@@ -368,7 +376,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "llm": ("llm", "api_base", "api_key_env", "api_timeout", "api_retries", "api_wait", "n_ctx",
             "threads", "max_tokens", "n_gpu_layers", "concurrency"),
     "choice": ("choose", "candidate_answers", "candidate_neighbours"),
-    "task": ("task", "mc_method", "mc_score", "rationale"),
+    "task": ("task", "mc_method", "mc_score", "rationale", "prompt_format"),
     "device": ("device", "dtype"),
 }
 GROUP_DOCS: dict[str, str] = {
@@ -378,87 +386,16 @@ GROUP_DOCS: dict[str, str] = {
     "llm": ("what the LLM backend reads: model, server and its limits (also the openai: captioner's),"
             " context, threads, GPU layers, requests in flight"),
     "choice": "how one answer is chosen (--choose) and the learned chooser's candidates",
-    "task": "direct answer or multiple choice, and how choices are scored",
+    "task": "direct answer, multiple choice or ScienceQA (its prompt format), and how choices are scored",
     "device": "where and in which precision captioners and open_clip run",
 }
 
 
-def load_config_file(path: Path | None) -> dict[str, Any]:
-    """Read a TOML config file (``[pica]`` table or top level). Missing default file = ``{}``.
+# The config file (TOML) and the merge of CLI values over it; re-exported here (after Settings and
+# GROUPS exist, which that module reads back from this one).
+from pica.config import file as _file  # noqa: E402
 
-    Keys are Settings field names, flat (``shots = 8``) or in their group's table
-    (``[pica.llm]`` with ``n_ctx = 4096``; :data:`GROUPS`); both shapes may be mixed.
-
-    Args:
-        path: An explicit file (must exist), or ``None`` to use ``$PICA_CONFIG`` or ``./pica.toml``.
-
-    Raises:
-        InputError: The file is missing (when explicit), not TOML, or has unknown keys.
-    """
-    explicit = path is not None or ENV_CONFIG in os.environ
-    path = Path(path or os.environ.get(ENV_CONFIG) or CONFIG_FILE_NAME)
-    if not path.is_file():
-        if explicit:
-            raise InputError(f"config file not found: {path}")
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"config file {path} is not valid TOML: {e}") from e
-    data = flatten_groups(data.get("pica", data), path)
-    unknown = set(data) - FIELDS
-    if unknown:
-        bad = sorted(unknown)[0]
-        raise InputError(f"config file {path}: unknown key '{bad}';{did_you_mean(bad, FIELDS)}")
-    return data
-
-
-def flatten_groups(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Config-file keys with the group tables (``[pica.llm]`` ...) merged into the flat keys.
-
-    Raises:
-        InputError: a table key that is not in its group, or a key given twice.
-    """
-    flat = {k: v for k, v in data.items() if not (k in GROUPS and isinstance(v, dict))}
-    for group, table in data.items():
-        if group not in flat:
-            for key, value in table.items():
-                if key not in GROUPS[group]:
-                    raise InputError(f"config file {path}: [{group}] has no key '{key}';"
-                                     f"{did_you_mean(key, GROUPS[group])} it holds {GROUP_DOCS[group]}:"
-                                     f" {', '.join(GROUPS[group])}")
-                if key in flat:
-                    raise InputError(f"config file {path}: '{key}' is given twice (flat and in [{group}])")
-                flat[key] = value
-    return flat
-
-
-def make_settings(cli: dict[str, Any], config_file: Path | None = None) -> Settings:
-    """Merge CLI values (``None`` = not given) over the config file over the defaults.
-
-    Raises:
-        InputError: Bad config file or out-of-range value.
-    """
-    merged: dict[str, Any] = load_config_file(config_file)
-    merged.update({k: v for k, v in cli.items() if v is not None})
-    return Settings(**merged).validate()
-
-
-def parse_weights(text: str | None) -> dict[str, float] | None:
-    """Parse ``"question=1,caption=0.5"`` into a dict. ``None`` stays ``None``.
-
-    Raises:
-        InputError: The text is not ``kind=number`` pairs.
-    """
-    if text is None:
-        return None
-    weights: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        kind, sep, value = part.partition("=")
-        try:
-            weights[kind.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise InputError(f"--weights expects kind=number pairs like 'question=1,image=1', got '{part}'")
-    return weights
+flatten_groups = _file.flatten_groups
+load_config_file = _file.load_config_file
+make_settings = _file.make_settings
+parse_weights = _file.parse_weights

@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> Path:
     parts = ray.get([caption_shard.remote(k) for k in range(n)])
     captions = work / "captions.jsonl"
     with captions.open("w", encoding="utf-8") as f:  # caption shards are disjoint: concatenate
-        for part in parts:
-            f.write(Path(part).read_text(encoding="utf-8"))
+        for k, part in enumerate(parts):  # each starts with the same mark line: keep the first
+            lines = Path(part).read_text(encoding="utf-8").splitlines(keepends=True)
+            f.writelines(lines if k == 0 else lines[1:])
     shards = ray.get([index_shard.remote(k, str(captions)) for k in range(n)])
     ray.shutdown()
     print(pica("index", "merge", str(out), *shards, "--overwrite"), end="")

@@ -43,7 +43,8 @@ def test_ray_tasks_caption_and_build_shards_then_merge(okvqa_files, tmp_path):
         assert server.count == 12  # every image captioned once, across the two tasks
     parts = tmp_path / "index.parts"
     captions = parts / "captions.jsonl"
-    assert len(captions.read_text().splitlines()) == 12
+    mark, *rows = captions.read_text().splitlines()
+    assert json.loads(mark)["pica_captions"] == 1 and len(rows) == 12  # one mark line, then 12 captions
     subprocess.run([sys.executable, "-m", "pica", "index", "build", str(tmp_path / "whole"),
                     "--dataset", str(data), "--captions", str(captions), "--batch-size", "4"], check=True,
                    env={**env, "OMP_NUM_THREADS": "1"},  # as Ray runs a 1-CPU task: same BLAS rounding

@@ -494,3 +494,28 @@ class HangingServer(LocalServer):
                 self.wfile.write(data)
 
         return Handler
+
+
+@contextlib.contextmanager
+def serving(service: Any) -> Iterator[tuple[str, int]]:
+    """``service``'s app (:class:`pica.serve.service.Service`) under uvicorn in a thread, configured as
+    ``pica serve`` runs it (:func:`pica.serve.uvicorn_config`: the head deadline, graceful shutdown), on
+    its options' port (give it ``free_port()``); yields ``(base URL, port)`` and stops the server after."""
+    import uvicorn
+
+    from pica.serve import uvicorn_config
+    from pica.serve.app import create_app
+
+    options = service.options
+    running = uvicorn.Server(uvicorn_config(create_app(service), options, log_level="warning"))
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not running.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{options.port}", options.port
+    finally:
+        running.should_exit = True
+        thread.join(timeout=10)

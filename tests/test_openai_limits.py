@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from servers import free_port
+from servers import free_port, serving
 
-from pica.serve.app import create_app
 from pica.serve.image_urls import decode_data_url, fetch_image
 from pica.serve.service import RequestFailed, ServeOptions, Service
 from pica.types import Answer
@@ -57,24 +56,10 @@ class StandInPipeline:
 
 @contextlib.contextmanager
 def app_server(seconds: float = 0.0, **options):
-    import uvicorn
-
-    service = Service(StandInPipeline(seconds), ServeOptions(**options))
+    service = Service(StandInPipeline(seconds), ServeOptions(port=free_port(), **options))
     service.warm_up()
-    port = free_port()
-    running = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not running.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        running.should_exit = True
-        thread.join(timeout=10)
+    with serving(service) as (url, _):
+        yield url
 
 
 def chat(base: str, url: str | None = None, body: bytes | None = None) -> tuple[int, Any, dict]:

@@ -8,8 +8,6 @@ import asyncio
 import http.client
 import json
 import struct
-import threading
-import time
 import urllib.error
 import urllib.request
 import zlib
@@ -18,9 +16,8 @@ from types import SimpleNamespace
 
 import pytest
 from serve_server import multipart
-from servers import free_port
+from servers import free_port, serving
 
-from pica.serve.app import create_app
 from pica.serve.service import RequestFailed, ServeOptions, Service
 
 QUESTION = "What sport is the boy going to play?"
@@ -36,22 +33,9 @@ def stand_in_pipeline():
 
 @pytest.fixture(scope="module")
 def server():
-    import uvicorn
-
-    service = Service(stand_in_pipeline(), ServeOptions(max_upload_mb=1, max_question_chars=200,
-                                                        max_caption_chars=300))
-    port = free_port()
-    config = uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not running.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", port
-    running.should_exit = True
-    thread.join(timeout=10)
+    with serving(Service(stand_in_pipeline(), ServeOptions(port=free_port(), max_upload_mb=1,
+                                                           max_question_chars=200, max_caption_chars=300))) as found:
+        yield found
 
 
 def png_header(width: int, height: int) -> bytes:

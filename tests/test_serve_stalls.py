@@ -5,35 +5,20 @@ uvicorn as ``pica serve`` configures it (:func:`pica.serve.uvicorn_config`), raw
 from __future__ import annotations
 
 import socket
-import threading
-import time
 
 import pytest
 from serve_server import multipart
-from servers import free_port
+from servers import free_port, serving
 from test_serve_limits import stand_in_pipeline, urllib_post
 
-from pica.serve import uvicorn_config
-from pica.serve.app import create_app
 from pica.serve.service import ServeOptions, Service
 
 
 @pytest.fixture(scope="module")
 def server():
-    import uvicorn
-
     options = ServeOptions(port=free_port(), max_upload_mb=1, head_seconds=1, body_seconds=1)
-    running = uvicorn.Server(uvicorn_config(create_app(Service(stand_in_pipeline(), options)), options,
-                                            log_level="warning"))
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not running.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{options.port}", options.port
-    running.should_exit = True
-    thread.join(timeout=10)
+    with serving(Service(stand_in_pipeline(), options)) as found:
+        yield found
 
 
 @pytest.mark.parametrize("field", ["question", "caption"])

@@ -276,8 +276,38 @@ def bench(args: argparse.Namespace, data: Data) -> None:
         stub.close()
     speed = encoder_speed(data, args.short + args.questions)
     print(f"encoder: {speed['encode_gflops']:.1f} GFLOP/s, matmul {speed['matmul_gflops']:.1f} GFLOP/s", flush=True)
+    stub = Stub(0.0, args.slots)
+    try:
+        speed["client_ms"] = client_cost(stub, max(args.concurrency), 20 if args.smoke else 300, args.repeats)
+    finally:
+        stub.close()
+    print(f"openai client: {fmt(speed['client_ms'])} ms CPU per request", flush=True)
     publish("concurrency", section(args, versions, states, results, speed), data.smoke_dir) if not args.no_write \
         else print(section(args, versions, states, results, speed))
+
+
+def client_cost(stub: Stub, concurrency: int, n: int, repeats: int) -> list[float]:
+    """CPU ms per request of pica's OpenAI backend (the ``openai`` client and its HTTP library) in this
+    process, ``n`` one-prompt completions per repeat from ``concurrency`` threads against the stub in
+    its own process answering at once: the share of pica's per-question CPU that is the client's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pica.llm.openai_compat import OpenAICompatBackend
+
+    backend = OpenAICompatBackend("stub", api_base=stub.base_url, concurrency=concurrency)
+
+    def one(i: int) -> None:
+        backend.complete([f"Question {i}: what is in the picture?\nAnswer:"], max_tokens=5)
+
+    for i in range(concurrency):  # connections and imports warm
+        one(i)
+    costs = []
+    with ThreadPoolExecutor(concurrency) as pool:
+        for _ in range(repeats):
+            start = time.process_time()
+            list(pool.map(one, range(n)))
+            costs.append(1000 * (time.process_time() - start) / n)
+    return costs
 
 
 def section(args, versions, states, results, speed) -> str:
@@ -319,7 +349,11 @@ def section(args, versions, states, results, speed) -> str:
             f" 32 per call, fresh cache, best of 3): **{speed['encode_gflops']:.1f} GFLOP/s**"
             f" ({speed['encode_ms_per_question']:.2f} ms CPU per question) vs **{speed['matmul_gflops']:.1f}"
             f" GFLOP/s** for plain float32 matmuls of the same shapes"
-            f" ({speed['matmul_gflops'] / speed['encode_gflops']:.2f}× apart).")
+            f" ({speed['matmul_gflops'] / speed['encode_gflops']:.2f}× apart). pica's OpenAI backend (the"
+            f" `openai` client and its HTTP library) in one process, {max(args.concurrency)} threads against the"
+            f" stub answering at once: **{fmt(speed['client_ms'])} ms CPU per request** (n={len(speed['client_ms'])}"
+            " blocks); the rest of a question's CPU is pica's own bookkeeping (prompts, rows, JSON, retrieval"
+            " outside the encoder).")
 
 
 if __name__ == "__main__":

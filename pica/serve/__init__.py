@@ -104,7 +104,8 @@ def uvicorn_config(app, options: ServeOptions, log_level: str = "info"):
 def head_deadline_protocol(seconds: float):
     """uvicorn's h11 protocol, dropping a connection whose request line and headers are not all
     in ``seconds`` after it opened or after the previous answer (uvicorn sets no such deadline, so a
-    client stalling in its headers held a connection indefinitely)."""
+    client stalling in its headers held a connection indefinitely). ``H11Protocol`` is uvicorn's private
+    class: pyproject bounds uvicorn to the releases this was tested with."""
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 

@@ -379,3 +379,42 @@ def test_index_with_images_zero_vectors_for_problems_without_one(tmp_path):
                                             str(files["problems"]), "--split", "train"])
     assert no_captioner.exit_code == 2
     assert "2 of 6 ScienceQA problems have an image but no caption" in no_captioner.output
+
+
+@pytest.mark.slow
+def test_limited_scienceqa_runs_compare_by_column_with_n_of_total(tmp_path, gemma_path):
+    """Seam of ScienceQA (#30), `--limit` and RUN (#33) and `pica compare` (#31): two real runs on
+    the same 3 of 4 problems compare per ScienceQA column, against the rows themselves."""
+    from typer.testing import CliRunner
+
+    from pica.cli import app
+
+    sqa = write_scienceqa_fixture(tmp_path / "sqa", train=8, val=4)
+    runner = CliRunner()
+    index = tmp_path / "idx"
+    built = runner.invoke(app, ["index", "build", str(index), "--scienceqa", str(sqa["problems"]),
+                                "--split", "train", "--captions", str(sqa["captions"])])
+    assert built.exit_code == 0, built.output
+    runs = []
+    for shots in ("0", "2"):
+        run = tmp_path / f"shots-{shots}"
+        done = runner.invoke(app, ["eval", str(run), "--scienceqa", str(sqa["problems"]), "--split", "val",
+                                   "--captions", str(sqa["captions"]), "--index", str(index),
+                                   "--prompt-format", "QCM-A", "--shots", shots, "--limit", "3",
+                                   "--no-progress", "--llm", gemma_path])
+        assert done.exit_code == 0, done.output
+        summary = json.loads((run / "summary.json").read_text())
+        assert (summary["questions_total"], summary["limit"], summary["scienceqa"]["Avg"]["n"]) == (4, 3, 3)
+        runs.append(run)
+    compared = runner.invoke(app, ["compare", *map(str, runs), "--json"])
+    assert compared.exit_code == 0, compared.output
+    data = json.loads(compared.stdout)
+    assert data["questions"] == 3 and data["differences"]["shots"] == [0, 2]
+    rows = [{r["question_id"]: r for r in map(json.loads, (run / "results.jsonl").read_text().splitlines())}
+            for run in runs]
+    columns = {g["key"]: g for g in data["pairs"][0]["categories"] if g["kind"] == "column"}
+    assert columns, data["pairs"][0]["categories"]
+    for key, group in columns.items():
+        ids = [q for q, r in rows[0].items() if key in r["columns"]]
+        diffs = [100 * (rows[1][q]["score"] - rows[0][q]["score"]) for q in ids]
+        assert group["n"] == len(ids) and group["difference"] == pytest.approx(sum(diffs) / len(ids)), key

@@ -22,6 +22,8 @@ METAVARS = {
     "candidates-file": "FILE", "examples-file": "FILE", "shard": "K/N", "root": "DIR",
     "examples-dir": "DIR", "host": "HOST", "approximate": "[hnsw|ivf]", "timeout": "SECONDS",
     "max-upload-mb": "MB", "heldout": "SHARE", "out": "RUN", "caption-max-side": "PIXELS",
+    "api-timeout": "SECONDS", "api-wait": "SECONDS", "model-name": "NAME", "pid-splits": "FILE",
+    "scienceqa": "FILE", "prompt-format": "FORMAT",
 }
 
 

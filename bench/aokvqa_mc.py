@@ -123,8 +123,8 @@ def run_name(args, method: str) -> str:
 def eval_command(args, method: str, questions: Path, captions: Path, index: Path, out: Path
                  ) -> tuple[Path, list[str]]:
     run = out / run_name(args, method)
-    cmd = ["eval", "--dataset", str(questions), "--captions", str(captions), "--index", str(index),
-           "--task", "mc", "--mc-method", method, "--out", str(run), "--force-new", "--no-progress"]
+    cmd = ["eval", str(run), "--dataset", str(questions), "--captions", str(captions), "--index", str(index),
+           "--task", "mc", "--mc-method", method, "--force-new", "--no-progress"]
     if method == "score" and args.mc_score != "sum":
         cmd += ["--mc-score", args.mc_score]
     return run, cmd + (["--limit", str(args.limit)] if args.limit else []) + (

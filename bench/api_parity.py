@@ -29,8 +29,8 @@ KEY = "sk-bench-secret-0123456789abcdef"
 
 def run(out: Path, n: int, extra: list[str], env: dict[str, str], data: Data) -> float:
     """One `pica eval` process on the first ``n`` dev questions; its wall seconds."""
-    cmd = [sys.executable, "-m", "pica", "eval", "--dataset", str(data.dev), "--captions", str(data.captions),
-           "--index", str(data.index), "--limit", str(n), "--out", str(out), "--force-new", "--no-progress",
+    cmd = [sys.executable, "-m", "pica", "eval", str(out), "--dataset", str(data.dev), "--captions", str(data.captions),
+           "--index", str(data.index), "--limit", str(n), "--force-new", "--no-progress",
            *extra]
     (out / "results.jsonl").unlink(missing_ok=True)
     start = time.perf_counter()

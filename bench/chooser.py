@@ -58,8 +58,8 @@ def paths(shared: Path) -> dict[str, Path]:
 def eval_command(name: str, files: dict[str, Path], index: Path, limit: int | None, threads: int,
                  out: Path = OUT, smoke: bool = False) -> list[str]:
     """The `pica eval` command of one setting (its run folder under ``out``)."""
-    cmd = ["pica", "eval", "--dataset", str(files["dev"]), "--captions", str(files["captions"]),
-           "--index", str(index), "--out", str(out / name), *smoke_flags(smoke), *SETTINGS[name][1],
+    cmd = ["pica", "eval", str(out / name), "--dataset", str(files["dev"]), "--captions", str(files["captions"]),
+           "--index", str(index), *smoke_flags(smoke), *SETTINGS[name][1],
            "--threads", str(threads), "--force-new", "--no-progress"]
     return cmd + (["--limit", str(limit)] if limit else [])
 

@@ -131,9 +131,9 @@ def run_eval(root: Path, data: Data, stub: Stub, concurrency: int, limit: int) -
     base_url = stub.base_url
     env = {**os.environ, "PYTHONPATH": str(root)}
     with tempfile.TemporaryDirectory(prefix="pica-bench-run-") as out:
-        cmd = [sys.executable, "-m", "pica", "eval", "--dataset", str(data.dev), "--captions", str(data.captions),
+        cmd = [sys.executable, "-m", "pica", "eval", out, "--dataset", str(data.dev), "--captions", str(data.captions),
                "--index", str(data.index), "--llm", "openai:stub", "--api-base", base_url,
-               "--concurrency", str(concurrency), "--limit", str(limit), "--out", out, "--force-new",
+               "--concurrency", str(concurrency), "--limit", str(limit), "--force-new",
                "--no-progress"]
         proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)

@@ -71,8 +71,8 @@ def command(name: str, flags: list[str], limit: int | None, dataset: Path | None
             data: Data = REAL, threads: int | None = None) -> tuple[Path, list[str]]:
     """The run folder and `pica eval` command of one setting (on dev unless ``dataset``)."""
     out = data.out / name if limit is None else data.out / f"{name}-{limit}"
-    cmd = ["pica", "eval", "--dataset", str(dataset or data.dev), "--captions", str(data.captions),
-           "--index", str(data.index), "--out", str(out), *flags, "--force-new", "--no-progress"]
+    cmd = ["pica", "eval", str(out), "--dataset", str(dataset or data.dev), "--captions", str(data.captions),
+           "--index", str(data.index), *flags, "--force-new", "--no-progress"]
     return out, cmd + (["--limit", str(limit)] if limit else []) + (["--threads", str(threads)] if threads else [])
 
 

@@ -103,8 +103,8 @@ def command(name: str, data: Data, files: dict[str, Path], limit: int | None, th
     out = data.out / f"prophet-{name}"
     extra = (["--candidates-file", str(files["candidates"]), "--examples-file", str(files["examples"])]
              if name == "prophet" else [])
-    cmd = ["pica", "eval", "--dataset", str(data.dev), "--captions", str(data.captions), "--index",
-           str(data.index), "--out", str(out), *SETTINGS[name][1], *extra, "--force-new", "--no-progress"]
+    cmd = ["pica", "eval", str(out), "--dataset", str(data.dev), "--captions", str(data.captions), "--index",
+           str(data.index), *SETTINGS[name][1], *extra, "--force-new", "--no-progress"]
     return out, cmd + (["--limit", str(limit)] if limit else []) + (["--threads", str(threads)] if threads else [])
 
 

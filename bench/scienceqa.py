@@ -65,10 +65,10 @@ def build_index(data: Path, index: Path) -> None:
 def start_eval(args, data: Path, index: Path, out: Path, fmt: str, method: str,
                score: str, limit: int | None) -> subprocess.Popen:
     """One `pica eval` process, started (a run folder resumes where it stopped)."""
-    command = [sys.executable, "-m", "pica", "eval", "--scienceqa", str(data / "problems.json"),
+    command = [sys.executable, "-m", "pica", "eval", str(out), "--scienceqa", str(data / "problems.json"),
                "--split", "val", "--captions", str(data / "captions.json"), "--index", str(index),
                "--prompt-format", fmt, "--mc-method", method, "--mc-score", score,
-               "--shots", str(args.shots), "--n-ctx", str(args.n_ctx), "--out", str(out), "--no-progress"]
+               "--shots", str(args.shots), "--n-ctx", str(args.n_ctx), "--no-progress"]
     if args.threads:
         command += ["--threads", str(args.threads)]
     if limit:

@@ -373,3 +373,14 @@ def test_json_on_eval_index_info_and_index_list(fake_llm, okvqa_files, text_inde
     listed = json.loads(run("index", "list", "--root", Path(text_index).parent, "--json").stdout)
     assert any(row["name"] == "pool" and row["count"] == 30 for row in listed)
     assert any(row["name"] == "starter" for row in listed)
+
+
+def test_eval_reports_a_bad_setting_before_reading_the_dataset(tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the dataset was read before the settings were checked")
+
+    monkeypatch.setattr("pica.datasets.load_questions", never)
+    result = run("eval", tmp_path / "run", "--dataset", tmp_path / "big.json", "--index", "none",
+                 "--shots", "-1")
+    assert result.exit_code == 2 and "--shots must be at least 0" in result.stderr
+    assert not (tmp_path / "run").exists()

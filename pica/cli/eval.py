@@ -75,6 +75,9 @@ def evaluate(
     from pica.evaluation import evaluate as run_evaluation
 
     out = _run_folder(run, out)
+    # A bad setting fails before the dataset is read; the settings are built again below, once the
+    # dataset says how its captions are read (ScienceQA's captions.json goes to its reader).
+    settings_from({**options, "concurrency": concurrency, "prompt_format": prompt_format}, say=False)
     # ScienceQA's captions.json goes to its reader (also for an HF copy with its columns).
     science_captions = captions if captions is not None and (
         scienceqa is not None or (hf_dataset is not None and captions.suffix == ".json")) else None

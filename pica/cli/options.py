@@ -340,14 +340,16 @@ def setting_options(func=None, *, leave_out: tuple[str, ...] = ()):
     return wrapper
 
 
-def settings_from(options: dict[str, Any]):
-    """Settings from the shared options over the config file over the defaults."""
+def settings_from(options: dict[str, Any], say: bool = True):
+    """Settings from the shared options over the config file over the defaults (``say``: printed
+    with ``--verbose``; ``False`` for an early check of values that are built again later)."""
     from pica.config import FIELDS, make_settings, parse_weights
 
     cli = {name: value for name, value in options.items() if name in FIELDS}
     cli["weights"] = parse_weights(cli.get("weights"))
     settings = make_settings(cli, options.get("config"))
-    verbose(f"settings: {json_text(settings.fingerprint(), 0)}")
+    if say:
+        verbose(f"settings: {json_text(settings.fingerprint(), 0)}")
     return settings
 
 

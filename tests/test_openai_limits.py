@@ -14,13 +14,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from PIL import Image
-from servers import free_port, serving
+from servers import ImageHost, free_port, serving
 
 from pica.serve.image_urls import decode_data_url, fetch_image
 from pica.serve.service import RequestFailed, ServeOptions, Service
@@ -117,50 +116,17 @@ def test_body_over_the_upload_limit_gets_413():
     assert e.value.status == 413
 
 
-class ImageHost:
-    """A local image server recording hits; ``/loop`` redirects to itself."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        png, hits = png_bytes(), self.hits
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
-                hits.append(self.path)
-                if self.path == "/loop":
-                    self.send_response(302)
-                    self.send_header("Location", "/loop")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.end_headers()
-                self.wfile.write(png)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_image_urls_are_fetched_only_when_allowed_and_private_targets_only_when_asked():
-    host = ImageHost()
-    try:
+    with ImageHost(png_bytes()) as host:
         with app_server() as base:
-            status, _, body = chat(base, f"{host.base}/photo.png")
+            status, _, body = chat(base, host.url)
             assert_openai_error(status, body, 400, "--allow-image-urls")
         with app_server(allow_image_urls=True) as base:
-            status, _, body = chat(base, f"{host.base}/photo.png")
+            status, _, body = chat(base, host.url)
             assert_openai_error(status, body, 400, "--allow-private-image-urls")
         assert host.hits == []
         with app_server(allow_image_urls=True, allow_private_image_urls=True) as base:
-            status, _, body = chat(base, f"{host.base}/photo.png")
+            status, _, body = chat(base, host.url)
             assert status == 200, body
             assert body["choices"][0]["message"]["content"] == "baseball"
         assert host.hits == ["/photo.png"]
@@ -168,5 +134,3 @@ def test_image_urls_are_fetched_only_when_allowed_and_private_targets_only_when_
             fetch_image(f"{host.base}/loop", 10**6, allow_private=True, param="p", redirects=2)
         assert e.value.status == 400 and "redirected more than 2 times" in e.value.message
         assert host.hits[1:] == ["/loop"] * 3
-    finally:
-        host.close()

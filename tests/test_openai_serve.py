@@ -17,13 +17,11 @@ import asyncio
 import base64
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
 from serve_server import pica_server
-from servers import VisionServer
+from servers import ImageHost, VisionServer
 from test_openai_harness import lmms_eval_okvqa, lmms_eval_scienceqa, vlmevalkit_mcq
 
 pytestmark = pytest.mark.slow
@@ -37,36 +35,6 @@ def data_url(fmt: str = "PNG", colour=(200, 40, 40)) -> str:
     Image.new("RGB", (96, 64), colour).save(out, format=fmt)
     kind = "jpeg" if fmt == "JPEG" else fmt.lower()
     return f"data:image/{kind};base64,{base64.b64encode(out.getvalue()).decode()}"
-
-
-class RecordingServer:
-    """An HTTP server on 127.0.0.1 that serves a PNG and records every hit (no request may reach it
-    unless pica serve was told to fetch image URLs)."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        png = base64.b64decode(data_url().split(",", 1)[1])
-        hits = self.hits
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
-                hits.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(png)))
-                self.end_headers()
-                self.wfile.write(png)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/photo.png"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -203,16 +171,13 @@ def test_bad_requests_get_openai_errors_and_remote_urls_are_never_fetched(server
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(**not_image)
     assert_openai_error(post({**lmms_eval_payload(QUESTION, 16), "n": 2}), 400, "'n' must be 1")
-    recorder = RecordingServer()
-    try:
+    with ImageHost(base64.b64decode(data_url().split(",", 1)[1])) as recorder:
         remote = lmms_eval_payload(QUESTION, 16)
         remote["messages"][0]["content"][1]["image_url"]["url"] = recorder.url
         reply = post(remote)
         assert_openai_error(reply, 400, "--allow-image-urls")
         assert reply.json["error"]["param"] == "messages[0].content[1].image_url.url"
         assert recorder.hits == []  # refused without being fetched
-    finally:
-        recorder.close()
 
 
 def test_the_key_is_required_and_never_shown(server):

@@ -4,12 +4,14 @@ SIGINT to `pica caption` and `pica eval` against a real server that never answer
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,25 @@ def pica(*args: object) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([sys.executable, "-m", "pica", *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def child(*args: object) -> Iterator[subprocess.Popen]:
+    """:func:`pica` ARGS, killed on the way out if a failed check left it running."""
+    proc = pica(*args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def signal_and_wait(proc: subprocess.Popen, sig: int = signal.SIGTERM, seconds: float = 10) -> str:
+    """Send ``sig`` and wait ``seconds`` for the process to end (the default API time-outs are 60 and
+    120 s, so ending in time means the signal was honoured); its stderr."""
+    proc.send_signal(sig)
+    return proc.communicate(timeout=seconds)[1]
 
 
 def wait_for(condition, seconds: float = 120) -> None:
@@ -61,17 +82,11 @@ def test_a_signal_ends_a_caption_job_stuck_on_a_hung_server_keeping_every_captio
         tmp_path, sig, code, said):
     images = photos(tmp_path / "img", 8)
     out = tmp_path / "caps.jsonl"
-    with HangingServer(answer_first=2) as server:
-        proc = pica("caption", out, "--images", images, "--captioner", "openai:vlm", "--api-base",
-                    server.base_url, "--concurrency", "3", "--no-progress")
-        try:
-            wait_for(lambda: len(lines(out)) == 1 + 2 and server.held >= 1)
-            proc.send_signal(sig)
-            _, err = proc.communicate(timeout=10)  # the default --api-timeout is 120 s
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+    with (HangingServer(answer_first=2) as server,
+          child("caption", out, "--images", images, "--captioner", "openai:vlm", "--api-base",
+                server.base_url, "--concurrency", "3", "--no-progress") as proc):
+        wait_for(lambda: len(lines(out)) == 1 + 2 and server.held >= 1)
+        err = signal_and_wait(proc, sig)
     assert proc.returncode == code, err
     assert err.strip().splitlines()[-1] == f"error: {said}"
     assert len(read_captions(out)) == 2 and out.read_text().endswith("\n")
@@ -82,19 +97,13 @@ def test_sigterm_ends_an_eval_whose_llm_server_never_answers_keeping_finished_ro
         tmp_path, okvqa_files):
     out = tmp_path / "run"
     results = out / "results.jsonl"
-    with HangingServer(answer_first=3) as server:
-        proc = pica("eval", "--dataset", okvqa_files["dev"], "--captions", okvqa_files["captions"],
-                    "--index", "none", "--llm", "openai:m", "--api-base", server.base_url,
-                    "--concurrency", "2", "--out", out, "--no-progress")
-        try:
-            wait_for(lambda: len(lines(results)) >= 1 and server.held >= 1)
-            kept = len(lines(results))
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=10)  # the default --api-timeout is 60 s
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+    with (HangingServer(answer_first=3) as server,
+          child("eval", "--dataset", okvqa_files["dev"], "--captions", okvqa_files["captions"],
+                "--index", "none", "--llm", "openai:m", "--api-base", server.base_url,
+                "--concurrency", "2", "--out", out, "--no-progress") as proc):
+        wait_for(lambda: len(lines(results)) >= 1 and server.held >= 1)
+        kept = len(lines(results))
+        err = signal_and_wait(proc)
     assert proc.returncode == 143, err
     rows = [json.loads(line) for line in lines(results)]
     assert len(rows) >= kept and all("question_id" in r for r in rows)
@@ -241,17 +250,11 @@ def test_sigterm_ends_an_index_build_whose_captioner_server_never_answers(tmp_pa
         cells = np.random.default_rng(i).integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
         Image.fromarray(cells).resize((64, 48), Image.NEAREST).save(images / f"{row['img_id']}.jpg")
     out = tmp_path / "idx"
-    with HangingServer(answer_first=2) as server:
-        proc = pica("index", "build", out, "--dataset", tmp_path / "pool.json", "--images", images,
-                    "--captioner", "openai:vlm", "--api-base", server.base_url, "--concurrency", "2",
-                    "--embedder", "sentence-transformers:all-MiniLM-L6-v2", "--batch-size", "4")
-        try:
-            wait_for(lambda: server.held >= 2)
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=10)  # the default --api-timeout is 120 s
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+    with (HangingServer(answer_first=2) as server,
+          child("index", "build", out, "--dataset", tmp_path / "pool.json", "--images", images,
+                "--captioner", "openai:vlm", "--api-base", server.base_url, "--concurrency", "2",
+                "--embedder", "sentence-transformers:all-MiniLM-L6-v2", "--batch-size", "4") as proc):
+        wait_for(lambda: server.held >= 2)
+        err = signal_and_wait(proc)
     assert proc.returncode == 143, err
     assert not out.exists() and not list(tmp_path.glob(".idx.tmp-*"))  # nothing half-written

@@ -108,7 +108,7 @@ def make_captioner(
     device: str = "auto", dtype: str = "auto", *, api_base: str | None = None,
     api_key_env: str = DEFAULT_API_KEY_ENV, mmproj: str | None = None,
     max_side: int = DEFAULT_CAPTION_MAX_SIDE, concurrency: int = 1, threads: int | None = None,
-    n_gpu_layers: int | None = None, api_limits: tuple[tuple[str, float], ...] = (),
+    n_gpu_layers: int | None = None,
 ) -> Captioner:
     """Build (once per process) the captioner named by ``spec``, from keyword options rather than
     a :class:`~pica.config.Settings` (scripts, tests).
@@ -127,15 +127,12 @@ def make_captioner(
         max_side: Longest image side sent to a vision-language model.
         concurrency: Requests in flight of an ``openai:`` captioner.
         threads, n_gpu_layers: CPU threads and GPU layers of a ``gguf:`` captioner.
-        api_limits: ``(name, value)`` pairs for an ``openai:`` captioner's client: ``timeout``,
-            ``max_retries``, ``wait`` (``--api-timeout``, ``--api-retries``, ``--api-wait``).
 
     Raises:
         InputError / ModelLoadError: as :func:`captioner_from_settings`.
     """
-    limits = {"timeout": "api_timeout", "max_retries": "api_retries", "wait": "api_wait"}
     return captioner_from_settings(Settings(
         captioner=spec, question_aware=question_aware, caption_prompt=prompt, device=device,
         dtype=dtype, captioner_api_base=api_base, api_key_env=api_key_env, mmproj=mmproj,
         caption_max_side=max_side, concurrency=concurrency, threads=threads,
-        n_gpu_layers=n_gpu_layers, **{limits[k]: v for k, v in api_limits}))
+        n_gpu_layers=n_gpu_layers))

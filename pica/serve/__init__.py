@@ -82,8 +82,7 @@ def serve(settings, options: ServeOptions) -> None:
     if options.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: the server is reachable from other machines", options.host)
     try:
-        server = uvicorn.Server(uvicorn_config(create_app(service), options,
-                                              log_level=options.log_level))
+        server = uvicorn.Server(uvicorn_config(create_app(service), options))
         server.run()
         if not server.started:
             raise InputError(f"cannot serve on {options.host}:{options.port} (see the log above)")
@@ -91,13 +90,13 @@ def serve(settings, options: ServeOptions) -> None:
         service.close()
 
 
-def uvicorn_config(app, options: ServeOptions, log_level: str = "info"):
+def uvicorn_config(app, options: ServeOptions, log_level: str | None = None):
     """uvicorn's configuration for ``pica serve``: h11 with a deadline for each request's head
     (:func:`head_deadline_protocol`, ``options.head_seconds``), 5 s to finish requests in progress
-    on shutdown."""
+    on shutdown, ``options.log_level`` unless ``log_level`` is given."""
     import uvicorn
 
-    return uvicorn.Config(app, host=options.host, port=options.port, log_level=log_level,
+    return uvicorn.Config(app, host=options.host, port=options.port, log_level=log_level or options.log_level,
                           timeout_graceful_shutdown=5, http=head_deadline_protocol(options.head_seconds))
 
 

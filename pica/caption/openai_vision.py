@@ -63,8 +63,7 @@ class OpenAICaptioner(ApiClient, VisionChatCaptioner):
         self.id = f"openai:{model}@{self.netloc}"
 
     settings_fields = ("captioner_api_base", "api_base", "api_key_env", "question_aware",
-                       "caption_prompt", "caption_max_side", "concurrency", "api_timeout",
-                       "api_retries", "api_wait")
+                       "caption_prompt", "caption_max_side", "concurrency", *ApiClient.LIMIT_FIELDS)
 
     @classmethod
     def from_settings(cls, name: str, settings) -> OpenAICaptioner:
@@ -73,9 +72,7 @@ class OpenAICaptioner(ApiClient, VisionChatCaptioner):
         s = settings
         return cls(name, api_base=s.captioner_api_base or s.api_base, api_key_env=s.api_key_env,
                    question_aware=s.question_aware, prompt=vlm_prompt(s.caption_prompt),
-                   max_side=s.caption_max_side, concurrency=s.concurrency,
-                   max_retries=s.api_retries, wait=s.api_wait,
-                   **({"timeout": s.api_timeout} if s.api_timeout else {}))
+                   max_side=s.caption_max_side, concurrency=s.concurrency, **cls.limits(s))
 
     def __repr__(self) -> str:
         return (f"OpenAICaptioner(model={self.model!r}, api_base={self.server!r},"

@@ -64,15 +64,13 @@ class OpenAICompatBackend(ApiClient, Backend):
         self._noted = False
         self._optional = {path: dict(params) for path, params in OPTIONAL_PARAMS.items()}
 
-    settings_fields = ("api_base", "api_key_env", "concurrency")
+    settings_fields = ("api_base", "api_key_env", "concurrency", *ApiClient.LIMIT_FIELDS)
 
     @classmethod
     def from_settings(cls, model: str, settings) -> OpenAICompatBackend:
         """An API model with the settings' API base, key variable, limits and concurrency."""
         return cls(model, api_base=settings.api_base, api_key_env=settings.api_key_env,
-                   concurrency=settings.concurrency, max_retries=settings.api_retries,
-                   wait=settings.api_wait,
-                   **({"timeout": settings.api_timeout} if settings.api_timeout else {}))
+                   concurrency=settings.concurrency, **cls.limits(settings))
 
     def __repr__(self) -> str:
         return (f"OpenAICompatBackend(model={self.model!r}, api_base={self.server!r},"

@@ -145,6 +145,18 @@ class ApiClient:
         InputError: no model or API base, a malformed URL, or out-of-range settings.
     """
 
+    # The Settings fields :meth:`limits` reads (part of a component's ``settings_fields``).
+    LIMIT_FIELDS = ("api_timeout", "api_retries", "api_wait")
+
+    @staticmethod
+    def limits(settings) -> dict[str, Any]:
+        """The client limits ``settings`` set, as keyword arguments: ``--api-retries``,
+        ``--api-wait`` and, when given, ``--api-timeout`` (else the component's own default)."""
+        limits: dict[str, Any] = {"max_retries": settings.api_retries, "wait": settings.api_wait}
+        if settings.api_timeout:
+            limits["timeout"] = settings.api_timeout
+        return limits
+
     def __init__(self, model: str, api_base: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 60.0, max_retries: int = 6, backoff: float = 0.5,
                  backoff_cap: float = 30.0, concurrency: int = 1, *, spec: str = "openai:MODEL",

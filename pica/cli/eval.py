@@ -76,7 +76,7 @@ def evaluate(
 
     out = _run_folder(run, out)
     # A bad setting fails before the dataset is read; the settings are built again below, once the
-    # dataset says how its captions are read (ScienceQA's captions.json goes to its reader).
+    # dataset says how its captions are read.
     settings_from({**options, "concurrency": concurrency, "prompt_format": prompt_format}, say=False)
     # ScienceQA's captions.json goes to its reader (also for an HF copy with its columns).
     science_captions = captions if captions is not None and (
